@@ -1,0 +1,72 @@
+"""Second-order interaction layers: sum over field pairs a < b of <v_a M_ab, v_b> (or FFM's lookup)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .field_matrices import FieldMatrices
+
+
+class FieldMatrixInteraction(nn.Module):
+    """One layer for FM, FwFM, FvFM and FmFM; they differ only in the field-matrix kind."""
+
+    def __init__(self, kind: str, dims):
+        super().__init__()
+        self.field_matrices = FieldMatrices(kind, dims)
+        self.dims = list(dims)
+        pairs = self.field_matrices.pairs
+        self.register_buffer("left", torch.tensor([a for a, _ in pairs], dtype=torch.long), persistent=False)
+        self.register_buffer("right", torch.tensor([b for _, b in pairs], dtype=torch.long), persistent=False)
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """embeddings: the concatenated row [B, sum(dims)] -> [B]."""
+        kind = self.field_matrices.kind
+        if kind == "full":
+            return ((embeddings @ self.field_matrices.block_matrix()) * embeddings).sum(dim=1)
+        stacked = embeddings.view(embeddings.shape[0], len(self.dims), self.dims[0])
+        if kind == "identity":
+            return sum_of_squares(stacked)
+        products = stacked[:, self.left] * stacked[:, self.right]  # [B, P, K]
+        if kind == "scalar":
+            return products.sum(dim=2) @ self.field_matrices.weights
+        return (products * self.field_matrices.weights).sum(dim=(1, 2))
+
+    def grouped_forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """The same value computed pair by pair through M_ab; used to cross-check the fast forms."""
+        fm = self.field_matrices
+        out = embeddings.new_zeros(embeddings.shape[0])
+        for a, b in fm.pairs:
+            va = embeddings[:, fm.offsets[a]:fm.offsets[a] + self.dims[a]]
+            vb = embeddings[:, fm.offsets[b]:fm.offsets[b] + self.dims[b]]
+            out = out + ((va @ fm.pair_matrix(a, b)) * vb).sum(dim=1)
+        return out
+
+
+def sum_of_squares(stacked: torch.Tensor) -> torch.Tensor:
+    """FM's O(nK) identity: sum_{a<b} <v_a, v_b> = ((sum v)^2 - sum v^2) / 2, summed over K."""
+    total = stacked.sum(dim=1)
+    return 0.5 * (total * total - (stacked * stacked).sum(dim=1)).sum(dim=1)
+
+
+class FFMInteraction(nn.Module):
+    """FFM (Eq. 5): feature i keeps one K-vector per other field; pair (a, b) uses v_{i,b} . v_{j,a}.
+
+    Field a's table row holds its n-1 vectors side by side, for the other fields in increasing order.
+    """
+
+    def __init__(self, num_fields: int, dim: int):
+        super().__init__()
+        self.num_fields, self.dim = num_fields, dim
+        pairs = [(a, b) for a in range(num_fields) for b in range(a + 1, num_fields)]
+        # Flattened [n * (n-1)] slot index of v_{i_a, F=b} (slot b-1 since b > a) and v_{i_b, F=a} (slot a).
+        left = [a * (num_fields - 1) + (b - 1) for a, b in pairs]
+        right = [b * (num_fields - 1) + a for a, b in pairs]
+        self.register_buffer("left", torch.tensor(left, dtype=torch.long), persistent=False)
+        self.register_buffer("right", torch.tensor(right, dtype=torch.long), persistent=False)
+
+    def forward(self, field_aware: list[torch.Tensor]) -> torch.Tensor:
+        """field_aware: n tensors [B, (n-1)K] -> [B]."""
+        batch = field_aware[0].shape[0]
+        slots = torch.cat(field_aware, dim=1).view(batch, self.num_fields * (self.num_fields - 1), self.dim)
+        return (slots[:, self.left] * slots[:, self.right]).sum(dim=(1, 2))
