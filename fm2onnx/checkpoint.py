@@ -1,0 +1,124 @@
+"""The versioned ``ckpt.pt`` schema (documented in the README), saved with torch.save and loaded
+with ``torch.load(weights_only=True)`` so that a checkpoint can never run code.
+
+Schema version 1, a dict of plain types and tensors:
+    format            "fm2onnx-checkpoint"
+    schema_version    1
+    fm2onnx_version   writer's version
+    model             ModelSpec.to_dict(): kind, field_names, vocab_sizes, dims, linear
+    state_dict        parameter name -> tensor (layout in models/)
+    preprocessor      Preprocessor.to_dict() (vocabularies and preprocessing) or None
+    training          config and metrics of the run that produced it, or {}
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from models import FMFamilyModel, ModelSpec, build_model
+
+from . import __version__
+from .errors import CheckpointError, Fm2OnnxError
+
+FORMAT = "fm2onnx-checkpoint"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    spec: ModelSpec
+    state_dict: dict[str, torch.Tensor]
+    preprocessor: dict | None = None
+    training: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    def model(self) -> FMFamilyModel:
+        model = build_model(self.spec)
+        model.load_state_dict(self.state_dict)
+        model.eval()
+        return model
+
+    @classmethod
+    def from_model(cls, model: FMFamilyModel, preprocessor: dict | None = None, training: dict | None = None):
+        state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+        return cls(model.spec, state, preprocessor, training or {})
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | Path, *, force: bool = False) -> Path:
+    path = Path(path)
+    if path.exists() and not force:
+        raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
+    payload = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "fm2onnx_version": __version__,
+        "model": ckpt.spec.to_dict(),
+        "state_dict": ckpt.state_dict,
+        "preprocessor": ckpt.preprocessor,
+        "training": ckpt.training,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint under the real name
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(f"{path}: refused: it holds pickled Python objects, which could run code "
+                                  "(fm2onnx checkpoints hold only tensors and plain data)") from None
+        raise CheckpointError(f"{path}: not a torch checkpoint ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: truncated or not a torch checkpoint ({first})") from None
+    return _validate(path, payload)
+
+
+def _validate(path: Path, payload) -> Checkpoint:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an fm2onnx checkpoint (no format={FORMAT!r} entry)")
+    version = payload.get("schema_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: schema_version missing or not an integer")
+    if version > SCHEMA_VERSION:
+        raise CheckpointError(f"{path}: checkpoint schema {version} is newer than this fm2onnx supports "
+                              f"({SCHEMA_VERSION}); upgrade fm2onnx")
+    try:
+        spec = ModelSpec.from_dict(payload.get("model") or {})
+    except Fm2OnnxError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: state_dict missing or not a dict of tensors")
+    expected = build_model(spec).state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{path}: state_dict does not fit a {spec.kind} model of these fields "
+                              f"(missing {missing[:3]}, unexpected {extra[:3]})")
+    for name, want in expected.items():
+        got = state[name]
+        if tuple(got.shape) != tuple(want.shape):
+            raise CheckpointError(f"{path}: tensor {name!r} has shape {list(got.shape)} but the fields imply "
+                                  f"{list(want.shape)}")
+        if not got.is_floating_point():
+            raise CheckpointError(f"{path}: tensor {name!r} has dtype {got.dtype}, expected floating point")
+        if not torch.isfinite(got).all():
+            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinite values")
+    preprocessor = payload.get("preprocessor")
+    if preprocessor is not None and not isinstance(preprocessor, dict):
+        raise CheckpointError(f"{path}: preprocessor must be a dict or None")
+    training = payload.get("training") or {}
+    return Checkpoint(spec, {k: state[k].float() for k in expected}, preprocessor, training, path)
