@@ -4,7 +4,7 @@ Table 3 of Sun et al., "FM^2: Field-matrix Factorization Machines" (WWW 2021, CC
 embedding dims found by PCA at 95 percent variance on Criteo, and the number of features in each field.
 """
 
-CRITEO_TABLE3_3, 8, 5, 7, 9, 8, 6, 5, 8, 3, 5, 3, 6, 8, 12, 2, 11, 5, 4, 14, 8, 2, 13, 14, 8, 13, 4, 14, 10, 6, 14, 12, 2, 9, 4, 6, 12, 7, 11 = (3, 8, 5, 7, 9, 8, 6, 5, 8, 3, 5, 3, 6, 8, 12, 2, 11, 5, 4, 14, 8, 2, 13, 14, 8, 13, 4, 14, 10, 6, 14, 12, 2, 9, 4, 6, 12, 7, 11)
+CRITEO_TABLE3_DIMS = (3, 8, 5, 7, 9, 8, 6, 5, 8, 3, 5, 3, 6, 8, 12, 2, 11, 5, 4, 14, 8, 2, 13, 14, 8, 13, 4, 14, 10, 6, 14, 12, 2, 9, 4, 6, 12, 7, 11)
 CRITEO_FEATURES_PER_FIELD = (62, 113, 125, 50, 223, 147, 99, 78, 103, 8, 31, 56, 81, 1457, 555, 245195, 166164, 305, 18, 12054, 633, 3, 46329, 5228, 243452, 3176, 26, 11744, 225320, 10, 4726, 2056, 3, 238638, 16, 15, 67854, 87, 50940)
 CRITEO_FIELD_NAMES = tuple(f"I{i}" for i in range(1, 14)) + tuple(f"C{i}" for i in range(1, 27))
 
