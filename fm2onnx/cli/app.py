@@ -23,23 +23,12 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def run() -> None:
+    """Typer reports usage errors itself; our own errors become one line and exit status 2."""
     try:
-        app(standalone_mode=False)
+        app()
     except Fm2OnnxError as exc:
         typer.echo(f"fm2onnx: error: {exc}", err=True)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("fm2onnx: aborted", err=True)
-        sys.exit(130)
     except KeyboardInterrupt:
         typer.echo("fm2onnx: interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own formatting
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

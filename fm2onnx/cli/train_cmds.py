@@ -1,0 +1,217 @@
+"""``fm2onnx train | evaluate | info | demo`` and ``fm2onnx bench train``."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from fm2onnx.errors import Fm2OnnxError
+from models import MODEL_KINDS, ModelSpec
+
+from .app import app
+
+console = Console(stderr=False)
+
+bench_app = typer.Typer(help="Benchmarks: medians and ratios measured in one run.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def open_dataset(data: Path, fmt_name: str, schema: Optional[Path], *, min_count, seed, skip_bad_rows,
+                 cache_dir, progress, preprocessor=None):
+    """An encoded directory is used as is; a text file is encoded (and cached) first."""
+    from fm2onnx import data as fdata
+
+    if data.is_dir():
+        return fdata.EncodedDataset.open(data)
+    if not data.is_file():
+        raise Fm2OnnxError(f"{data}: no such data file")
+    fmt = fdata.get_format(fmt_name, str(schema) if schema else None)
+    return fdata.load_or_encode(data, fmt, cache_dir=cache_dir, min_count=min_count, seed=seed,
+                                skip_bad_rows=skip_bad_rows, progress=progress)
+
+
+def refuse_existing(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
+
+
+def metrics_table(title: str, metrics: dict) -> Table:
+    table = Table(title=title)
+    for column in ("split", "rows", "AUC", "log loss"):
+        table.add_column(column, justify="right" if column != "split" else "left")
+    for split, m in metrics.items():
+        table.add_row(split, f"{m['rows']:,}", f"{m['auc']:.4f}", f"{m['logloss']:.4f}")
+    return table
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., help="Data file (or an encoded directory)."),
+    format: str = typer.Option("criteo", "--format", help="criteo | avazu | csv | tsv."),
+    schema: Optional[Path] = typer.Option(None, help="Schema JSON for the generic csv/tsv format."),
+    model: str = typer.Option("fmfm", help=f"One of: {', '.join(MODEL_KINDS)}."),
+    dim: int = typer.Option(16, help="Embedding dim K for every field."),
+    dims: Optional[Path] = typer.Option(None, help="Per-field dims CSV (field,dim) for FmFM, e.g. from `fm2onnx dims`."),
+    linear: Optional[str] = typer.Option(None, help="feature | field_vector (default: the paper's per model)."),
+    optimizer: str = typer.Option("adam", help="adam | adagrad."),
+    lr: float = typer.Option(1e-3, help="Learning rate."),
+    l2_embeddings: float = typer.Option(1e-6, help="L2 on the embedding rows a batch uses."),
+    l2_field_matrices: float = typer.Option(1e-6, help="L2 on field matrices / weights."),
+    l2_linear: float = typer.Option(1e-6, help="L2 on linear weights."),
+    batch_size: int = typer.Option(2048),
+    epochs: int = typer.Option(3),
+    patience: int = typer.Option(1, help="Epochs without a better validation AUC before stopping."),
+    seed: int = typer.Option(0, help="Seeds the split, the init and the shuffling."),
+    min_count: Optional[int] = typer.Option(None, help="Features seen fewer times map to unknown (criteo 8, avazu 5)."),
+    skip_bad_rows: bool = typer.Option(False, help="Count and skip malformed rows instead of failing."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where the encoded data set is kept."),
+    threads: Optional[int] = typer.Option(None, help="torch intra-op threads."),
+    log: Optional[Path] = typer.Option(None, help="JSON-lines log of each epoch (default: OUTPUT.log.jsonl)."),
+    output: Path = typer.Option(Path("ckpt.pt"), "-o", "--output"),
+    force: bool = typer.Option(False, help="Overwrite an existing output / log."),
+    quiet: bool = typer.Option(False, help="No progress output."),
+):
+    """Train an FM-family model and write a checkpoint."""
+    from fm2onnx.dims_file import read_dims
+    from fm2onnx.train import TrainConfig, config_dict
+    from fm2onnx.train import train as run_training
+
+    log = log or output.with_name(output.name + ".log.jsonl")
+    refuse_existing(output, force)
+    refuse_existing(log, force)
+    config = TrainConfig(optimizer, lr, l2_embeddings, l2_field_matrices, l2_linear, batch_size, epochs,
+                         patience, seed, threads)
+    config.validate()
+    dataset = open_dataset(data, format, schema, min_count=min_count, seed=seed, skip_bad_rows=skip_bad_rows,
+                           cache_dir=cache_dir, progress=not quiet)
+    pre = dataset.preprocessor
+    field_dims = read_dims(dims, list(pre.field_names)) if dims else None
+    spec = ModelSpec.create(model, list(pre.field_names), list(pre.vocab_sizes), dim=dim, dims=field_dims,
+                            linear=linear)
+    result = run_training(spec, dataset, config, progress=not quiet, log_path=log)
+    training = {"config": config_dict(config), "data": str(data), "best_epoch": result.best_epoch,
+                "metrics": result.metrics, "history": result.history}
+    save_checkpoint(Checkpoint.from_model(result.model, pre.to_dict(), training), output, force=force)
+    console.print(metrics_table(f"{spec.kind} (best epoch {result.best_epoch})", result.metrics))
+    console.print(f"wrote {output}  (epoch log: {log})")
+
+
+@app.command()
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="ckpt.pt"),
+    data: Path = typer.Option(..., help="Rows to score, in the checkpoint's format."),
+    format: Optional[str] = typer.Option(None, "--format", help="Defaults to the checkpoint's format."),
+    schema: Optional[Path] = typer.Option(None),
+    skip_bad_rows: bool = typer.Option(False),
+    as_json: bool = typer.Option(False, "--json"),
+    quiet: bool = typer.Option(False),
+):
+    """AUC and log loss of a checkpoint on a data file, through the checkpoint's own vocabularies."""
+    from fm2onnx import data as fdata
+    from fm2onnx.train import evaluate_rows
+
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.preprocessor is None:
+        raise Fm2OnnxError(f"{checkpoint}: has no vocabularies, so raw rows cannot be encoded for it")
+    pre = fdata.Preprocessor.from_dict(ckpt.preprocessor)
+    fmt = fdata.get_format(format or pre.format_name, str(schema) if schema else None)
+    if list(fmt.field_names) != list(pre.field_names):
+        raise Fm2OnnxError(f"{data}: format {fmt.name!r} has fields that differ from the checkpoint's")
+    with tempfile.TemporaryDirectory(prefix="fm2onnx-eval-") as tmp:
+        dataset = fdata.encode_file(data, fmt, Path(tmp) / "enc", preprocessor=pre, split=(0.0, 0.0, 1.0),
+                                    skip_bad_rows=skip_bad_rows, progress=not quiet)
+        metrics = {"data": evaluate_rows(ckpt.model(), dataset.ids, dataset.labels, dataset.indices("all"))}
+    if as_json:
+        typer.echo(json.dumps(metrics["data"]))
+    else:
+        console.print(metrics_table(f"{ckpt.spec.kind} on {data}", metrics))
+
+
+@app.command()
+def info(checkpoint: Path = typer.Argument(..., help="ckpt.pt"), as_json: bool = typer.Option(False, "--json")):
+    """Fields, dims, parameter count and training metrics of a checkpoint."""
+    ckpt = load_checkpoint(checkpoint)
+    spec = ckpt.spec
+    params = sum(t.numel() for t in ckpt.state_dict.values())
+    metrics = ckpt.training.get("metrics", {})
+    if as_json:
+        typer.echo(json.dumps({"model": spec.to_dict(), "parameters": params, "metrics": metrics}))
+        return
+    console.print(f"[bold]{spec.kind}[/bold]  linear: {spec.linear}  fields: {spec.num_fields}  "
+                  f"features: {sum(spec.vocab_sizes):,}  parameters: {params:,}")
+    table = Table()
+    for column in ("#", "field", "vocabulary", "dim"):
+        table.add_column(column, justify="left" if column == "field" else "right")
+    for i, (name, vocab, d) in enumerate(zip(spec.field_names, spec.vocab_sizes, spec.dims), start=1):
+        table.add_row(str(i), name, f"{vocab:,}", str(d))
+    console.print(table)
+    if metrics:
+        console.print(metrics_table("training metrics (best epoch)", metrics))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo"), help="Directory for the demo's data, checkpoint and models."),
+    rows: int = typer.Option(300_000, help="Synthetic Criteo-format rows."),
+    epochs: int = typer.Option(2),
+    seed: int = typer.Option(0),
+    force: bool = typer.Option(False, help="Reuse a non-empty OUT directory."),
+):
+    """The Quick start: synthetic Criteo-shaped data -> FmFM -> ckpt.pt, with validation/test AUC."""
+    from fm2onnx import data as fdata
+    from fm2onnx.train import TrainConfig, config_dict
+    from fm2onnx.train import train as run_training
+
+    if out.exists() and any(out.iterdir()) and not force:
+        raise Fm2OnnxError(f"{out}: exists and is not empty (pass --force to reuse it)")
+    out.mkdir(parents=True, exist_ok=True)
+    data_path = out / "criteo_synth.txt"
+    console.print(f"[bold]1/2[/bold] generating {rows:,} synthetic Criteo-format rows -> {data_path}")
+    fdata.synthesize(data_path, rows=rows, fmt="criteo", seed=seed, force=True)
+    dataset = fdata.load_or_encode(data_path, fdata.get_format("criteo"), seed=seed)
+    pre = dataset.preprocessor
+    spec = ModelSpec.create("fmfm", list(pre.field_names), list(pre.vocab_sizes), dim=16)
+    console.print(f"[bold]2/2[/bold] training FmFM (K=16) on {len(dataset.indices('train')):,} rows")
+    config = TrainConfig(epochs=epochs, seed=seed)
+    result = run_training(spec, dataset, config, log_path=out / "train.log.jsonl")
+    ckpt_path = out / "ckpt.pt"
+    training = {"config": config_dict(config), "data": str(data_path), "best_epoch": result.best_epoch,
+                "metrics": result.metrics, "history": result.history}
+    save_checkpoint(Checkpoint.from_model(result.model, pre.to_dict(), training), ckpt_path, force=True)
+    console.print(metrics_table("FmFM on synthetic Criteo-shaped data", result.metrics))
+    console.print(f"wrote {ckpt_path}")
+
+
+@bench_app.command("train")
+def bench_train(
+    model: str = typer.Option("fmfm"),
+    shape: str = typer.Option("criteo", help="criteo: 39 fields with Table 3's cardinalities."),
+    dim: int = typer.Option(16),
+    batch_size: int = typer.Option(2048),
+    steps: int = typer.Option(30, help="Timed steps per repeat (after warm-up)."),
+    repeats: int = typer.Option(5),
+    threads: Optional[int] = typer.Option(None),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Training throughput (rows/s, median of repeats) against the naive pair-gather + einsum FmFM."""
+    from fm2onnx.bench_train import run_train_bench
+
+    report = run_train_bench(model, shape, dim, batch_size, steps, repeats, threads)
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    table = Table(title=f"training {model}, {shape} shape, K={dim}, batch {batch_size}, "
+                        f"{report['threads']} threads ({report['repeats']} repeats x {steps} steps)")
+    for column in ("implementation", "median rows/s", "min", "max", "vs naive"):
+        table.add_column(column, justify="right" if column != "implementation" else "left")
+    for row in report["results"]:
+        table.add_row(row["name"], f"{row['median']:,.0f}", f"{row['min']:,.0f}", f"{row['max']:,.0f}",
+                      f"{row['ratio_vs_naive']:.2f}x")
+    console.print(table)

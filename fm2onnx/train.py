@@ -1,0 +1,180 @@
+"""Training with early stopping on validation AUC, streaming shuffled batches from an encoded data set."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models import FMFamilyModel, L2Config, ModelSpec, build_model
+
+from .data.metrics import auc, log_loss
+from .errors import Fm2OnnxError
+from .progress import RowProgress
+
+OPTIMIZERS = ("adam", "adagrad")
+# Shuffled rows are read in blocks of this many sorted indices, so a memory-mapped file is read
+# mostly sequentially and memory stays bounded however large the data set is.
+READ_BLOCK_ROWS = 1 << 19
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    l2_embeddings: float = 1e-6
+    l2_field_matrices: float = 1e-6
+    l2_linear: float = 1e-6
+    batch_size: int = 2048
+    epochs: int = 3
+    patience: int = 1
+    seed: int = 0
+    threads: int | None = None
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise Fm2OnnxError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 0:
+            raise Fm2OnnxError("learning rate and batch size must be positive, epochs >= 1, patience >= 0")
+        if min(self.l2_embeddings, self.l2_field_matrices, self.l2_linear) < 0:
+            raise Fm2OnnxError("L2 weights must be >= 0")
+
+    @property
+    def l2(self) -> L2Config:
+        return L2Config(self.l2_embeddings, self.l2_field_matrices, self.l2_linear)
+
+
+@dataclass
+class TrainResult:
+    model: FMFamilyModel
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)  # split -> {"auc", "logloss", "rows"} for the best model
+
+
+def make_optimizers(model: FMFamilyModel, config: TrainConfig) -> list[torch.optim.Optimizer]:
+    """Embedding tables get sparse gradients: SparseAdam (lazy Adam) for them, Adam for the rest;
+    Adagrad takes both kinds in one optimizer."""
+    if config.optimizer == "adagrad":
+        return [torch.optim.Adagrad(model.parameters(), lr=config.learning_rate)]
+    sparse, dense = [], []
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding) and module.sparse:
+            sparse.append(module.weight)
+    sparse_ids = {id(p) for p in sparse}
+    dense = [p for p in model.parameters() if id(p) not in sparse_ids]
+    optimizers = [torch.optim.Adam(dense, lr=config.learning_rate)]
+    if sparse:
+        optimizers.append(torch.optim.SparseAdam(sparse, lr=config.learning_rate))
+    return optimizers
+
+
+def shuffled_batches(ids: np.ndarray, labels: np.ndarray, rows: np.ndarray, batch_size: int,
+                     rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    order = rng.permutation(rows)
+    for start in range(0, len(order), READ_BLOCK_ROWS):
+        block = np.sort(order[start:start + READ_BLOCK_ROWS])
+        block_ids = np.asarray(ids[block], dtype=np.int64)
+        block_labels = np.asarray(labels[block], dtype=np.float32)
+        shuffle = rng.permutation(len(block))
+        for b in range(0, len(block), batch_size):
+            pick = shuffle[b:b + batch_size]
+            yield torch.from_numpy(block_ids[pick]), torch.from_numpy(block_labels[pick])
+
+
+@torch.no_grad()
+def predict_logits(model: FMFamilyModel, ids: np.ndarray, rows: np.ndarray | None = None,
+                   batch_size: int = 1 << 16) -> np.ndarray:
+    model.eval()
+    total = len(ids) if rows is None else len(rows)
+    out = np.empty(total, dtype=np.float64)
+    for start in range(0, total, batch_size):
+        chunk = ids[start:start + batch_size] if rows is None else ids[np.sort(rows[start:start + batch_size])]
+        out[start:start + len(chunk)] = model(torch.from_numpy(np.asarray(chunk, dtype=np.int64))).double().numpy()
+    return out
+
+
+def evaluate_rows(model: FMFamilyModel, ids: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> dict:
+    rows = np.sort(rows)
+    logits = predict_logits(model, ids, rows)
+    y = np.asarray(labels[rows], dtype=np.float64)
+    probs = 1.0 / (1.0 + np.exp(-logits))
+    return {"auc": auc(y, logits), "logloss": log_loss(y, probs), "rows": int(len(rows))}
+
+
+def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = True,
+          log_path: Path | None = None) -> TrainResult:
+    """Train on dataset's train split, early-stop on its validation AUC, score the best model on all splits."""
+    config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    train_rows, valid_rows, test_rows = (dataset.indices(s) for s in ("train", "valid", "test"))
+    if len(train_rows) == 0:
+        raise Fm2OnnxError("the training split is empty")
+    model = build_model(spec, sparse=True, seed=config.seed)
+    optimizers = make_optimizers(model, config)
+    rng = np.random.default_rng(config.seed)
+    best_auc, best_epoch, best_state, stale = -np.inf, 0, None, 0
+    history = []
+    log = open(log_path, "w") if log_path else None
+    try:
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            bar = RowProgress(f"epoch {epoch}/{config.epochs}", len(train_rows), enabled=progress)
+            loss_sum, seen, started = 0.0, 0, time.perf_counter()
+            for x, y in shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng):
+                for opt in optimizers:
+                    opt.zero_grad(set_to_none=True)
+                logits, penalty = model.forward_with_penalty(x, config.l2)
+                loss = F.binary_cross_entropy_with_logits(logits, y)
+                (loss + penalty).backward()
+                for opt in optimizers:
+                    opt.step()
+                loss_sum += loss.item() * len(y)
+                seen += len(y)
+                bar.update(len(y), loss=loss_sum / seen)
+            rows_per_s = bar.close(loss=loss_sum / max(seen, 1))
+            record = {"epoch": epoch, "train_logloss_running": loss_sum / max(seen, 1),
+                      "rows_per_s": rows_per_s, "seconds": time.perf_counter() - started}
+            if len(valid_rows):
+                record["valid"] = evaluate_rows(model, dataset.ids, dataset.labels, valid_rows)
+                score = record["valid"]["auc"]
+            else:
+                score = -record["train_logloss_running"]
+            improved = score > best_auc
+            if improved:
+                best_auc, best_epoch, stale = score, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+            record["best_epoch"] = best_epoch
+            history.append(record)
+            if log:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if progress:
+                valid = record.get("valid")
+                note = f"valid AUC {valid['auc']:.4f} log loss {valid['logloss']:.4f}" if valid else ""
+                print(f"epoch {epoch}: {note}{'  (best)' if improved else ''}", file=sys.stderr)
+            if stale > config.patience:
+                break
+    finally:
+        if log:
+            log.close()
+    model.load_state_dict(best_state)  # the test score always comes from the best epoch's weights
+    model.eval()
+    metrics = {name: evaluate_rows(model, dataset.ids, dataset.labels, rows)
+               for name, rows in (("train", train_rows), ("valid", valid_rows), ("test", test_rows)) if len(rows)}
+    return TrainResult(model, best_epoch, history, metrics)
+
+
+def config_dict(config: TrainConfig) -> dict:
+    return asdict(config)
