@@ -1,0 +1,94 @@
+"""``fm2onnx check``: torch model vs each ONNX graph on onnxruntime, plus FLOPs and table bytes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fm2onnx.checkpoint import Checkpoint, load_checkpoint
+from fm2onnx.errors import Fm2OnnxError
+
+from .flops import count_flops
+from .model_io import load_model, tensor_bytes
+from .parity import ATOL, RTOL, compare, ort_outputs, parity_ids, session, torch_logits
+
+
+@dataclass
+class GraphCheck:
+    path: str
+    form: str
+    max_abs_logit_error: float
+    max_rel_logit_error: float
+    within_tolerance: bool
+    flops_per_row: int
+    table_bytes: int
+    auc: float | None = None
+    log_loss: float | None = None
+    torch_auc: float | None = None
+    torch_log_loss: float | None = None
+
+
+def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int = 2048, seed: int = 0,
+                 atol: float = ATOL, rtol: float = RTOL, ids: np.ndarray | None = None,
+                 labels: np.ndarray | None = None) -> list[GraphCheck]:
+    """Random ids (incl. 0, negative, out-of-range) unless ``ids`` (and ``labels``, for AUC/log loss) are given."""
+    ckpt = load_checkpoint(checkpoint)
+    if ids is None:
+        ids = parity_ids(ckpt.spec, rows, seed)
+    want = torch_logits(ckpt.model(), ids)
+    results = []
+    for path in graphs:
+        model = load_model(path)
+        ensure_same_model(ckpt, model.metadata_props, path)
+        stats = dict(flops_per_row=count_flops(model).total, table_bytes=tensor_bytes(model, float_only=True))
+        form = model.metadata_props.get("form", "?")
+        del model
+        got = ort_outputs(session(path), ids)["logit"]
+        parity = compare(want, got, atol=atol, rtol=rtol)
+        check = GraphCheck(str(path), form, parity.max_abs, parity.max_rel, parity.ok, **stats)
+        if labels is not None:
+            check.auc, check.log_loss = quality(labels, got)
+            check.torch_auc, check.torch_log_loss = quality(labels, want)
+        results.append(check)
+    return results
+
+
+def ensure_same_model(ckpt: Checkpoint, props: dict[str, str], path) -> None:
+    """A graph of another model would 'fail parity' for a confusing reason: say what differs instead."""
+    expected = {"model_kind": ckpt.spec.kind, "field_names": list(ckpt.spec.field_names),
+                "vocab_sizes": list(ckpt.spec.vocab_sizes), "dims": list(ckpt.spec.dims)}
+    for key, want in expected.items():
+        raw = props.get(key)
+        if raw is None:
+            raise Fm2OnnxError(f"{path}: no {key!r} metadata: not an fm2onnx model")
+        got = raw if key == "model_kind" else json.loads(raw)
+        if got != want:
+            raise Fm2OnnxError(f"{path}: {key} {got} does not match the checkpoint's {want}")
+
+
+def quality(labels: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
+    from fm2onnx.data import metrics
+
+    probability = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+    return float(metrics.auc(labels, probability)), float(metrics.log_loss(labels, probability))
+
+
+def as_json(checks: list[GraphCheck]) -> str:
+    return json.dumps({"graphs": [asdict(c) for c in checks],
+                       "ok": all(c.within_tolerance for c in checks)}, indent=2)
+
+
+def as_table(checks: list[GraphCheck]) -> list[str]:
+    header = f"{'graph':<40}{'form':<10}{'max |Δlogit|':>14}{'max rel':>10}{'FLOPs/row':>12}{'table bytes':>16}"
+    lines = [header]
+    for c in checks:
+        verdict = "" if c.within_tolerance else "  EXCEEDS TOLERANCE"
+        lines.append(f"{Path(c.path).name:<40}{c.form:<10}{c.max_abs_logit_error:>14.2e}{c.max_rel_logit_error:>10.1e}"
+                     f"{c.flops_per_row:>12,}{c.table_bytes:>16,}{verdict}")
+        if c.auc is not None:
+            lines.append(f"{'':<50}AUC {c.auc:.5f} (torch {c.torch_auc:.5f}), "
+                         f"log loss {c.log_loss:.5f} (torch {c.torch_log_loss:.5f})")
+    return lines

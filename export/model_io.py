@@ -1,0 +1,88 @@
+"""Reading and writing ONNX files: one-line errors, external data past a size threshold, full check.
+
+A model whose tensors pass ``external_data_threshold`` bytes (default 1.5 GB, under protobuf's 2 GB
+limit) is written as ``model.onnx`` + one sidecar ``model.onnx.data`` referenced by relative name,
+so the pair loads from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+
+from fm2onnx.errors import Fm2OnnxError
+
+DEFAULT_EXTERNAL_DATA_THRESHOLD = 1_500_000_000
+
+
+def tensor_bytes(model: ir.Model, *, float_only: bool = False) -> int:
+    total = 0
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if tensor is None or (float_only and not tensor.dtype.is_floating_point()):
+            continue
+        total += tensor.nbytes
+    return total
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".data")
+
+
+def load_model(path: str | Path) -> ir.Model:
+    path = Path(path)
+    if not path.is_file():
+        raise Fm2OnnxError(f"{path}: no such ONNX file")
+    try:
+        return ir.load(path)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Fm2OnnxError(f"{path}: not a readable ONNX model ({first})") from None
+
+
+def refuse_overwrite(*paths: Path, force: bool) -> None:
+    for path in paths:
+        if path.exists() and not force:
+            raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
+
+
+def save_model(model: ir.Model, path: str | Path, *,
+               external_data_threshold: int = DEFAULT_EXTERNAL_DATA_THRESHOLD) -> list[Path]:
+    """Write ``model`` (and its sidecar when large), then run the full ONNX checker on the file."""
+    path = Path(path)
+    sidecar = sidecar_path(path)
+    external = tensor_bytes(model) > external_data_threshold
+    if external:
+        ir.save(model, path, external_data=sidecar.name, size_threshold_bytes=1024)
+    else:
+        ir.save(model, path)
+    onnx.checker.check_model(str(path), full_check=True)
+    return [path, sidecar] if external else [path]
+
+
+@contextmanager
+def staged_directory(final_dir: Path):
+    """A scratch directory beside the destination: files are written and checked there, then moved
+    into place, so a model failing a check never appears under its real name."""
+    final_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".fm2onnx-", dir=final_dir))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def move_into_place(files: list[Path], final_dir: Path) -> list[Path]:
+    """Sidecars first, so the model file never points at a missing or stale sidecar."""
+    moved = []
+    for src in sorted(files, key=lambda p: p.suffix != ".data"):
+        dst = final_dir / src.name
+        os.replace(src, dst)
+        moved.append(dst)
+    return sorted(moved, key=lambda p: p.suffix == ".data")

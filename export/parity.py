@@ -1,0 +1,66 @@
+"""Torch vs ONNX Runtime on the same ids: the gate a model passes before it is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from models import FMFamilyModel, ModelSpec
+
+from .to_onnx import INPUT_NAME
+
+ATOL = 1e-4
+RTOL = 1e-4
+
+
+def parity_ids(spec: ModelSpec, rows: int = 512, seed: int = 0) -> np.ndarray:
+    """Random ids [rows, n]: mostly in range, plus the unknown row 0, negatives and past-the-vocabulary ids."""
+    rng = np.random.default_rng(seed)
+    vocab = np.array(spec.vocab_sizes, dtype=np.int64)
+    ids = (rng.random((rows, len(vocab))) * vocab).astype(np.int64)
+    kind = rng.random(ids.shape)
+    ids[kind < 0.05] = 0
+    ids[(kind >= 0.05) & (kind < 0.10)] = -rng.integers(1, 1 << 40, size=ids.shape)[(kind >= 0.05) & (kind < 0.10)]
+    past = (kind >= 0.10) & (kind < 0.15)
+    ids[past] = (vocab + rng.integers(0, 1 << 40, size=ids.shape))[past]
+    return ids
+
+
+def torch_logits(model: FMFamilyModel, ids: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(ids)).double().numpy()
+
+
+def session(path: str | Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_outputs(sess: ort.InferenceSession, ids: np.ndarray) -> dict[str, np.ndarray]:
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, {INPUT_NAME: ids})))
+
+
+@dataclass(frozen=True)
+class Parity:
+    max_abs: float  # max |Δlogit|
+    max_rel: float  # max |Δlogit| / max(|logit|, 1e-12)
+    ok: bool  # every row within |Δ| ≤ atol + rtol·|logit|
+
+    def describe(self) -> str:
+        return f"max |Δlogit| {self.max_abs:.2e}, max rel {self.max_rel:.2e}"
+
+
+def compare(want: np.ndarray, got: np.ndarray, *, atol: float = ATOL, rtol: float = RTOL) -> Parity:
+    want, got = np.asarray(want, np.float64), np.asarray(got, np.float64)
+    if want.shape != got.shape or not np.all(np.isfinite(got)):
+        return Parity(float("inf"), float("inf"), False)
+    diff = np.abs(want - got)
+    rel = diff / np.maximum(np.abs(want), 1e-12)
+    return Parity(float(diff.max(initial=0)), float(rel.max(initial=0)),
+                  bool(np.all(diff <= atol + rtol * np.abs(want))))

@@ -1,0 +1,52 @@
+"""Serving module -> uncached ONNX graph (onnx_ir), through torch.onnx's dynamo exporter.
+
+The dynamo exporter gives plain Gather/MatMul/Mul/ReduceSum graphs whose tables and field matrices
+are initializers under their module names, constant-folds the rest, and names the batch dim.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+
+import onnx_ir as ir
+import torch
+
+from models import FMFamilyModel
+
+from .serving import serving_module
+
+DEFAULT_OPSET = 18
+INPUT_NAME = "feature_ids"
+OUTPUT_NAMES = ("probability", "logit")
+
+
+def export_uncached(model: FMFamilyModel, *, opset: int = DEFAULT_OPSET) -> ir.Model:
+    module = serving_module(model)
+    example = torch.zeros(2, model.spec.num_fields, dtype=torch.int64)
+    batch = torch.export.Dim("batch")
+    with quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(
+            module, (example,), dynamo=True, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=({0: batch},), optimize=True, verbose=False,
+        )
+    return program.model
+
+
+@contextlib.contextmanager
+def quiet_exporter():
+    """torch.onnx reports progress and optional-dependency warnings on stdout/logging: keep the CLI clean."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch._export", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

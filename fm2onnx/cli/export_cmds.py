@@ -1,0 +1,124 @@
+"""``fm2onnx export | rewrite | check | flops``: the ONNX side of the CLI (logic lives in export/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from fm2onnx.errors import Fm2OnnxError
+
+from .app import app
+
+DEFAULT_THRESHOLD = 1_500_000_000  # export.model_io.DEFAULT_EXTERNAL_DATA_THRESHOLD, kept import-free
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="fm2onnx checkpoint (ckpt.pt)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="The model to write (the cached one with --form both); "
+                                               "default <checkpoint stem>.onnx beside the checkpoint."),
+    form: str = typer.Option("cached", help="cached | uncached | both (uncached as <name>.uncached.onnx)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+    external_data_threshold: int = typer.Option(DEFAULT_THRESHOLD, help="Tensor bytes past which the weights "
+                                                "go to one sidecar <model>.onnx.data (protobuf stops at 2 GB)."),
+    opset: int = typer.Option(18, help="ONNX opset of the exported graph."),
+) -> None:
+    """Export a checkpoint to ONNX: uncached graph, cache rewrite, parity check against torch."""
+    from export.pipeline import export_checkpoint
+
+    export_checkpoint(checkpoint, output, form=form, force=force, external_data_threshold=external_data_threshold,
+                      opset=opset, echo=typer.echo)
+
+
+@app.command()
+def rewrite(
+    model: Path = typer.Argument(..., help="An uncached fm2onnx ONNX model."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Default: <model>.cached.onnx beside it."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    external_data_threshold: int = typer.Option(DEFAULT_THRESHOLD, help="Sidecar past this many tensor bytes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Fold field matrices into cached per-field tables (Section 4.2) and print what changed."""
+    from export.model_io import load_model, refuse_overwrite, save_model
+    from export.rewrite import rewrite_to_cached
+
+    target = output or model.with_name(model.name.removesuffix(".onnx").removesuffix(".uncached") + ".cached.onnx")
+    if target.resolve() == model.resolve():
+        raise Fm2OnnxError(f"{target}: the output would overwrite the input model")
+    refuse_overwrite(target, force=force)
+    graph = load_model(model)
+    report = rewrite_to_cached(graph)
+    written = save_model(graph, target, external_data_threshold=external_data_threshold)
+    if as_json:
+        typer.echo(json.dumps({**report.to_dict(), "written": [str(p) for p in written]}, indent=2))
+        return
+    for line in report.lines():
+        typer.echo(line)
+    typer.echo("  checker                full check ok")
+    for path in written:
+        typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+@app.command()
+def check(
+    checkpoint: Path = typer.Argument(..., help="The checkpoint the graphs were exported from."),
+    models: List[Path] = typer.Argument(..., help="One or more ONNX models."),
+    data: Optional[Path] = typer.Option(None, help="Score real rows (encoded with the checkpoint's "
+                                        "preprocessor) and report AUC and log loss per graph."),
+    format: str = typer.Option("criteo", "--format", help="Format of --data: criteo | avazu | csv | tsv."),
+    rows: int = typer.Option(4096, help="Rows to compare (random ids, or the first rows of --data)."),
+    tolerance: float = typer.Option(1e-4, help="Pass when |Δlogit| ≤ tol + tol·|logit| on every row."),
+    seed: int = typer.Option(0, help="Seed of the random ids."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output for CI."),
+) -> None:
+    """Compare the torch model with each graph on onnxruntime; exit 1 if any exceeds the tolerance."""
+    from export.check import as_json as to_json, as_table, check_graphs
+
+    ids = labels = None
+    if data is not None:
+        from export.data_rows import encoded_rows
+
+        ids, labels = encoded_rows(checkpoint, data, format, rows)
+    checks = check_graphs(checkpoint, models, rows=rows, seed=seed, atol=tolerance, rtol=tolerance,
+                          ids=ids, labels=labels)
+    if as_json:
+        typer.echo(to_json(checks))
+    else:
+        for line in as_table(checks):
+            typer.echo(line)
+    if not all(c.within_tolerance for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def flops(
+    models: List[Path] = typer.Argument(..., help="ONNX models."),
+    by_op: bool = typer.Option(False, "--by-op", help="Break the count down by op type."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Static floating-point operations per prediction (batch 1); conventions in export/flops.py."""
+    from export.flops import count_flops
+    from export.model_io import load_model
+
+    results = {}
+    for path in models:
+        graph = load_model(path)
+        count = count_flops(graph)
+        results[str(path)] = {"form": graph.metadata_props.get("form"), "kind": graph.metadata_props.get("model_kind"),
+                              "flops_per_row": count.total, "by_op_type": dict(count.by_op_type),
+                              "uncounted": count.uncounted}
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for path, r in results.items():
+        typer.echo(f"{path}: {r['flops_per_row']:,} FLOPs per row ({r['kind']}, {r['form']})")
+        if by_op:
+            for op, n in sorted(r["by_op_type"].items(), key=lambda kv: -kv[1]):
+                if n:
+                    typer.echo(f"  {op:<12}{n:>12,}")
+        if r["uncounted"]:
+            typer.echo(f"  uncounted ops: {', '.join(r['uncounted'])}")
