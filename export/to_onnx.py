@@ -33,7 +33,18 @@ def export_uncached(model: FMFamilyModel, *, opset: int = DEFAULT_OPSET) -> ir.M
             input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
             dynamic_shapes=({0: batch},), optimize=True, verbose=False,
         )
-    return program.model
+    model = program.model
+    strip_trace_metadata(model)
+    return model
+
+
+def strip_trace_metadata(model: ir.Model) -> None:
+    """Drop the exporter's per-node provenance (stack traces with local paths, FX node dumps):
+    it is most of a small model's bytes and says nothing to a server."""
+    for node in model.graph:
+        node.metadata_props.clear()
+        for value in node.outputs:
+            value.metadata_props.clear()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny randomized checkpoints of every kind, exported once per test session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # reference.py, the float64 oracle
+
+from fm2onnx.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
+from models import ModelSpec, build_model  # noqa: E402
+
+FIELDS = ["site", "app", "device", "hour", "banner", "city"]
+VOCAB = [7, 3, 11, 24, 2, 9]
+VARIABLE_DIMS = (3, 5, 1, 4, 2, 5)
+# (kind, per-field dims or None for uniform K = 4)
+CASES = [("lr", None), ("fm", None), ("ffm", None), ("fwfm", None), ("fvfm", None), ("fmfm", None),
+         ("fmfm", VARIABLE_DIMS)]
+
+
+def case_id(case) -> str:
+    kind, dims = case
+    return f"{kind}-{'variable' if dims else 'uniform'}"
+
+
+def randomized_model(kind: str, dims=None, seed: int = 0, *, fields=FIELDS, vocab=VOCAB, dim: int = 4,
+                     linear: str | None = None):
+    """Every parameter random (not the structured init), so a wrong table or matrix shows up."""
+    model = build_model(ModelSpec.create(kind, fields, vocab, dim=dim, dims=dims, linear=linear), seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model.eval()
+
+
+def write_checkpoint(model, path: Path) -> Path:
+    return save_checkpoint(Checkpoint.from_model(model), path)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """case -> (checkpoint, cached model, uncached model), exported with ``--form both`` on first use."""
+    from export import export_checkpoint
+
+    cache = {}
+
+    def get(case):
+        if case not in cache:
+            kind, dims = case
+            root = tmp_path_factory.mktemp(case_id(case))
+            ckpt = write_checkpoint(randomized_model(kind, dims, seed=len(cache)), root / "ckpt.pt")
+            export_checkpoint(ckpt, root / "model.onnx", form="both")
+            cache[case] = (ckpt, root / "model.onnx", root / "model.uncached.onnx")
+        return cache[case]
+
+    return get
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``fm2onnx ARGS`` in-process -> (exit code, stdout, stderr)."""
+    from fm2onnx.cli import main
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["fm2onnx", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -1,0 +1,146 @@
+"""The export/rewrite/check/flops commands, file naming, overwrite refusal, external data, metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from export import check_graphs, export_checkpoint
+from export.parity import ort_outputs, parity_ids, session
+from fm2onnx.checkpoint import load_checkpoint
+from fm2onnx.errors import Fm2OnnxError
+from reference import reference_logits
+
+from .conftest import randomized_model, write_checkpoint
+
+FMFMV = ("fmfm", (3, 5, 1, 4, 2, 5))
+
+
+@pytest.fixture
+def fmfm_ckpt(tmp_path):
+    return write_checkpoint(randomized_model(*FMFMV, seed=7), tmp_path / "ctr.pt")
+
+
+def test_export_defaults_to_the_cached_form_beside_the_checkpoint(cli, fmfm_ckpt):
+    code, out, err = cli("export", fmfm_ckpt)
+    assert code == 0, err
+    model = onnx.load(str(fmfm_ckpt.with_suffix(".onnx")))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["form"] == "cached" and props["model_kind"] == "fmfm"
+    assert json.loads(props["dims"]) == [3, 5, 1, 4, 2, 5]
+    assert json.loads(props["field_order"]) == [1, 5, 3, 0, 4, 2]  # dim descending, then vocabulary ascending
+    assert props["source_checkpoint_sha256"] and props["serving_schema_version"] == "1"
+    assert "MatMul" not in {n.op_type for n in model.graph.node}
+    assert "parity cached" in out and "fold_field_matrix" in out
+
+
+def test_export_refuses_to_overwrite_without_force(cli, fmfm_ckpt, tmp_path):
+    target = tmp_path / "m.onnx"
+    target.write_text("keep me")
+    code, out, err = cli("export", fmfm_ckpt, "-o", target)
+    assert code == 2 and err.strip() == f"fm2onnx: error: {target}: already exists (pass --force to overwrite)"
+    assert target.read_text() == "keep me"
+    assert cli("export", fmfm_ckpt, "-o", target, "--force")[0] == 0
+    onnx.checker.check_model(str(target), full_check=True)
+
+
+def test_form_both_writes_the_uncached_model_beside_the_cached_one(cli, fmfm_ckpt, tmp_path):
+    code, _, err = cli("export", fmfm_ckpt, "-o", tmp_path / "out" / "model.onnx", "--form", "both")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.onnx", "model.uncached.onnx"]
+    forms = [{p.key: p.value for p in onnx.load(str(tmp_path / "out" / name)).metadata_props}["form"]
+             for name in ("model.onnx", "model.uncached.onnx")]
+    assert forms == ["cached", "uncached"]
+
+
+def test_rewrite_command_reports_ops_bytes_and_flops(cli, exported, tmp_path):
+    _, _, uncached = exported(FMFMV)
+    target = tmp_path / "rewritten.onnx"
+    code, out, err = cli("rewrite", uncached, "-o", target, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["passes"]["fold_field_matrix"] == "21 rewrites"  # 6 linear columns + 15 (field a, partner dim d) blocks
+    assert report["before"]["ops"]["MatMul"] == 21 and "MatMul" not in report["after"]["ops"]
+    assert report["after"]["flops_per_row"] < report["before"]["flops_per_row"]
+    assert report["after"]["table_bytes"] != report["before"]["table_bytes"]
+    code, text, _ = cli("rewrite", uncached, "-o", target, "--force")
+    for expected in ("FLOPs per row", "table bytes", "MatMul", "cleanup", "checker"):
+        assert expected in text
+    code, _, err = cli("rewrite", target, "-o", tmp_path / "twice.onnx")
+    assert code == 2 and "form='cached'" in err
+
+
+def test_check_command_json_and_exit_code(cli, exported):
+    ckpt, cached, uncached = exported(FMFMV)
+    code, out, _ = cli("check", ckpt, cached, uncached, "--json", "--rows", "300")
+    result = json.loads(out)
+    assert code == 0 and result["ok"]
+    assert [g["form"] for g in result["graphs"]] == ["cached", "uncached"]
+    assert result["graphs"][0]["flops_per_row"] < result["graphs"][1]["flops_per_row"]
+    code, out, _ = cli("check", ckpt, cached, "--tolerance", "0")
+    assert code == 1 and "EXCEEDS TOLERANCE" in out
+
+
+def test_check_refuses_a_graph_of_another_model(exported):
+    ckpt, _, _ = exported(FMFMV)
+    _, other, _ = exported(("fwfm", None))
+    with pytest.raises(Fm2OnnxError, match="model_kind fwfm does not match"):
+        check_graphs(ckpt, [other])
+
+
+def test_flops_command(cli, exported):
+    _, cached, uncached = exported(FMFMV)
+    code, out, _ = cli("flops", uncached, cached, "--by-op")
+    assert code == 0 and "MatMul" in out and "FLOPs per row (fmfm, cached)" in out
+
+
+def test_bad_inputs_are_one_line_errors(cli, tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    code, _, err = cli("export", junk)
+    assert code == 2 and err.startswith(f"fm2onnx: error: {junk}") and len(err.strip().splitlines()) == 1
+    code, _, err = cli("rewrite", junk, "-o", tmp_path / "x.onnx")
+    assert code == 2 and "not a readable ONNX model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_external_data_loads_from_any_working_directory(tmp_path, monkeypatch):
+    model = randomized_model(*FMFMV, seed=3, vocab=[100, 200, 50, 300, 80, 120])  # tables past 1 KB
+    fmfm_ckpt = write_checkpoint(model, tmp_path / "ctr.pt")
+    out = tmp_path / "big" / "model.onnx"
+    written = export_checkpoint(fmfm_ckpt, out, form="both", external_data_threshold=64).written
+    assert sorted(p.name for p in written) == ["model.onnx", "model.onnx.data", "model.uncached.onnx",
+                                               "model.uncached.onnx.data"]
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(out.parent), moved)
+    monkeypatch.chdir(tmp_path)  # neither the model's directory nor its parent
+    ckpt = load_checkpoint(fmfm_ckpt)
+    ids = parity_ids(ckpt.spec, 64)
+    for name in ("model.onnx", "model.uncached.onnx"):
+        onnx.checker.check_model(str(moved / name), full_check=True)
+        locations = {t.name: t.data_location for t in onnx.load(str(moved / name), load_external_data=False).graph.initializer}
+        assert onnx.TensorProto.EXTERNAL in locations.values()  # tensors past 1 KB go to the sidecar
+        logit = ort_outputs(session(moved / name), ids)["logit"]
+        np.testing.assert_allclose(logit, reference_logits(ckpt.spec, ckpt.state_dict, ids), rtol=1e-4, atol=1e-4)
+    assert os.path.getsize(moved / "model.onnx") < os.path.getsize(moved / "model.onnx.data")
+
+
+def test_a_model_failing_parity_is_not_written(fmfm_ckpt, tmp_path, monkeypatch):
+    import export.pipeline as pipeline
+
+    real = pipeline.rewrite_to_cached
+
+    def corrupting(model):
+        report = real(model)
+        table = next(v for k, v in model.graph.initializers.items() if "@" in k)
+        table.const_value = type(table.const_value)(table.const_value.numpy() + 1.0)
+        return report
+
+    monkeypatch.setattr(pipeline, "rewrite_to_cached", corrupting)
+    with pytest.raises(Fm2OnnxError, match="not written: the cached graph disagrees with torch"):
+        export_checkpoint(fmfm_ckpt, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == [fmfm_ckpt]

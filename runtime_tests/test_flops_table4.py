@@ -1,0 +1,66 @@
+"""The exported graphs' static FLOPs per row against Table 4 of the paper (n = 39, K = 16).
+
+Vocabulary sizes are Table 3's, capped so the test stays small: FLOPs do not depend on them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from export import count_flops, export_uncached
+from export.metadata import describe
+from export.rewrite import rewrite_to_cached
+from models.paper_shapes import CRITEO_FEATURES_PER_FIELD, CRITEO_FIELD_NAMES, CRITEO_TABLE3_DIMS
+
+from .conftest import randomized_model
+
+# Table 4 (shared/paper/table4_flops.csv), estimated FLOPs per prediction for n = 39, K = 16.
+TABLE4 = {"LR": 78, "FM": 1920, "FwFM": 25272, "FFM": 24531, "FmFM": 403923, "FmFM(cached)": 24531,
+          "FmFM(cached & 95% variance)": 8960}
+FIELDS = list(CRITEO_FIELD_NAMES)
+VOCAB = [min(f, 20) + 1 for f in CRITEO_FEATURES_PER_FIELD]
+
+
+def flops(kind, *, dims=None, linear=None) -> tuple[int, int]:
+    """(uncached, cached) FLOPs per row of one exported graph."""
+    model = randomized_model(kind, dims, fields=FIELDS, vocab=VOCAB, dim=16, linear=linear)
+    graph = export_uncached(model)
+    uncached = count_flops(graph)
+    graph.metadata_props.update(describe(model.spec, form="uncached", checkpoint_sha256=""))
+    rewrite_to_cached(graph)
+    cached = count_flops(graph)
+    assert not uncached.uncounted and not cached.uncounted
+    return uncached.total, cached.total
+
+
+@pytest.fixture(scope="module")
+def counts():
+    fmfm, fmfm_cached = flops("fmfm")
+    return {
+        "FM": flops("fm")[0],
+        "FwFM": flops("fwfm")[0],  # the paper's default field-vector linear term (2nK, not 2n)
+        "FwFM/feature-linear": flops("fwfm", linear="feature")[0],
+        "FFM": flops("ffm")[0],
+        "FmFM": fmfm,
+        "FmFM(cached)": fmfm_cached,
+        "FmFM(cached & 95% variance)": flops("fmfm", dims=CRITEO_TABLE3_DIMS)[1],
+    }
+
+
+@pytest.mark.parametrize("name", ["FM", "FwFM", "FwFM/feature-linear", "FFM", "FmFM", "FmFM(cached)",
+                                  "FmFM(cached & 95% variance)"])
+def test_flops_within_5_percent_of_table4(counts, name):
+    paper = TABLE4[name.split("/")[0]]
+    assert counts[name] == pytest.approx(paper, rel=0.05), f"{name}: {counts[name]} vs Table 4's {paper}"
+
+
+def test_speedup_ratios_match_the_paper(counts):
+    uncached_over_cached = TABLE4["FmFM"] / TABLE4["FmFM(cached)"]  # 16.5x
+    k16_over_table3 = TABLE4["FmFM(cached)"] / TABLE4["FmFM(cached & 95% variance)"]  # 2.7x
+    assert counts["FmFM"] / counts["FmFM(cached)"] == pytest.approx(uncached_over_cached, rel=0.05)
+    assert counts["FmFM(cached)"] / counts["FmFM(cached & 95% variance)"] == pytest.approx(k16_over_table3, rel=0.05)
+
+
+def test_cached_fmfm_costs_what_ffm_costs(counts):
+    """Section 4.2: once the intermediate vectors are cached, FmFM is an FFM at inference."""
+    assert counts["FmFM(cached)"] == counts["FFM"]
