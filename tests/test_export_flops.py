@@ -1,0 +1,66 @@
+"""FLOPs conventions on hand-built graphs (no torch export involved)."""
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnx import TensorProto, helper, numpy_helper
+
+from export.flops import count_flops
+
+
+def graph(nodes, inputs, outputs, initializers=()):
+    g = helper.make_graph(nodes, "g", inputs, outputs, [numpy_helper.from_array(a, n) for n, a in initializers])
+    return ir.serde.deserialize_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]))
+
+
+def tensor(name, dtype, shape):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def test_matmul_is_two_per_multiply_add_and_batch_counts_as_one():
+    model = graph([helper.make_node("MatMul", ["x", "w"], ["y"])],
+                  [tensor("x", TensorProto.FLOAT, ["batch", 16])], [tensor("y", TensorProto.FLOAT, ["batch", 8])],
+                  [("w", np.zeros((16, 8), np.float32))])
+    assert count_flops(model).total == 2 * 16 * 8
+
+
+def test_elementwise_per_output_and_reduction_per_input():
+    nodes = [helper.make_node("Mul", ["x", "x"], ["sq"]),  # 741 * 16
+             helper.make_node("ReduceSum", ["sq", "last"], ["dots"], keepdims=0),  # 741 * 16
+             helper.make_node("ReduceSum", ["dots", "last"], ["y"], keepdims=0)]  # 741: "+1 per pair"
+    model = graph(nodes, [tensor("x", TensorProto.FLOAT, ["batch", 741, 16])], [tensor("y", TensorProto.FLOAT, ["batch"])],
+                  [("last", np.array([-1], np.int64))])
+    count = count_flops(model)
+    assert count.total == 741 * (2 * 16 + 1)
+    assert count.by_op_type == {"Mul": 741 * 16, "ReduceSum": 741 * 17}
+
+
+def test_data_movement_and_integer_index_arithmetic_are_free():
+    nodes = [helper.make_node("Less", ["ids", "zero"], ["neg"]),
+             helper.make_node("GreaterOrEqual", ["ids", "vocab"], ["past"]),
+             helper.make_node("Or", ["neg", "past"], ["bad"]),
+             helper.make_node("Where", ["bad", "zero", "ids"], ["clean"]),
+             helper.make_node("Add", ["clean", "clean"], ["twice"]),  # int64: bookkeeping, not floating point
+             helper.make_node("Gather", ["table", "twice"], ["rows"]),
+             helper.make_node("Reshape", ["rows", "shape"], ["y"])]
+    model = graph(nodes, [tensor("ids", TensorProto.INT64, ["batch", 3])], [tensor("y", TensorProto.FLOAT, ["batch", 12])],
+                  [("zero", np.array(0, np.int64)), ("vocab", np.array([5, 5, 5], np.int64)),
+                   ("table", np.zeros((5, 4), np.float32)), ("shape", np.array([-1, 12], np.int64))])
+    count = count_flops(model)
+    assert count.total == 0 and not count.uncounted
+
+
+def test_unknown_ops_are_reported_not_guessed():
+    model = graph([helper.make_node("Softmax", ["x"], ["y"], name="soft")],
+                  [tensor("x", TensorProto.FLOAT, [1, 4])], [tensor("y", TensorProto.FLOAT, [1, 4])])
+    assert count_flops(model).uncounted == ["Softmax soft"]
+
+
+def test_gemm_and_einsum():
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["g"]),  # 2*1*3*4 + bias 3
+             helper.make_node("Einsum", ["x", "w"], ["e"], equation="bk,kn->bn")]  # 2 * b*k*n
+    model = graph(nodes, [tensor("x", TensorProto.FLOAT, [1, 4])],
+                  [tensor("g", TensorProto.FLOAT, [1, 3]), tensor("e", TensorProto.FLOAT, [1, 3])],
+                  [("w", np.zeros((4, 3), np.float32)), ("b", np.zeros(3, np.float32))])
+    assert count_flops(model).by_op_type == {"Gemm": 27, "Einsum": 24}
+    assert onnx  # the helper API is onnx's own
