@@ -70,10 +70,10 @@ def ensure_same_model(ckpt: Checkpoint, props: dict[str, str], path) -> None:
 
 
 def quality(labels: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
-    from fm2onnx.data import metrics
+    from fm2onnx.data.metrics import auc, log_loss
 
-    probability = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
-    return float(metrics.auc(labels, probability)), float(metrics.log_loss(labels, probability))
+    logits = np.asarray(logits, np.float64)
+    return float(auc(labels, logits)), float(log_loss(labels, 1.0 / (1.0 + np.exp(-logits))))
 
 
 def as_json(checks: list[GraphCheck]) -> str:

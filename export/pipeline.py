@@ -55,6 +55,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
 
     ckpt = load_checkpoint(checkpoint)
     torch_model = ckpt.model()
+    ckpt.state_dict.clear()  # the model holds its own copy; at Criteo scale one copy is gigabytes
     props = metadata.describe(ckpt.spec, form="uncached", checkpoint_sha256=metadata.file_sha256(checkpoint))
     report(f"loaded {checkpoint}: {ckpt.spec.kind}, {ckpt.spec.num_fields} fields, "
            f"{sum(ckpt.spec.vocab_sizes):,} features")

@@ -69,7 +69,7 @@ def check(
     models: List[Path] = typer.Argument(..., help="One or more ONNX models."),
     data: Optional[Path] = typer.Option(None, help="Score real rows (encoded with the checkpoint's "
                                         "preprocessor) and report AUC and log loss per graph."),
-    format: str = typer.Option("criteo", "--format", help="Format of --data: criteo | avazu | csv | tsv."),
+    format: Optional[str] = typer.Option(None, "--format", help="Format of --data (default: the checkpoint's)."),
     rows: int = typer.Option(4096, help="Rows to compare (random ids, or the first rows of --data)."),
     tolerance: float = typer.Option(1e-4, help="Pass when |Δlogit| ≤ tol + tol·|logit| on every row."),
     seed: int = typer.Option(0, help="Seed of the random ids."),
