@@ -54,14 +54,18 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
         echo(line)
 
     ckpt = load_checkpoint(checkpoint)
-    torch_model = ckpt.model()
-    ckpt.state_dict.clear()  # the model holds its own copy; at Criteo scale one copy is gigabytes
-    props = metadata.describe(ckpt.spec, form="uncached", checkpoint_sha256=metadata.file_sha256(checkpoint))
     report(f"loaded {checkpoint}: {ckpt.spec.kind}, {ckpt.spec.num_fields} fields, "
            f"{sum(ckpt.spec.vocab_sizes):,} features")
+    torch_model = ckpt.model()
+    ckpt.state_dict.clear()  # the model holds its own copy; at Criteo scale one copy is gigabytes
+    # torch's answers first, so the torch model is gone before onnxruntime loads the tables again.
+    ids = parity_ids(ckpt.spec, parity_rows)
+    want = torch_logits(torch_model, ids)
 
     model = export_uncached(torch_model, opset=opset)
-    metadata.stamp(model, props)
+    del torch_model  # the graph's initializers share its tensors
+    metadata.stamp(model, metadata.describe(ckpt.spec, form="uncached",
+                                            checkpoint_sha256=metadata.file_sha256(checkpoint)))
     report(f"exported uncached graph: {len(model.graph)} nodes (opset {opset})")
 
     final_dir = next(iter(targets.values())).parent
@@ -78,10 +82,8 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
                 report(line)
             staged["cached"] = save_model(model, scratch / targets["cached"].name,
                                           external_data_threshold=external_data_threshold)
-        del model  # the next step loads each file in onnxruntime; keep one copy of the tables alive
+        del model
 
-        ids = parity_ids(ckpt.spec, parity_rows)
-        want = torch_logits(torch_model, ids)
         for form_name, files in staged.items():
             parity = compare(want, ort_outputs(session(files[0]), ids)["logit"])
             if not parity.ok:

@@ -122,6 +122,8 @@ class PairServing(ServingModule):
 
 
 class FmFMServing(PairServing):
+    """Per field a and partner dim d, one MatMul by W_a,d = [M_ab ...]: folded by fold_field_matrix."""
+
     def __init__(self, model: FMFamilyModel):
         super().__init__(model)
         layout = self.layout
@@ -152,6 +154,8 @@ class FmFMServing(PairServing):
 
 
 class FvFMServing(PairServing):
+    """v_a ⊙ d_ab for all b > a as one broadcast Mul per field: folded by fold_pair_vectors."""
+
     def __init__(self, model: FMFamilyModel):
         super().__init__(model)
         n = len(self.layout.order)
@@ -172,6 +176,8 @@ class FvFMServing(PairServing):
 
 
 class FwFMServing(PairServing):
+    """r_ab multiplies the dot products (P FLOPs, not PK: Table 4), per field so fold_pair_scalars stays local."""
+
     def __init__(self, model: FMFamilyModel):
         super().__init__(model)
         n = len(self.layout.order)
