@@ -40,7 +40,7 @@ def output_paths(checkpoint: Path, output: Path | None, form: str) -> dict[str, 
 
 def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, *, form: str = "cached",
                       force: bool = False, external_data_threshold: int = DEFAULT_EXTERNAL_DATA_THRESHOLD,
-                      opset: int = DEFAULT_OPSET, parity_rows: int = 512,
+                      opset: int = DEFAULT_OPSET, pair_major: bool = False, parity_rows: int = 512,
                       echo: Callable[[str], None] = lambda line: None) -> ExportResult:
     if form not in EXPORT_FORMS:
         raise Fm2OnnxError(f"unknown form {form!r}; expected one of {', '.join(EXPORT_FORMS)}")
@@ -77,7 +77,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
             staged["uncached"] = save_model(model, scratch / targets["uncached"].name,
                                             external_data_threshold=external_data_threshold)
         if "cached" in targets:
-            result.rewrite = rewrite_to_cached(model)
+            result.rewrite = rewrite_to_cached(model, pair_major=pair_major)
             for line in result.rewrite.lines():
                 report(line)
             staged["cached"] = save_model(model, scratch / targets["cached"].name,

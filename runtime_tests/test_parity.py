@@ -20,13 +20,13 @@ TOLERANCE = dict(rtol=1e-4, atol=1e-4)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 @pytest.mark.parametrize("batch", [1, 7, 1024])
 def test_every_form_matches_torch_and_the_reference(exported, case, batch):
-    ckpt_path, cached, uncached = exported(case)
+    ckpt_path, *graphs = exported(case)
     ckpt = load_checkpoint(ckpt_path)
     ids = parity_ids(ckpt.spec, batch, seed=batch)
     want = reference_logits(ckpt.spec, ckpt.state_dict, ids)
     with torch.no_grad():
         np.testing.assert_allclose(ckpt.model()(torch.from_numpy(ids)).numpy(), want, **TOLERANCE)
-    for path in (uncached, cached):
+    for path in graphs:
         out = ort_outputs(session(path), ids)
         assert out["logit"].shape == (batch,) and out["logit"].dtype == np.float32
         np.testing.assert_allclose(out["logit"], want, **TOLERANCE)
@@ -36,11 +36,11 @@ def test_every_form_matches_torch_and_the_reference(exported, case, batch):
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_bad_ids_read_the_unknown_row(exported, case):
     """Negative, past-the-vocabulary and extreme ids neither fail nor wrap around: they read row 0."""
-    ckpt_path, cached, uncached = exported(case)
+    ckpt_path, *graphs = exported(case)
     n = len(load_checkpoint(ckpt_path).spec.vocab_sizes)
     bad = np.array([[-1] * n, [10**6] * n, [np.iinfo(np.int64).min] * n, [np.iinfo(np.int64).max] * n,
                     [24] * n], dtype=np.int64)  # 24 >= every vocabulary size here
-    for path in (uncached, cached):
+    for path in graphs:
         sess = session(path)
         unknown = ort_outputs(sess, np.zeros((1, n), np.int64))["logit"]
         # Equal up to float summation order (batched kernels may split rows differently).
@@ -61,10 +61,10 @@ def test_graphs_pass_the_full_checker_with_standard_ops_only(exported, case):
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_onnx_reference_evaluator_agrees(exported, case):
     """A second runtime: onnx's own reference evaluator."""
-    ckpt_path, cached, uncached = exported(case)
+    ckpt_path, *graphs = exported(case)
     ckpt = load_checkpoint(ckpt_path)
     ids = parity_ids(ckpt.spec, 16, seed=3)
     want = reference_logits(ckpt.spec, ckpt.state_dict, ids)
-    for path in (uncached, cached):
+    for path in graphs:
         logit = ReferenceEvaluator(str(path)).run(["logit"], {"feature_ids": ids})[0]
         np.testing.assert_allclose(logit, want, **TOLERANCE)

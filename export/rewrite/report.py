@@ -49,7 +49,7 @@ class RewriteReport:
     def to_dict(self) -> dict:
         return {
             "kind": self.kind,
-            "passes": {p.name: p.summary for p in self.passes},
+            "passes": [{"name": p.name, "changes": p.changes, "summary": p.summary} for p in self.passes],
             "before": summary_dict(self.before),
             "after": summary_dict(self.after),
         }
