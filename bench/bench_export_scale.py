@@ -1,6 +1,6 @@
 """Criteo-scale export benchmark (not a test): time, peak RSS and file sizes of ``fm2onnx export``.
 
-    python bench/bench_export_scale.py [fmfm fmfm-table3 ffm] [--workdir DIR]
+    python bench/bench_export_scale.py [fmfm fmfm-table3 ffm] [--workdir DIR] [--latency]
 
 Scenarios (39 fields, Table 3's cardinalities, 1.33M features, random weights):
     fmfm          K = 16, cached + uncached (--form both); target: < 3 min, peak RSS < 6 GB
@@ -9,6 +9,8 @@ Scenarios (39 fields, Table 3's cardinalities, 1.33M features, random weights):
 
 Each checkpoint is made in one child process and exported in another, so the reported peak RSS
 (getrusage ru_maxrss) is the export's own: load checkpoint, torch.onnx, rewrite, save, parity.
+``--latency`` then times onnxruntime (median of repeated runs, batch 1 and 1024) on each written
+model and on a ``--pair-major`` rewrite of the uncached one, in a third child.
 """
 
 from __future__ import annotations
@@ -68,9 +70,40 @@ def export(checkpoint: Path, form: str) -> dict:
             "files": {p.name: p.stat().st_size for p in result.written}}
 
 
+def latency(checkpoint: Path) -> dict:
+    import numpy as np
+
+    from export import load_model, rewrite_to_cached, save_model
+    from export.parity import parity_ids, session
+    from fm2onnx.checkpoint import load_checkpoint
+
+    models = sorted(checkpoint.parent.glob("*.onnx"))
+    uncached = checkpoint.with_suffix(".uncached.onnx")
+    if uncached.exists():
+        graph = load_model(uncached)
+        rewrite_to_cached(graph, pair_major=True)
+        save_model(graph, checkpoint.with_suffix(".pair-major.onnx"))
+        models.append(checkpoint.with_suffix(".pair-major.onnx"))
+    spec = load_checkpoint(checkpoint).spec
+    out = {}
+    for path in models:
+        sess = session(path)
+        for batch, repeats in ((1, 300), (1024, 15)):
+            ids = parity_ids(spec, batch)
+            times = []
+            for _ in range(repeats + 5):
+                start = time.perf_counter()
+                sess.run(None, {"feature_ids": ids})
+                times.append(time.perf_counter() - start)
+            out[f"{path.name} batch {batch}"] = float(np.median(times[5:]))
+    return {"latency": out}
+
+
 def child(args) -> None:
     if args.child == "make":
         out = make_checkpoint(args.kind, args.table3, Path(args.path))
+    elif args.child == "latency":
+        out = latency(Path(args.path))
     else:
         out = export(Path(args.path), args.form)
     out["peak_rss_gb"] = peak_rss_gb()
@@ -89,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
     parser.add_argument("--workdir", default=None, help="Where checkpoints and models go (default: a temp dir).")
+    parser.add_argument("--latency", action="store_true", help="Also time onnxruntime at batch 1 and 1024.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--kind", help=argparse.SUPPRESS)
     parser.add_argument("--table3", action="store_true", help=argparse.SUPPRESS)
@@ -111,6 +145,9 @@ def main() -> None:
             for file, size in exported["files"].items():
                 print(f"   {file:<28}{size / 1e6:>12,.1f} MB")
             print(f"   export: {exported['seconds']:.1f} s, peak RSS {exported['peak_rss_gb']:.2f} GB")
+            if args.latency:
+                for label, seconds in run_child("--child", "latency", "--path", str(ckpt))["latency"].items():
+                    print(f"   onnxruntime {label:<36}{seconds * 1e6:>10,.0f} µs")
             for path in Path(tmp).iterdir():
                 path.unlink()
 
