@@ -31,7 +31,7 @@ from ..errors import DataError, Fm2OnnxError
 from ._util import SPLIT_NAMES, NpyAppender, Progress, assign_split, check_split
 from .formats import TableFormat, get_format
 from .reader import Chunk, ChunkReader, check_input_file
-from .vocab import ChunkView, FieldCodes, Preprocessor, VocabCounter
+from .vocab import ChunkView, FieldCodes, Preprocessor, VocabCounter, _short
 
 __all__ = ["encode_file", "load_or_encode", "EncodedDataset", "ENCODED_KIND", "BadRows"]
 
@@ -86,7 +86,7 @@ def _label_problem(view: ChunkView, fmt: TableFormat):
         value = lab[row].as_py()
         if not value and all(not view.column(s)[row].as_py() for s in srcs):
             return "empty line"
-        return f"column {fmt.label}: label must be 0 or 1, found {value or '':.40}"
+        return f"column {fmt.label}: label must be 0 or 1, found {_short(value or '')}"
 
     return is1_np, (~ok_np, describe)
 

@@ -114,7 +114,21 @@ class SynthInfo:
 
 
 def _rng(seed: int, *stream: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(seed) >> 32, *stream]))
+    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF, *stream]))
+
+
+class _Streams:
+    """Independent random streams of one chunk, one per purpose and field, so that drawing n rows
+    gives the first n rows of a longer draw (files of different lengths share their prefix)."""
+
+    RANK, EMPTY, VALUE, LABEL, DAY, HOUR, ID = range(7)
+
+    def __init__(self, seed: int, chunk: int):
+        self.seed = seed
+        self.chunk = chunk
+
+    def __call__(self, purpose: int, f: int = 0) -> np.random.Generator:
+        return _rng(self.seed, self.chunk, purpose, f)
 
 
 class _Zipf:
@@ -353,21 +367,21 @@ class _Layout:
         return s
 
 
-def _draw_features(layout: _Layout, zipfs: list[_Zipf | None], n: int, rng: np.random.Generator) -> np.ndarray:
+def _draw_features(layout: _Layout, zipfs: list[_Zipf | None], n: int, rng: _Streams) -> np.ndarray:
     """Planted feature index per row and field (card_f = missing)."""
     feats = np.empty((n, len(layout.cards)), np.int64)
     for f, c in enumerate(layout.cards):
         if layout.fmt == "avazu" and f < 2:
             continue  # set from the timestamp below
-        k = zipfs[f].sample(rng.random(n))
+        k = zipfs[f].sample(rng(rng.RANK, f).random(n))
         if f in layout.numeric:
             k = layout.numeric[f].token_of_rank(k)
         if layout.empty[f] > 0:
-            k = np.where(rng.random(n) < layout.empty[f], c, k)
+            k = np.where(rng(rng.EMPTY, f).random(n) < layout.empty[f], c, k)
         feats[:, f] = k
     if layout.fmt == "avazu":
-        day = rng.integers(0, _AVAZU_DAYS, n)
-        hour = np.searchsorted(np.cumsum(layout.hour_p), rng.random(n), side="right").clip(0, 23)
+        day = rng(rng.DAY).integers(0, _AVAZU_DAYS, n)
+        hour = np.searchsorted(np.cumsum(layout.hour_p), rng(rng.HOUR).random(n), side="right").clip(0, 23)
         feats[:, 0] = (_AVAZU_START.weekday() + day) % 7
         feats[:, 1] = hour
         feats_day = day
@@ -376,13 +390,13 @@ def _draw_features(layout: _Layout, zipfs: list[_Zipf | None], n: int, rng: np.r
     return feats, feats_day
 
 
-def _criteo_table(layout: _Layout, feats: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> pa.Table:
+def _criteo_table(layout: _Layout, feats: np.ndarray, y: np.ndarray, rng: _Streams) -> pa.Table:
     cols: dict[str, pa.Array] = {"label": pa.array(y.astype(np.int8))}
     for f, name in enumerate(layout.names):
         k = feats[:, f]
         missing = k == layout.cards[f]
         if f in layout.numeric:
-            vals = layout.numeric[f].values(np.where(missing, 0, k), rng)
+            vals = layout.numeric[f].values(np.where(missing, 0, k), rng(rng.VALUE, f))
             cols[name] = pa.array(vals, pa.int64(), mask=missing)
         else:
             idx = pa.array(np.where(missing, 0, k), mask=missing)
@@ -391,7 +405,7 @@ def _criteo_table(layout: _Layout, feats: np.ndarray, y: np.ndarray, rng: np.ran
 
 
 def _avazu_table(layout: _Layout, feats: np.ndarray, day: np.ndarray, y: np.ndarray,
-                 rng: np.random.Generator) -> pa.Table:
+                 rng: _Streams) -> pa.Table:
     hour_strings = pa.array(
         [
             (_AVAZU_START + _dt.timedelta(days=d)).strftime("%y%m%d") + f"{h:02d}"
@@ -400,7 +414,7 @@ def _avazu_table(layout: _Layout, feats: np.ndarray, day: np.ndarray, y: np.ndar
         ]
     )
     n = len(y)
-    ids = rng.integers(0, np.iinfo(np.uint64).max, n, dtype=np.uint64, endpoint=True)
+    ids = rng(rng.ID).integers(0, np.iinfo(np.uint64).max, n, dtype=np.uint64, endpoint=True)
     cols: dict[str, pa.Array] = {
         "id": pa.array(ids, pa.uint64()),
         "click": pa.array(y.astype(np.int8)),
@@ -476,7 +490,7 @@ def synthesize(
         raise Fm2OnnxError(f"field_dims must be {nf} positive integers (one per field)")
     planted = _Planted(layout.cards, dims, rng_params)
     zipfs = [None if (fmt == "avazu" and f < 2) else _Zipf(c, zipf) for f, c in enumerate(layout.cards)]
-    cal_feats, _ = _draw_features(layout, zipfs, 50_000, _rng(seed, 3))
+    cal_feats, _ = _draw_features(layout, zipfs, 20_000, _Streams(seed, 3))
     planted_auc = planted.calibrate(cal_feats, TARGET_AUC, TARGET_POS[fmt])
     del cal_feats
 
@@ -503,10 +517,10 @@ def synthesize(
                 fh.write((",".join(AVAZU_COLUMNS) + "\n").encode())
         for c, row0 in enumerate(range(0, rows, CHUNK)):
             n = min(CHUNK, rows - row0)
-            rng = _rng(seed, 1000 + c)
+            rng = _Streams(seed, 1000 + c)
             feats, day = _draw_features(layout, zipfs, n, rng)
             logit = planted.logit(feats)
-            y = rng.random(n) < _sigmoid(logit)
+            y = rng(rng.LABEL).random(n) < _sigmoid(logit)
             positives += int(y.sum())
             if logits is not None:
                 logits[row0:row0 + n] = logit
