@@ -18,7 +18,7 @@ from .model_io import (DEFAULT_EXTERNAL_DATA_THRESHOLD, move_into_place, refuse_
                        sidecar_path, staged_directory)
 from .parity import compare, ort_outputs, parity_ids, session, torch_logits
 from .rewrite import RewriteReport, rewrite_to_cached
-from .to_onnx import DEFAULT_OPSET, export_uncached
+from .to_onnx import DEFAULT_OPSET, check_opset, export_uncached
 
 EXPORT_FORMS = ("cached", "uncached", "both")
 
@@ -44,6 +44,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
                       echo: Callable[[str], None] = lambda line: None) -> ExportResult:
     if form not in EXPORT_FORMS:
         raise Fm2OnnxError(f"unknown form {form!r}; expected one of {', '.join(EXPORT_FORMS)}")
+    check_opset(opset)
     checkpoint = Path(checkpoint)
     targets = output_paths(checkpoint, output, form)
     refuse_overwrite(*targets.values(), force=force)

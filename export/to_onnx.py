@@ -14,25 +14,37 @@ import warnings
 import onnx_ir as ir
 import torch
 
+from fm2onnx.errors import Fm2OnnxError
 from models import FMFamilyModel
 
 from .serving import serving_module
 
 DEFAULT_OPSET = 18
+MIN_OPSET = 18  # torch.onnx's dynamo exporter emits opset 18 or newer
 INPUT_NAME = "feature_ids"
 OUTPUT_NAMES = ("probability", "logit")
 
 
+def check_opset(opset: int) -> None:
+    if opset < MIN_OPSET:
+        raise Fm2OnnxError(f"opset {opset} is not supported: the exporter emits opset {MIN_OPSET} or newer")
+
+
 def export_uncached(model: FMFamilyModel, *, opset: int = DEFAULT_OPSET) -> ir.Model:
+    check_opset(opset)
     module = serving_module(model)
     example = torch.zeros(2, model.spec.num_fields, dtype=torch.int64)
     batch = torch.export.Dim("batch")
-    with quiet_exporter(), torch.no_grad():
-        program = torch.onnx.export(
-            module, (example,), dynamo=True, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=({0: batch},), optimize=True, verbose=False,
-        )
+    try:
+        with quiet_exporter(), torch.no_grad():
+            program = torch.onnx.export(
+                module, (example,), dynamo=True, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                dynamic_shapes=({0: batch},), optimize=True, verbose=False,
+            )
+    except Exception as exc:  # the exporter's errors are pages long; the CLI shows one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Fm2OnnxError(f"torch.onnx could not export the {model.spec.kind} model at opset {opset}: {first}") from exc
     model = program.model
     strip_trace_metadata(model)
     return model

@@ -100,7 +100,11 @@ def test_flops_command(cli, exported):
     assert code == 0 and "MatMul" in out and "FLOPs per row (fmfm, cached)" in out
 
 
-def test_bad_inputs_are_one_line_errors(cli, tmp_path):
+def test_bad_inputs_are_one_line_errors(cli, tmp_path, fmfm_ckpt):
+    code, _, err = cli("export", fmfm_ckpt, "--opset", "12")
+    assert code == 2 and err.strip() == "fm2onnx: error: opset 12 is not supported: the exporter emits opset 18 or newer"
+    code, _, err = cli("export", fmfm_ckpt, "--form", "fast")
+    assert code == 2 and "unknown form 'fast'" in err
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     code, _, err = cli("export", junk)

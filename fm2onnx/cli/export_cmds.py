@@ -112,7 +112,8 @@ def flops(
     for path in models:
         graph = load_model(path)
         count = count_flops(graph)
-        results[str(path)] = {"form": graph.metadata_props.get("form"), "kind": graph.metadata_props.get("model_kind"),
+        results[str(path)] = {"form": graph.metadata_props.get("form", "?"),
+                              "kind": graph.metadata_props.get("model_kind", "?"),
                               "flops_per_row": count.total, "by_op_type": dict(count.by_op_type),
                               "uncounted": count.uncounted}
     if as_json:
