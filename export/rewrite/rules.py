@@ -129,5 +129,5 @@ fold_field_matrix = rule("fold_field_matrix", field_matrix_target, field_matrix_
 fold_pair_vectors = rule("fold_pair_vectors", pair_vectors_target, pair_vectors_replacement, pair_vectors_condition)
 fold_pair_scalars = rule("fold_pair_scalars", pair_scalars_target, pair_scalars_replacement, pair_scalars_condition)
 
-# Applied in this order; FFM, FM and LR graphs match none of them and pass through unchanged.
+# Applied in this order. FFM, FM and LR graphs match none of them: only merge.py re-lays their lookups.
 CACHE_RULES = (fold_field_matrix, fold_pair_scalars, fold_pair_vectors)
