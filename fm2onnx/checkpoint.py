@@ -104,7 +104,8 @@ def _validate(path: Path, payload) -> Checkpoint:
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: state_dict missing or not a dict of tensors")
-    expected = build_model(spec).state_dict()
+    with torch.device("meta"):  # shapes only: no memory for a throwaway model (FFM can be GBs)
+        expected = build_model(spec).state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
