@@ -1,4 +1,4 @@
-"""``fm2onnx train | evaluate | info | demo`` and ``fm2onnx bench train``."""
+"""``fm2onnx train | evaluate | info | demo | bench-train``."""
 
 from __future__ import annotations
 
@@ -18,10 +18,6 @@ from models import MODEL_KINDS, ModelSpec
 from .app import app
 
 console = Console(stderr=False)
-
-bench_app = typer.Typer(help="Benchmarks: medians and ratios measured in one run.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
-
 
 def open_dataset(data: Path, fmt_name: str, schema: Optional[Path], *, min_count, seed, skip_bad_rows,
                  cache_dir, progress, preprocessor=None):
@@ -189,7 +185,7 @@ def demo(
     console.print(f"wrote {ckpt_path}")
 
 
-@bench_app.command("train")
+@app.command("bench-train")
 def bench_train(
     model: str = typer.Option("fmfm"),
     shape: str = typer.Option("criteo", help="criteo: 39 fields with Table 3's cardinalities."),
