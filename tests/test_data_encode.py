@@ -427,3 +427,19 @@ def test_load_or_encode_cache(tmp_path, monkeypatch):
     assert f.path != a.path and f.meta["preprocessor_given"]
     assert load_or_encode(src, "criteo", preprocessor=a.preprocessor, progress=False).path == f.path
     assert src.read_bytes()[:1] in (b"0", b"1")  # the user's file is untouched
+
+
+def test_load_or_encode_beside_read_only_data_uses_the_user_cache(tmp_path, monkeypatch):
+    data_dir = tmp_path / "shared"
+    data_dir.mkdir()
+    src = data_dir / "d.txt"
+    synthesize(src, rows=500, fmt="criteo", seed=1, progress=False)
+    data_dir.chmod(0o555)
+    try:
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        ds = load_or_encode(src, "criteo", progress=False)
+        assert str(ds.path).startswith(str(tmp_path / "xdg" / "fm2onnx"))
+        assert sorted(p.name for p in data_dir.iterdir()) == ["d.txt"]
+        assert load_or_encode(src, "criteo", progress=False).path == ds.path
+    finally:
+        data_dir.chmod(0o755)

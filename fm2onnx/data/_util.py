@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import os
 import sys
 import time
 from typing import IO, Sequence
@@ -127,17 +125,7 @@ class NpyAppender:
             self._f.close()
 
 
-def read_npy_shape(path: str) -> tuple[tuple[int, ...], np.dtype]:
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        shape, _, dtype = np.lib.format._read_array_header(f, version)  # noqa: SLF001
-    return shape, dtype
-
-
 # ----------------------------------------------------------------------------- splits
-
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
@@ -168,23 +156,3 @@ def assign_split(rows: np.ndarray, seed: int, split: Sequence[float]) -> np.ndar
     out[u < fr[0] + fr[1]] = 1
     out[u < fr[0]] = 0
     return out
-
-
-# ----------------------------------------------------------------------------- misc
-
-
-def parse_header_dict(text: str) -> dict:
-    return ast.literal_eval(text)
-
-
-def fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

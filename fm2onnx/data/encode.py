@@ -561,6 +561,15 @@ def _settings_of_meta(meta: dict, pre_sha: str | None) -> dict:
     return d
 
 
+def _writable(d: Path) -> bool:
+    """Writable by us and not marked read-only (root may write anywhere; it still should not
+    write into a directory without write bits, such as a read-only copy of shared data)."""
+    try:
+        return os.access(d, os.W_OK) and bool(os.stat(d).st_mode & 0o222)
+    except OSError:
+        return False
+
+
 def _user_cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "fm2onnx"
@@ -594,7 +603,7 @@ def load_or_encode(
     if cache_dir is None:
         root = Path(path + ".fm2onnx-cache")
         parent = root.parent
-        if not (root.is_dir() and os.access(root, os.W_OK)) and not os.access(parent, os.W_OK):
+        if not (root.is_dir() and _writable(root)) and not _writable(parent):
             apath = os.path.abspath(path)
             root = _user_cache_root() / (
                 hashlib.sha256(apath.encode()).hexdigest()[:16] + "-" + os.path.basename(path)

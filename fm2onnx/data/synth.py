@@ -461,7 +461,6 @@ def synthesize(
     (float32, one per row in file order), ``dims``, ``cardinalities``, ``field_names``, ``bias``,
     ``alpha``. ``split`` only matters for ``fmt="ids"`` (the encoder assigns splits otherwise).
     """
-    t0 = time.perf_counter()
     if fmt not in SYNTH_FORMATS:
         raise Fm2OnnxError(f"unknown synthetic format {fmt!r}; use one of {', '.join(SYNTH_FORMATS)}")
     if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1:

@@ -18,7 +18,6 @@ count, ties broken by the token string in byte order. ``vocab_sizes`` include ro
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
