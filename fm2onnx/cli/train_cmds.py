@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -160,7 +161,8 @@ def demo(
     seed: int = typer.Option(0),
     force: bool = typer.Option(False, help="Reuse a non-empty OUT directory."),
 ):
-    """The Quick start: synthetic Criteo-shaped data -> FmFM -> ckpt.pt, with validation/test AUC."""
+    """The Quick start: synthetic Criteo-shaped data -> FmFM -> ckpt.pt -> cached ONNX model, parity-checked."""
+    from export import check_graphs, export_checkpoint
     from fm2onnx import data as fdata
     from fm2onnx.train import TrainConfig, config_dict
     from fm2onnx.train import train as run_training
@@ -169,12 +171,13 @@ def demo(
         raise Fm2OnnxError(f"{out}: exists and is not empty (pass --force to reuse it)")
     out.mkdir(parents=True, exist_ok=True)
     data_path = out / "criteo_synth.txt"
-    console.print(f"[bold]1/2[/bold] generating {rows:,} synthetic Criteo-format rows -> {data_path}")
-    fdata.synthesize(data_path, rows=rows, fmt="criteo", seed=seed, force=True)
+    console.print(f"[bold]1/4[/bold] generating {rows:,} synthetic Criteo-format rows -> {data_path}")
+    planted_path = out / "planted.npz"
+    fdata.synthesize(data_path, rows=rows, fmt="criteo", seed=seed, planted_out=planted_path, force=True)
     dataset = fdata.load_or_encode(data_path, fdata.get_format("criteo"), seed=seed)
     pre = dataset.preprocessor
     spec = ModelSpec.create("fmfm", list(pre.field_names), list(pre.vocab_sizes), dim=16)
-    console.print(f"[bold]2/2[/bold] training FmFM (K=16) on {len(dataset.indices('train')):,} rows")
+    console.print(f"[bold]2/4[/bold] training FmFM (K=16) on {len(dataset.indices('train')):,} rows")
     config = TrainConfig(epochs=epochs, seed=seed)
     result = run_training(spec, dataset, config, log_path=out / "train.log.jsonl")
     ckpt_path = out / "ckpt.pt"
@@ -182,7 +185,19 @@ def demo(
                 "metrics": result.metrics, "history": result.history}
     save_checkpoint(Checkpoint.from_model(result.model, pre.to_dict(), training), ckpt_path, force=True)
     console.print(metrics_table("FmFM on synthetic Criteo-shaped data", result.metrics))
+    test_rows = dataset.indices("test")
+    planted_auc = fdata.auc(dataset.labels[test_rows], np.load(planted_path)["logits"][test_rows])
+    console.print(f"the planted model's own test AUC (the ceiling): {planted_auc:.4f}")
     console.print(f"wrote {ckpt_path}")
+    console.print("[bold]3/4[/bold] exporting to ONNX: uncached graph, cache rewrite, parity gate")
+    model_path = out / "model.onnx"
+    export_checkpoint(ckpt_path, model_path, form="both", force=True, echo=console.print)
+    console.print("[bold]4/4[/bold] checking both graphs against torch on onnxruntime")
+    uncached = model_path.with_name("model.uncached.onnx")
+    for check in check_graphs(ckpt_path, [uncached, model_path]):
+        console.print(f"  {Path(check.path).name}: {check.form}, max |dlogit| {check.max_abs_logit_error:.2e}, "
+                      f"{check.flops_per_row:,} FLOPs/row, {check.table_bytes:,} table bytes, "
+                      f"{'ok' if check.within_tolerance else 'FAILED'}")
 
 
 @app.command("bench-train")
