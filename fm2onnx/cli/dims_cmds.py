@@ -1,0 +1,283 @@
+"""``fm2onnx dims | compress | sweep | report``: variable embedding dims (Section 4.1 and 5.4 of the paper)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from fm2onnx.errors import Fm2OnnxError
+
+from .app import app
+from .train_cmds import metrics_table, open_dataset, refuse_existing
+
+console = Console()
+
+WEIGHTING_HELP = "uniform: every known feature counts once; frequency: weighted by occurrences in --data."
+
+
+def checkpoint_dataset(ckpt: Checkpoint, data: Path, fmt_name: Optional[str], schema: Optional[Path], *,
+                       cache_dir: Optional[Path], skip_bad_rows: bool, progress: bool):
+    """Rows encoded with the checkpoint's own vocabularies, split as in its training run (same seed)."""
+    from fm2onnx import data as fdata
+
+    where = ckpt.path or "checkpoint"
+    if data.is_dir():
+        dataset = fdata.EncodedDataset.open(data)
+    else:
+        if ckpt.preprocessor is None:
+            raise Fm2OnnxError(f"{where}: has no vocabularies, so {data} cannot be encoded for it")
+        pre = fdata.Preprocessor.from_dict(ckpt.preprocessor, where=str(where))
+        if not data.is_file():
+            raise Fm2OnnxError(f"{data}: no such data file")
+        if fmt_name is None and pre.format is None:
+            raise Fm2OnnxError(f"{where}: was trained on encoded ids; pass the encoded dataset directory as --data")
+        fmt = fdata.get_format(fmt_name or pre.format_name, str(schema) if schema else None)
+        seed = int((ckpt.training.get("config") or {}).get("seed", 0))
+        dataset = fdata.load_or_encode(data, fmt, cache_dir=cache_dir, preprocessor=pre, seed=seed,
+                                       skip_bad_rows=skip_bad_rows, progress=progress)
+    if list(dataset.field_names) != list(ckpt.spec.field_names) or \
+            list(dataset.vocab_sizes) != list(ckpt.spec.vocab_sizes):
+        raise Fm2OnnxError(f"{data}: its fields or vocabularies differ from those of {where}")
+    return dataset
+
+
+def feature_counts_for(ckpt: Checkpoint, weighting: str, data: Optional[Path], fmt, schema, cache_dir,
+                       skip_bad_rows, quiet):
+    from fm2onnx.compression import feature_counts
+    from fm2onnx.compression.dims import WEIGHTINGS
+
+    if weighting not in WEIGHTINGS:
+        raise Fm2OnnxError(f"--weighting {weighting!r}: expected one of {', '.join(WEIGHTINGS)}")
+    if weighting == "uniform":
+        return None
+    if data is None:
+        raise Fm2OnnxError("--weighting frequency needs --data to count how often each feature occurs")
+    dataset = checkpoint_dataset(ckpt, data, fmt, schema, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
+                                 progress=not quiet)
+    rows = dataset.indices("train")
+    return feature_counts(dataset.ids, ckpt.spec.vocab_sizes, rows if len(rows) else None)
+
+
+def dims_table(selection) -> Table:
+    table = Table(title=f"Per-field dims, {100 * selection.threshold:g}% variance kept "
+                        f"({selection.weighting} weighting)")
+    for column in ("#", "field", "dim", "features in field", "variance kept"):
+        table.add_column(column, justify="left" if column == "field" else "right")
+    for i, row in enumerate(selection.fields, start=1):
+        table.add_row(str(i), row.field, str(row.dim), f"{row.features:,}", f"{100 * row.explained:.1f}%")
+    return table
+
+
+def summary_line(selection) -> str:
+    return (f"mean dim {selection.mean_dim:.2f} (trained {sum(f.original for f in selection.fields) / len(selection.fields):.2f}); "
+            f"cached FLOPs per row {selection.flops:,} ({100 * selection.flops / selection.original_flops:.1f}% "
+            f"of the trained model's {selection.original_flops:,}); weighting: {selection.weighting}")
+
+
+@app.command()
+def dims(
+    checkpoint: Path = typer.Argument(..., help="A trained FM/FwFM/FvFM/FmFM checkpoint (the first pass)."),
+    variance: float = typer.Option(0.95, help="Variance each field's PCA must keep, in (0, 1]."),
+    weighting: str = typer.Option("uniform", help=WEIGHTING_HELP),
+    data: Optional[Path] = typer.Option(None, help="Data to count feature frequencies (for --weighting frequency)."),
+    format: Optional[str] = typer.Option(None, "--format", help="Defaults to the checkpoint's format."),
+    schema: Optional[Path] = typer.Option(None),
+    cache_dir: Optional[Path] = typer.Option(None),
+    skip_bad_rows: bool = typer.Option(False),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="dims CSV for `fm2onnx train --dims`."),
+    force: bool = typer.Option(False, help="Overwrite an existing output."),
+    as_json: bool = typer.Option(False, "--json"),
+    quiet: bool = typer.Option(False),
+):
+    """Per-field embedding dims by PCA of the trained tables (the paper's 2-pass method, Table 3)."""
+    from fm2onnx.compression import select_dims, write_dims_csv
+
+    if output is not None:
+        refuse_existing(output, force)
+    ckpt = load_checkpoint(checkpoint)
+    from fm2onnx.compression import require_field_matrices
+    require_field_matrices(ckpt.spec, str(checkpoint))
+    counts = feature_counts_for(ckpt, weighting, data, format, schema, cache_dir, skip_bad_rows, quiet)
+    selection = select_dims(ckpt.model(), variance, counts)
+    if output is not None:
+        write_dims_csv(selection, output, force=force)
+    if as_json:
+        typer.echo(json.dumps({"threshold": variance, "weighting": selection.weighting, "dims": selection.dims,
+                               "mean_dim": selection.mean_dim, "cached_flops": selection.flops,
+                               "fields": [f.field for f in selection.fields]}))
+        return
+    console.print(dims_table(selection))
+    console.print(summary_line(selection))
+    if output is not None:
+        console.print(f"wrote {output}  (train the second pass with `fm2onnx train --dims {output} ...`)")
+
+
+@app.command()
+def compress(
+    checkpoint: Path = typer.Argument(..., help="A trained FM/FwFM/FvFM/FmFM checkpoint."),
+    variance: Optional[float] = typer.Option(None, help="Variance each field keeps, in (0, 1] (default 0.95)."),
+    dims_file: Optional[Path] = typer.Option(None, "--dims", help="Target dims CSV instead of --variance."),
+    weighting: str = typer.Option("uniform", help=WEIGHTING_HELP),
+    data: Optional[Path] = typer.Option(None, help="Data for frequency weighting, fine-tuning and the test score."),
+    format: Optional[str] = typer.Option(None, "--format", help="Defaults to the checkpoint's format."),
+    schema: Optional[Path] = typer.Option(None),
+    cache_dir: Optional[Path] = typer.Option(None),
+    skip_bad_rows: bool = typer.Option(False),
+    finetune_epochs: int = typer.Option(0, help="Epochs of training from the compressed weights (needs --data)."),
+    lr: float = typer.Option(1e-3, help="Fine-tuning learning rate."),
+    batch_size: int = typer.Option(2048),
+    output: Path = typer.Option(..., "-o", "--output", help="The compressed FmFM checkpoint."),
+    force: bool = typer.Option(False, help="Overwrite an existing output."),
+    quiet: bool = typer.Option(False),
+):
+    """An FmFM with smaller dims without retraining: PCA bases folded into the field matrices (linear form kept)."""
+    from fm2onnx.compression import compress_model, require_field_matrices, select_dims
+    from fm2onnx.dims_file import read_dims
+
+    refuse_existing(output, force)
+    if variance is not None and dims_file is not None:
+        raise Fm2OnnxError("give --variance or --dims, not both")
+    if finetune_epochs < 0:
+        raise Fm2OnnxError("--finetune-epochs must be >= 0")
+    if finetune_epochs and data is None:
+        raise Fm2OnnxError("--finetune-epochs needs --data")
+    ckpt = load_checkpoint(checkpoint)
+    require_field_matrices(ckpt.spec, str(checkpoint))
+    counts = feature_counts_for(ckpt, weighting, data, format, schema, cache_dir, skip_bad_rows, quiet)
+    model = ckpt.model()
+    threshold = 0.95 if variance is None else variance
+    # The PCA always runs: its bases are what gets folded, whichever way the dims are chosen.
+    selection = select_dims(model, 1.0 if dims_file else threshold, counts)
+    target = read_dims(dims_file, list(ckpt.spec.field_names)) if dims_file else selection.dims
+    small = compress_model(model, target, selection.pcas)
+    training = {"compressed_from": str(checkpoint), "variance": None if dims_file else threshold,
+                "dims_file": str(dims_file) if dims_file else None, "weighting": selection.weighting,
+                "source_metrics": ckpt.training.get("metrics", {}), "config": ckpt.training.get("config", {})}
+    if data is not None:
+        dataset = checkpoint_dataset(ckpt, data, format, schema, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
+                                     progress=not quiet)
+        from fm2onnx.train import TrainConfig, evaluate_rows
+
+        if finetune_epochs:
+            from fm2onnx.compression.finetune import finetune
+
+            seed = int((ckpt.training.get("config") or {}).get("seed", 0))
+            config = TrainConfig(learning_rate=lr, batch_size=batch_size, epochs=finetune_epochs, seed=seed)
+            result = finetune(small, dataset, config, progress=not quiet)
+            small = result.model
+            training.update(finetune_epochs=finetune_epochs, best_epoch=result.best_epoch, history=result.history)
+        test = dataset.indices("test")
+        rows = test if len(test) else dataset.indices("all")
+        scores = {"full": evaluate_rows(model, dataset.ids, dataset.labels, rows),
+                  "compressed": evaluate_rows(small, dataset.ids, dataset.labels, rows)}
+        training["metrics"] = {"test": scores["compressed"]}
+        console.print(metrics_table(f"{'test split' if len(test) else 'all rows'} of {data}", scores))
+    save_checkpoint(Checkpoint.from_model(small, ckpt.preprocessor, training), output, force=force)
+    from fm2onnx.compression import cached_flops
+
+    k = ckpt.spec.dims
+    console.print(f"{ckpt.spec.kind} {list(k) if len(set(k)) > 1 else f'K={k[0]}'} -> fmfm, mean dim "
+                  f"{sum(target) / len(target):.2f}, cached FLOPs per row {cached_flops(target):,} "
+                  f"(was {cached_flops(k):,}); linear: {small.spec.linear}")
+    console.print(f"wrote {output}")
+
+
+@app.command()
+def sweep(
+    data: Path = typer.Option(..., help="Data file (or an encoded directory)."),
+    format: str = typer.Option("criteo", "--format", help="criteo | avazu | csv | tsv."),
+    schema: Optional[Path] = typer.Option(None),
+    variance: str = typer.Option("0.99,0.97,0.95,0.90,0.85,0.80", help="Comma-separated thresholds."),
+    full: Optional[Path] = typer.Option(None, help="The first-pass checkpoint, trained on this data (default: train one)."),
+    dim: int = typer.Option(16, help="K of the first-pass FmFM when it is trained here."),
+    retrain: bool = typer.Option(True, help="Train the paper's second pass from scratch for each threshold."),
+    compress: bool = typer.Option(True, "--compress/--no-compress", help="Also score compression without retraining."),
+    finetune_epochs: int = typer.Option(0, help="Fine-tune each compressed model this many epochs."),
+    weighting: str = typer.Option("uniform", help="uniform | frequency (counts from the training split)."),
+    epochs: int = typer.Option(3),
+    patience: int = typer.Option(1),
+    lr: float = typer.Option(1e-3),
+    batch_size: int = typer.Option(2048),
+    seed: int = typer.Option(0),
+    threads: Optional[int] = typer.Option(None),
+    min_count: Optional[int] = typer.Option(None),
+    skip_bad_rows: bool = typer.Option(False),
+    cache_dir: Optional[Path] = typer.Option(None),
+    save_models: bool = typer.Option(False, help="Also write every model of the sweep as a checkpoint."),
+    output: Path = typer.Option(Path("sweep"), "-o", "--output", help="Output directory."),
+    force: bool = typer.Option(False, help="Write into a non-empty output directory."),
+    quiet: bool = typer.Option(False),
+):
+    """Table 8 and Figure 8: dims, cached FLOPs, test AUC / log loss per variance, for retrain and compress."""
+    from fm2onnx.compression.dims import WEIGHTINGS
+    from fm2onnx.report import prepare_out_dir
+    from fm2onnx.sweep import markdown_table, parse_thresholds, run_sweep, write_sweep
+    from fm2onnx.train import TrainConfig
+
+    thresholds = parse_thresholds(variance)
+    if weighting not in WEIGHTINGS:
+        raise Fm2OnnxError(f"--weighting {weighting!r}: expected one of {', '.join(WEIGHTINGS)}")
+    config = TrainConfig(learning_rate=lr, batch_size=batch_size, epochs=epochs, patience=patience, seed=seed,
+                         threads=threads)
+    config.validate()
+    prepare_out_dir(output, force)
+    full_model = None
+    if full is not None:
+        ckpt = load_checkpoint(full)
+        dataset = checkpoint_dataset(ckpt, data, format, schema, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
+                                     progress=not quiet)
+        full_model = ckpt.model()
+    else:
+        dataset = open_dataset(data, format, schema, min_count=min_count, seed=seed, skip_bad_rows=skip_bad_rows,
+                               cache_dir=cache_dir, progress=not quiet)
+    pre = dataset.preprocessor
+
+    def keep(name, model):
+        if save_models or name == "full":
+            save_checkpoint(Checkpoint.from_model(model, pre.to_dict(), {"sweep": name}), output / f"{name}.pt",
+                            force=True)
+
+    result = run_sweep(dataset, thresholds, config, full_model=full_model, dim=dim, retrain=retrain,
+                       compress=compress, frequency_weighted=weighting == "frequency",
+                       finetune_epochs=finetune_epochs, progress=not quiet, on_model=keep)
+    files = write_sweep(result, output, pre.field_names, f"Test AUC against cached FLOPs ({data.name})")
+    console.print(markdown_table(result), markup=False, highlight=False)
+    console.print(f"wrote {', '.join(str(p) for p in files.values())}")
+
+
+@app.command()
+def report(
+    checkpoint: Path = typer.Argument(..., help="A trained FM/FwFM/FvFM/FmFM checkpoint."),
+    data: Optional[Path] = typer.Option(None, help="Rows for the mutual-information heatmap (Figure 6)."),
+    format: Optional[str] = typer.Option(None, "--format", help="Defaults to the checkpoint's format."),
+    schema: Optional[Path] = typer.Option(None),
+    variance: Optional[float] = typer.Option(
+        None, help="Show PCA dims at this variance (default: the checkpoint's dims if they vary by field, "
+                   "else PCA at 0.95)."),
+    max_rows: int = typer.Option(200_000, help="Rows sampled for mutual information."),
+    cache_dir: Optional[Path] = typer.Option(None),
+    skip_bad_rows: bool = typer.Option(False),
+    output: Path = typer.Option(Path("report"), "-o", "--output", help="Output directory (index.html + PNGs)."),
+    force: bool = typer.Option(False, help="Write into a non-empty output directory."),
+    quiet: bool = typer.Option(False),
+):
+    """Heatmaps of cross-field dims (Figure 7) and field-pair mutual information (Figure 6) in one offline page."""
+    from fm2onnx.report import build_report, choose_dims, prepare_out_dir
+
+    ckpt = load_checkpoint(checkpoint)
+    chosen = choose_dims(ckpt, variance)
+    prepare_out_dir(output, force)  # fail before the (slower) data pass
+    ids = labels = None
+    if data is not None:
+        dataset = checkpoint_dataset(ckpt, data, format, schema, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
+                                     progress=not quiet)
+        ids, labels = dataset.ids, dataset.labels
+    index = build_report(ckpt, output, dims=chosen, ids=ids, labels=labels,
+                         data_name=data.name if data else "", max_rows=max_rows, force=True)
+    console.print(f"wrote {index}  (dims: {chosen.source}; mean {sum(chosen.dims) / len(chosen.dims):.2f})")
