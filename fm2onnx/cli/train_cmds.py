@@ -80,6 +80,8 @@ def train(
     from fm2onnx.train import TrainConfig, config_dict
     from fm2onnx.train import train as run_training
 
+    if model not in MODEL_KINDS:  # before the (possibly long) encoding pass
+        raise Fm2OnnxError(f"unknown model kind {model!r}; expected one of {', '.join(MODEL_KINDS)}")
     log = log or output.with_name(output.name + ".log.jsonl")
     refuse_existing(output, force)
     refuse_existing(log, force)

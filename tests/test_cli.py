@@ -1,0 +1,76 @@
+"""The foundation commands end to end on generated data, and their one-line errors."""
+
+import json
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def criteo_file(tmp_path_factory):
+    from fm2onnx.data import synthesize
+
+    path = tmp_path_factory.mktemp("cli") / "data.txt"
+    synthesize(path, rows=6000, fmt="criteo", seed=3, progress=False)
+    return path
+
+
+def test_synth_train_info_evaluate(cli, criteo_file, tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    code, out, err = cli("train", "--data", criteo_file, "--model", "fmfm", "--dim", "4", "--epochs", "1",
+                         "--min-count", "2", "--cache-dir", tmp_path / "cache", "-o", ckpt, "--quiet")
+    assert code == 0, err
+    assert "test" in out and ckpt.exists() and (tmp_path / "ckpt.pt.log.jsonl").exists()
+
+    code, out, err = cli("info", ckpt, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["model"]["kind"] == "fmfm" and len(info["model"]["field_names"]) == 39
+    assert info["parameters"] == sum(t.numel() for t in torch.load(ckpt, weights_only=True)["state_dict"].values())
+
+    code, out, err = cli("evaluate", ckpt, "--data", criteo_file, "--json", "--quiet")
+    assert code == 0, err
+    scores = json.loads(out)
+    assert scores["rows"] == 6000 and 0.5 < scores["auc"] < 1.0 and scores["logloss"] > 0
+
+
+def test_train_with_per_field_dims(cli, criteo_file, tmp_path):
+    dims = tmp_path / "dims.csv"
+    dims.write_text("field,dim\n" + "".join(f"{i},{1 + i % 4}\n" for i in range(1, 40)))
+    code, _, err = cli("train", "--data", criteo_file, "--dims", dims, "--epochs", "1", "--min-count", "2",
+                       "--cache-dir", tmp_path / "cache", "-o", tmp_path / "v.pt", "--quiet")
+    assert code == 0, err
+    assert torch.load(tmp_path / "v.pt", weights_only=True)["model"]["dims"][:5] == [2, 3, 4, 1, 2]
+
+
+def test_train_refuses_to_overwrite(cli, criteo_file, tmp_path):
+    out = tmp_path / "ckpt.pt"
+    out.write_text("precious")
+    code, _, err = cli("train", "--data", criteo_file, "-o", out, "--quiet")
+    assert code == 2 and err.strip() == f"fm2onnx: error: {out}: already exists (pass --force to overwrite)"
+    assert out.read_text() == "precious"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--data", "/nonexistent/data.txt"], "/nonexistent/data.txt: no such data file"),
+    (["train", "--data", "{data}", "--model", "deepfm"], "unknown model kind 'deepfm'"),
+    (["train", "--data", "{data}", "--model", "fm", "--dims", "{dims}"], "only FmFM supports"),
+    (["train", "--data", "{data}", "--optimizer", "sgd"], "unknown optimizer 'sgd'"),
+    (["info", "{data}"], "truncated or not a torch checkpoint"),
+])
+def test_errors_are_one_line(cli, criteo_file, tmp_path, args, message):
+    dims = tmp_path / "dims.csv"
+    dims.write_text("field,dim\n" + "".join(f"{i},{2 + i % 2}\n" for i in range(1, 40)))
+    args = [a.format(data=criteo_file, dims=dims) for a in args]
+    code, _, err = cli(*args, "-o", tmp_path / "x.pt", "--quiet") if args[0] == "train" else cli(*args)
+    assert code == 2
+    assert err.startswith("fm2onnx: error: ") and message in err and err.count("\n") == 1
+
+
+def test_malformed_row_names_file_and_line(cli, criteo_file, tmp_path):
+    bad = tmp_path / "bad.txt"
+    lines = criteo_file.read_text().splitlines()[:50]
+    lines[41] = "1\tnot-a-number" + lines[41][lines[41].index("\t", 2):]
+    bad.write_text("\n".join(lines) + "\n")
+    code, _, err = cli("train", "--data", bad, "-o", tmp_path / "x.pt", "--quiet", "--cache-dir", tmp_path / "c")
+    assert code == 2 and f"{bad}:42:" in err and err.count("\n") == 1
