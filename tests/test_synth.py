@@ -162,3 +162,10 @@ def test_custom_cardinalities_and_zipf(tmp_path):
     assert info.cardinalities == cards
     assert all(v <= c + 1 for v, c in zip(ds.vocab_sizes, cards))
     assert ds.vocab_sizes[13:] == [5] * 26  # every hash seen
+
+
+def test_decay_keeps_calibration(tmp_path):
+    info = synthesize(tmp_path / "d.txt", rows=2000, fmt="criteo", seed=0, decay=1.0, progress=False)
+    assert info.decay == 1.0 and abs(info.planted_auc - 0.785) < 0.005
+    with pytest.raises(Fm2OnnxError, match="decay"):
+        synthesize(tmp_path / "e.txt", rows=10, decay=-1, progress=False)

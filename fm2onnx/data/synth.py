@@ -105,6 +105,7 @@ class SynthInfo:
     seconds: float
     planted_out: str | None = None
     empty_rates: list[float] = field(default_factory=list)
+    decay: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -451,6 +452,7 @@ def synthesize(
     force: bool = False,
     progress: bool = True,
     split: Sequence[float] = (0.8, 0.1, 0.1),
+    decay: float = 0.0,
 ) -> SynthInfo:
     """Write ``rows`` synthetic rows to ``out_path`` (a text file, or for ``fmt="ids"`` an encoded
     dataset directory readable by ``EncodedDataset.open``).
@@ -460,6 +462,9 @@ def synthesize(
     ``zipf``: exponent of the feature frequencies. ``planted_out``: a ``.npz`` receiving ``logits``
     (float32, one per row in file order), ``dims``, ``cardinalities``, ``field_names``, ``bias``,
     ``alpha``. ``split`` only matters for ``fmt="ids"`` (the encoder assigns splits otherwise).
+    ``decay`` > 0 shrinks the planted embedding of the feature of frequency rank ``r`` by
+    ``(1 + r/3) ** -decay``, so rare features carry less signal and the planted model is easier to
+    learn from few rows (0 = every feature equally strong).
     """
     if fmt not in SYNTH_FORMATS:
         raise Fm2OnnxError(f"unknown synthetic format {fmt!r}; use one of {', '.join(SYNTH_FORMATS)}")
@@ -467,6 +472,8 @@ def synthesize(
         raise Fm2OnnxError(f"rows must be a positive integer, got {rows!r}")
     if not (zipf > 0):
         raise Fm2OnnxError(f"zipf exponent must be > 0, got {zipf!r}")
+    if not (decay >= 0):
+        raise Fm2OnnxError(f"decay must be >= 0, got {decay!r}")
     rows = int(rows)
     seed = int(seed)
     out = Path(out_path)
@@ -488,6 +495,13 @@ def synthesize(
     if len(dims) != nf or any(d < 1 for d in dims):
         raise Fm2OnnxError(f"field_dims must be {nf} positive integers (one per field)")
     planted = _Planted(layout.cards, dims, rng_params)
+    if decay:
+        for f, emb in enumerate(planted.emb):
+            c = emb.shape[0] - 1
+            if fmt == "avazu" and f < 2:
+                continue  # day_of_week / hour_of_day are not Zipf-ranked
+            rank = np.argsort(layout.numeric[f].perm) if f in layout.numeric else np.arange(c)
+            emb[:c] *= ((1.0 + rank / 3.0) ** (-float(decay))).astype(np.float32)[:, None]
     zipfs = [None if (fmt == "avazu" and f < 2) else _Zipf(c, zipf) for f, c in enumerate(layout.cards)]
     cal_feats, _ = _draw_features(layout, zipfs, 20_000, _Streams(seed, 3))
     planted_auc = planted.calibrate(cal_feats, TARGET_AUC, TARGET_POS[fmt])
@@ -622,4 +636,5 @@ def synthesize(
         seconds=secs,
         planted_out=str(planted_out) if planted_out is not None else None,
         empty_rates=list(layout.empty),
+        decay=float(decay),
     )
