@@ -1,7 +1,11 @@
 """Streaming two-pass encoding of a text data file into a compact on-disk dataset directory.
 
-Pass 1 counts tokens per field (skipped when a preprocessor is given), pass 2 encodes. Memory is
-bounded by the vocabularies (distinct tokens) plus one chunk of rows. The output directory holds::
+Pass 1 parses the text once (pyarrow's streaming CSV reader, in a background thread), validates
+it, counts tokens per field and writes chunk-local codes into ``ids.npy`` (each chunk's distinct
+tokens go to a temporary Arrow stream). The vocabularies are built from the counts, and pass 2
+rewrites the codes into vocabulary ids in place, without parsing the text again. With a given
+preprocessor, the file is parsed once and encoded directly. Memory is bounded by the
+vocabularies (distinct tokens) plus one chunk of rows. The output directory holds::
 
     ids.npy            int32 [rows, n_fields]   field ids in file order (0 = unknown)
     labels.npy         float32 [rows]           0/1
