@@ -443,3 +443,18 @@ def test_load_or_encode_beside_read_only_data_uses_the_user_cache(tmp_path, monk
         assert load_or_encode(src, "criteo", progress=False).path == ds.path
     finally:
         data_dir.chmod(0o755)
+
+
+def test_extreme_integers_take_the_exact_path(tmp_path):
+    """Integer fields whose keys spread widely (large negative values) use the per-value path."""
+    rng = np.random.default_rng(1)
+    vals = ["-5000000000", "-9223372036854775808", "9223372036854775807", "3", "2", "-1", "", "100"]
+    lines = [criteo_line(str(i % 2), [str(rng.choice(vals)) for _ in range(13)]) for i in range(300)]
+    p = write_lines(tmp_path / "x.txt", lines)
+    fmt = get_format("criteo")
+    ds = encode_file(p, fmt, tmp_path / "enc", min_count=1, progress=False, **TINY)
+    ids, _, vocabs = reference_encode(p, fmt, 1)
+    np.testing.assert_array_equal(ds.ids, ids)
+    assert {"-9223372036854775808", "-5000000000", "L1906"} <= set(ds.preprocessor.tokens("I1"))
+    again = encode_file(p, fmt, tmp_path / "again", preprocessor=ds.preprocessor, progress=False)
+    np.testing.assert_array_equal(again.ids, ids)

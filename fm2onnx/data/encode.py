@@ -319,10 +319,16 @@ def _transpose_into(dst: np.ndarray, src: np.ndarray, step: int = 4096) -> None:
 
 
 class _Plan:
-    """What pass 1 left for pass 2: per chunk, its rows and how each field was coded."""
+    """What pass 1 left for pass 2: per chunk, its rows and how each field was coded.
+
+    Pass 1 writes, for field j of a chunk, ``base_j + 1 + code`` (``base_j`` for a missing value),
+    where the fields' code ranges are laid end to end; pass 2 then maps a whole chunk with one
+    lookup table. Fields coded by tokens have them in the spill stream, in field order.
+    """
 
     def __init__(self) -> None:
-        self.chunks: list[tuple[int, int, list[int | None]]] = []  # (row0, rows, offsets; None = tokens spilled)
+        # (row0, rows, [(integer key offset, or None when the tokens were spilled; size)] per field)
+        self.chunks: list[tuple[int, int, list[tuple[int | None, int]]]] = []
 
 
 def encode_file(
@@ -407,18 +413,22 @@ def encode_file(
             row0 = w_ids.rows
             if pre is None:
                 cols = np.empty((fmt.n_fields, n), np.int32)
-                offsets: list[int | None] = []
+                coded: list[tuple[int | None, int]] = []
+                base = 0
                 for j, spec in enumerate(fmt.fields):
                     fc = view.field_codes(spec, keep)
                     keys, cnts = fc.counts()
                     counter.add(j, keys, cnts)
-                    cols[j] = fc.codes
+                    np.add(fc.codes, base + 1, out=cols[j])
+                    base += fc.size + 1
                     if fc.tokens is None:
-                        offsets.append(fc.offset)
+                        coded.append((fc.offset, fc.size))
                     else:
-                        offsets.append(None)
+                        coded.append((None, fc.size))
                         spill.write_batch(pa.record_batch([fc.tokens], names=["v"]))
-                plan.chunks.append((row0, n, offsets))
+                if base >= 2**31:
+                    raise Fm2OnnxError(f"{path}: chunk too large to encode; pass a smaller chunk_rows")
+                plan.chunks.append((row0, n, coded))
                 ids = np.empty((n, fmt.n_fields), np.int32)
                 _transpose_into(ids, cols)
                 del cols
@@ -508,28 +518,29 @@ def encode_file(
 
 
 def _remap(ids_path: Path, spill_path: Path, plan: _Plan, pre: Preprocessor, prog: Progress) -> None:
-    """Pass 2: chunk-local codes in ``ids.npy`` -> vocabulary ids, in place."""
+    """Pass 2: chunk-local codes in ``ids.npy`` -> vocabulary ids, in place, one table per chunk."""
     mm = np.load(ids_path, mmap_mode="r+")
-    nf = pre.n_fields
     total = mm.shape[0]
     with pa.memory_map(str(spill_path)) as src:
         tokens = pa.ipc.open_stream(src)
-        for row0, n, offsets in plan.chunks:
-            block = mm[row0:row0 + n]
-            cols = np.empty((nf, n), np.int32)
-            for a in range(0, n, 4096):
-                cols[:, a:a + 4096] = block[a:a + 4096].T
-            for j, off in enumerate(offsets):
-                if off is None:
-                    toks = tokens.read_next_batch().column(0)
-                    fc = FieldCodes(toks, 0, cols[j])
+        for row0, n, coded in plan.chunks:
+            table = np.zeros(sum(size + 1 for _, size in coded), np.int32)
+            base = 0
+            for j, (offset, size) in enumerate(coded):
+                if offset is None:
+                    fc = FieldCodes(tokens.read_next_batch().column(0), 0, _EMPTY)
                 else:
-                    fc = FieldCodes(None, off, cols[j])
-                cols[j] = pre.ids_of_codes(j, fc)
-            _transpose_into(block, cols)
+                    fc = FieldCodes(None, offset, _EMPTY, size)
+                table[base + 1:base + 1 + size] = pre.value_ids(j, fc)
+                base += size + 1
+            block = mm[row0:row0 + n]
+            np.take(table, block, out=block)
             prog.update(row0 + n, (row0 + n) / total)
     mm.flush()
     del mm
+
+
+_EMPTY = np.zeros(0, np.int32)
 
 
 # ----------------------------------------------------------------------------- cache

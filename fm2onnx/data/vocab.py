@@ -398,22 +398,23 @@ class ChunkView:
                 if keep is not None:
                     k, valid = k[keep], valid[keep]
                 if valid.any():
-                    lo, hi = int(k[valid].min()), int(k[valid].max())
+                    lo = int(np.min(k, where=valid, initial=np.iinfo(np.int64).max))
+                    hi = int(np.max(k, where=valid, initial=np.iinfo(np.int64).min))
                 else:
                     lo = hi = 0
-                if hi - lo < (1 << 31) - 2:
+                if hi - lo < (1 << 22):
                     codes = (k - lo).astype(np.int32)
                     codes[~valid] = -1
-                    return FieldCodes(None, lo, codes)
-                # absurd value range: fall through to the per-value path
+                    return FieldCodes(None, lo, codes, hi - lo + 1)
+                # a wide spread of values: fall through to the per-value path
         if spec.kind == "categorical":
             col = self.column(spec.source)
             if len(col) == 0:
                 return FieldCodes(pa.array([], _STR), 0, np.zeros(0, np.int32))
             enc = pc.dictionary_encode(col)
             values = enc.chunk(enc.num_chunks - 1).dictionary
-            parts = [_to_numpy(pc.fill_null(c.indices, -1)) for c in enc.chunks]
-            codes = (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.int32, copy=False)
+            idx = pa.chunked_array([c.indices for c in enc.chunks], pa.int32())
+            codes = _to_numpy(pc.fill_null(idx, -1) if idx.null_count else idx).astype(np.int32, copy=False)
             if keep is not None:
                 codes = codes[keep]
             return FieldCodes(values, 0, codes)
@@ -448,37 +449,26 @@ class ChunkView:
         return per_value[codes] if len(codes) else np.zeros(0, np.int32)
 
 
-def _count_int_keys(k: np.ndarray, valid: np.ndarray) -> tuple[pa.Array, np.ndarray]:
-    sel = k[valid]
-    if not len(sel):
-        return pa.array([], _STR), np.zeros(0, np.int64)
-    lo, hi = int(sel.min()), int(sel.max())
-    if hi - lo < (1 << 22):
-        cnt = np.bincount(sel - lo)
-        nz = np.flatnonzero(cnt)
-        ks, cs = nz + lo, cnt[nz]
-    else:
-        ks, cs = np.unique(sel, return_counts=True)
-    return pa.array([_int_key_token(int(x)) for x in ks], _STR), cs.astype(np.int64)
-
-
 class FieldCodes:
-    """One field of one chunk: ``codes`` (int32, -1 = missing) index either the string ``tokens``
-    (``tokens`` not None) or, for integer fields, integer token keys ``codes + offset``."""
+    """One field of one chunk: ``codes`` (int32, -1 = missing) in ``0..size-1`` index either the
+    string ``tokens`` (``tokens`` not None) or, for integer fields, the integer token keys
+    ``offset + 0 .. offset + size - 1``."""
 
-    __slots__ = ("tokens", "offset", "codes")
+    __slots__ = ("tokens", "offset", "codes", "size")
 
-    def __init__(self, tokens: pa.Array | None, offset: int, codes: np.ndarray):
+    def __init__(self, tokens: pa.Array | None, offset: int, codes: np.ndarray, size: int | None = None):
         self.tokens = tokens
         self.offset = offset
         self.codes = codes
+        self.size = len(tokens) if tokens is not None else int(size or 0)
 
     def counts(self) -> tuple[pa.Array, np.ndarray]:
         """(tokens, counts) of the non-missing values, empty strings excluded."""
-        c = self.codes[self.codes >= 0]
+        cnt = np.bincount(self.codes + 1, minlength=self.size + 1)[1:]
         if self.tokens is None:
-            return _count_int_keys(c.astype(np.int64) + self.offset, np.ones(len(c), bool))
-        cnt = np.bincount(c, minlength=len(self.tokens))
+            nz = np.flatnonzero(cnt)
+            toks = pa.array([_int_key_token(int(k) + self.offset) for k in nz], _STR)
+            return toks, cnt[nz].astype(np.int64)
         toks = self.tokens
         ok = (cnt > 0) & _to_numpy(pc.fill_null(pc.greater(pc.binary_length(toks), 0), False))
         if not ok.all():
@@ -691,17 +681,16 @@ class Preprocessor:
             out[a:a + step] = cols[:, a:a + step].T
         return out
 
-    def ids_of_codes(self, j: int, fc: "FieldCodes") -> np.ndarray:
-        """int32 ids of a field's :class:`FieldCodes` under this preprocessor's vocabulary."""
+    def value_ids(self, j: int, fc: "FieldCodes") -> np.ndarray:
+        """int32 id of each of the ``fc.size`` values a field's :class:`FieldCodes` can index."""
         if fc.tokens is None:
             if self._int_lookup[j] is None:
                 self._int_lookup[j] = _IntLookup(self._tokens[j])
-            valid = fc.codes >= 0
-            return self._int_lookup[j](fc.codes.astype(np.int64) + fc.offset, valid)
-        m = np.zeros(len(fc.tokens) + 1, np.int32)
-        if len(fc.tokens):
-            m[1:] = _ids_from_index(pc.index_in(fc.tokens, value_set=self.vocab_array(j)))
-        return m[fc.codes + 1]
+            keys = np.arange(fc.size, dtype=np.int64) + fc.offset
+            return self._int_lookup[j](keys, np.ones(fc.size, bool))
+        if not len(fc.tokens):
+            return np.zeros(0, np.int32)
+        return _ids_from_index(pc.index_in(fc.tokens, value_set=self.vocab_array(j)))
 
     def encode_table(
         self,
