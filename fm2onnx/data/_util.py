@@ -77,7 +77,7 @@ class Progress:
             else:
                 self.stream.write(msg + "\n")
             self.stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             pass
 
 
