@@ -419,6 +419,8 @@ def encode_file(
                     fc = view.field_codes(spec, keep)
                     keys, cnts = fc.counts()
                     counter.add(j, keys, cnts)
+                    if base + fc.size + 1 >= 2**31:
+                        raise Fm2OnnxError(f"{path}: chunk too large to encode; pass a smaller chunk_rows")
                     np.add(fc.codes, base + 1, out=cols[j])
                     base += fc.size + 1
                     if fc.tokens is None:
@@ -426,8 +428,6 @@ def encode_file(
                     else:
                         coded.append((None, fc.size))
                         spill.write_batch(pa.record_batch([fc.tokens], names=["v"]))
-                if base >= 2**31:
-                    raise Fm2OnnxError(f"{path}: chunk too large to encode; pass a smaller chunk_rows")
                 plan.chunks.append((row0, n, coded))
                 ids = np.empty((n, fmt.n_fields), np.int32)
                 _transpose_into(ids, cols)
