@@ -163,7 +163,7 @@ class EncodedDataset:
         self.meta = meta
 
     @classmethod
-    def open(cls, path: str | os.PathLike, mmap: bool = True) -> "EncodedDataset":
+    def open(cls, path: str | os.PathLike, mmap: bool = True, *, _pre: Preprocessor | None = None) -> "EncodedDataset":
         p = Path(path)
         if not p.is_dir():
             raise Fm2OnnxError(f"{p}: no such encoded dataset directory")
@@ -172,12 +172,12 @@ class EncodedDataset:
             raise Fm2OnnxError(f"{p}: not an encoded dataset (missing {', '.join(missing)})")
         try:
             meta = json.loads((p / "meta.json").read_text(encoding="utf-8"))
-            pre_d = json.loads((p / "preprocessor.json").read_text(encoding="utf-8"))
+            pre_d = None if _pre is not None else json.loads((p / "preprocessor.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise Fm2OnnxError(f"{p}: unreadable meta.json/preprocessor.json: {e}") from None
         if not isinstance(meta, dict) or meta.get("kind") != ENCODED_KIND:
             raise Fm2OnnxError(f"{p / 'meta.json'}: not an fm2onnx encoded dataset")
-        pre = Preprocessor.from_dict(pre_d, where=str(p / "preprocessor.json"))
+        pre = _pre if _pre is not None else Preprocessor.from_dict(pre_d, where=str(p / "preprocessor.json"))
         mode = "r" if mmap else None
         try:
             ids = np.load(p / "ids.npy", mmap_mode=mode)
@@ -281,8 +281,10 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def write_dataset_files(tmp: Path, pre: Preprocessor, meta: dict) -> None:
     """preprocessor.json + meta.json (arrays are written by the caller)."""
+    # json.dumps runs the C encoder (json.dump would take the pure-Python path: ~10x slower)
+    text = json.dumps(pre.to_dict(), ensure_ascii=False, separators=(",", ":"))
     with open(tmp / "preprocessor.json", "w", encoding="utf-8") as f:
-        json.dump(pre.to_dict(), f, ensure_ascii=False, separators=(",", ":"))
+        f.write(text)
         f.write("\n")
     _write_json(tmp / "meta.json", meta)
 
@@ -514,28 +516,58 @@ def encode_file(
         if bad.count:
             msg += f"; skipped {bad.count:,} bad rows (first at lines {', '.join(map(str, bad.lines[:5]))})"
         print(msg, file=sys.stderr)
-    return EncodedDataset.open(out)
+    return EncodedDataset.open(out, _pre=pre)  # the vocabularies in memory are the ones just written
 
 
-def _remap(ids_path: Path, spill_path: Path, plan: _Plan, pre: Preprocessor, prog: Progress) -> None:
-    """Pass 2: chunk-local codes in ``ids.npy`` -> vocabulary ids, in place, one table per chunk."""
+def _remap(ids_path: Path, spill_path: Path, plan: _Plan, pre: Preprocessor, prog: Progress,
+           group_tokens: int = 1 << 22) -> None:
+    """Pass 2: chunk-local codes in ``ids.npy`` -> vocabulary ids, in place, one table per chunk.
+
+    The spilled tokens of several chunks are looked up together (one hash of each vocabulary per
+    group of chunks holding up to ``group_tokens`` tokens), so large vocabularies stay cheap.
+    """
     mm = np.load(ids_path, mmap_mode="r+")
     total = mm.shape[0]
+    nf = pre.n_fields
     with pa.memory_map(str(spill_path)) as src:
-        tokens = pa.ipc.open_stream(src)
-        for row0, n, coded in plan.chunks:
-            table = np.zeros(sum(size + 1 for _, size in coded), np.int32)
-            base = 0
-            for j, (offset, size) in enumerate(coded):
-                if offset is None:
-                    fc = FieldCodes(tokens.read_next_batch().column(0), 0, _EMPTY)
+        stream = pa.ipc.open_stream(src)
+        i = 0
+        while i < len(plan.chunks):
+            group, held = [], 0
+            while i < len(plan.chunks) and (not group or held < group_tokens):
+                chunk = plan.chunks[i]
+                group.append(chunk)
+                held += sum(size for off, size in chunk[2] if off is None)
+                i += 1
+            # tokens of the group, per field, in chunk order
+            spilled: list[list[pa.Array]] = [[] for _ in range(nf)]
+            for _, _, coded in group:
+                for j, (offset, _) in enumerate(coded):
+                    if offset is None:
+                        spilled[j].append(stream.read_next_batch().column(0))
+            field_ids: list[list[np.ndarray]] = []
+            for j in range(nf):
+                if spilled[j]:
+                    ids = pre.value_ids(j, FieldCodes(pa.concat_arrays(spilled[j]), 0, _EMPTY))
+                    cuts = np.cumsum([len(a) for a in spilled[j]])[:-1]
+                    field_ids.append(np.split(ids, cuts))
                 else:
-                    fc = FieldCodes(None, offset, _EMPTY, size)
-                table[base + 1:base + 1 + size] = pre.value_ids(j, fc)
-                base += size + 1
-            block = mm[row0:row0 + n]
-            np.take(table, block, out=block)
-            prog.update(row0 + n, (row0 + n) / total)
+                    field_ids.append([])
+            used = [0] * nf
+            for row0, n, coded in group:
+                table = np.zeros(sum(size + 1 for _, size in coded), np.int32)
+                base = 0
+                for j, (offset, size) in enumerate(coded):
+                    if offset is None:
+                        ids = field_ids[j][used[j]]
+                        used[j] += 1
+                    else:
+                        ids = pre.value_ids(j, FieldCodes(None, offset, _EMPTY, size))
+                    table[base + 1:base + 1 + size] = ids
+                    base += size + 1
+                block = mm[row0:row0 + n]
+                np.take(table, block, out=block)
+                prog.update(row0 + n, (row0 + n) / total)
     mm.flush()
     del mm
 
