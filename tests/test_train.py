@@ -56,7 +56,7 @@ def test_same_seed_same_model(planted, tmp_path):
 def test_early_stopping_restores_the_best_epoch(planted):
     """A learning rate far too high makes later epochs worse; the result must be the best epoch's model."""
     dataset, _ = planted
-    config = TrainConfig(epochs=4, patience=0, learning_rate=0.3, batch_size=4096, seed=1)
+    config = TrainConfig(epochs=3, patience=0, learning_rate=0.3, batch_size=8192, seed=1)
     result = train(spec_for(dataset, "fm", dim=4), dataset, config, progress=False)
     best = max(result.history, key=lambda r: r["valid"]["auc"])
     assert result.best_epoch == best["epoch"]
