@@ -35,15 +35,15 @@ class TrainConfig:
     l2_linear: float = 1e-6
     batch_size: int = 2048
     epochs: int = 3
-    patience: int = 1
+    patience: int = 2  # stop after this many epochs in a row without a better validation AUC
     seed: int = 0
     threads: int | None = None
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise Fm2OnnxError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 0:
-            raise Fm2OnnxError("learning rate and batch size must be positive, epochs >= 1, patience >= 0")
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
+            raise Fm2OnnxError("learning rate and batch size must be positive, epochs and patience >= 1")
         if min(self.l2_embeddings, self.l2_field_matrices, self.l2_linear) < 0:
             raise Fm2OnnxError("L2 weights must be >= 0")
 
@@ -164,7 +164,7 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
                 valid = record.get("valid")
                 note = f"valid AUC {valid['auc']:.4f} log loss {valid['logloss']:.4f}" if valid else ""
                 print(f"epoch {epoch}: {note}{'  (best)' if improved else ''}", file=sys.stderr)
-            if stale > config.patience:
+            if stale >= config.patience:
                 break
     finally:
         if log:

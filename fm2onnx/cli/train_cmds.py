@@ -64,7 +64,7 @@ def train(
     l2_linear: float = typer.Option(1e-6, help="L2 on linear weights."),
     batch_size: int = typer.Option(2048),
     epochs: int = typer.Option(3),
-    patience: int = typer.Option(1, help="Epochs without a better validation AUC before stopping."),
+    patience: int = typer.Option(2, help="Stop after this many epochs in a row without a better validation AUC."),
     seed: int = typer.Option(0, help="Seeds the split, the init and the shuffling."),
     min_count: Optional[int] = typer.Option(None, help="Features seen fewer times map to unknown (criteo 8, avazu 5)."),
     skip_bad_rows: bool = typer.Option(False, help="Count and skip malformed rows instead of failing."),
