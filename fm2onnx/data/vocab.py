@@ -397,11 +397,8 @@ class ChunkView:
                 k, valid = ik
                 if keep is not None:
                     k, valid = k[keep], valid[keep]
-                if valid.any():
-                    lo = int(np.min(k, where=valid, initial=np.iinfo(np.int64).max))
-                    hi = int(np.max(k, where=valid, initial=np.iinfo(np.int64).min))
-                else:
-                    lo = hi = 0
+                # missing values hold the key of 0 (-3); including it in the range costs one slot
+                lo, hi = (int(k.min()), int(k.max())) if len(k) else (0, 0)
                 if hi - lo < (1 << 22):
                     codes = (k - lo).astype(np.int32)
                     codes[~valid] = -1
