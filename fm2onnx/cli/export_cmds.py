@@ -29,12 +29,20 @@ def export(
                                                 "go to one sidecar <model>.onnx.data (protobuf stops at 2 GB)."),
     opset: int = typer.Option(18, help="ONNX opset of the exported graph."),
     pair_major: bool = typer.Option(False, "--pair-major", help=PAIR_MAJOR_HELP),
+    input: str = typer.Option("ids", "--input", help="ids: the graph takes field ids | raw: it takes the original "
+                              "columns and applies the checkpoint's preprocessing itself (default name "
+                              "<checkpoint stem>.raw.onnx)."),
+    parity_data: Optional[Path] = typer.Option(None, help="--input raw: also check parity on the first 10,000 "
+                                               "rows of this data file."),
+    parity_format: Optional[str] = typer.Option(None, help="Format of --parity-data (default: the checkpoint's)."),
 ) -> None:
     """Export a checkpoint to ONNX: uncached graph, cache rewrite, parity check against torch."""
     from export.pipeline import export_checkpoint
+    from export.raw_export import raw_exporter
 
-    export_checkpoint(checkpoint, output, form=form, force=force, external_data_threshold=external_data_threshold,
-                      opset=opset, pair_major=pair_major, echo=typer.echo)
+    export_graphs = raw_exporter(input, parity_data, parity_format) or export_checkpoint
+    export_graphs(checkpoint, output, form=form, force=force, external_data_threshold=external_data_threshold,
+                  opset=opset, pair_major=pair_major, echo=typer.echo)
 
 
 @app.command()

@@ -1,0 +1,268 @@
+"""Raw-feature graphs: the checkpoint's preprocessing, as standard ONNX ops, in front of an id graph.
+
+Contract of a raw graph (also in the README, "Raw-feature graphs"):
+
+    numeric      float64 [batch, N]  one column per numeric field (metadata ``numeric_columns``);
+                                     NaN = missing. Absent when the format has no numeric fields.
+    categorical  string  [batch, C]  one column per string source column (``categorical_columns``):
+                                     categorical fields, and Avazu's ``hour`` (YYMMDDHH, read into
+                                     day_of_week and hour_of_day); "" = missing.
+    ->  probability, logit  float32 [batch]   as the id graph
+        feature_ids         int64 [batch, n]  the ids the preprocessing produced (for logging)
+
+Every value the checkpoint's Preprocessor maps to the unknown row (missing, malformed, rare at
+vocabulary time, never seen) reads row 0 here too. Only the default domain (opset >= 20, for
+RegexFullMatch) and ``ai.onnx.ml`` 4 (LabelEncoder) are used.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from fm2onnx.data import Preprocessor
+from fm2onnx.errors import Fm2OnnxError
+
+from .raw_tables import day_of_week_ids, hour_of_day_ids, numeric_table
+from .to_onnx import INPUT_NAME
+
+NUMERIC_INPUT = "numeric"
+CATEGORICAL_INPUT = "categorical"
+IDS_OUTPUT = INPUT_NAME  # the id graph's input becomes an output of the raw graph
+MIN_OPSET = 20  # RegexFullMatch
+ML_OPSET = 4  # LabelEncoder with double keys
+RAW_INPUT_VERSION = "1"  # of the raw inputs' contract; bump on any change
+
+# Python's str.strip() removes every character for which str.isspace() holds; onnxruntime's Cast from
+# string (std::stoll) skips only the C locale's six. An hour value may carry the former at its end,
+# the latter in front: anything else in front reads as unknown (see README).
+_C_SPACE = r"[\x{9}-\x{d}\x{20}]"
+
+
+@functools.cache
+def hour_pattern() -> str:
+    """RE2 pattern of an hour value the graph reads: eight ASCII digits, padded as above."""
+    py_space = "".join(f"\\x{{{c:x}}}" for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    return f"{_C_SPACE}*[0-9]{{8}}[{py_space}]*"
+
+
+_DAYS_IN_MONTH = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+_DAYS_BEFORE_MONTH = [0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334]
+_WEEKDAY_OF_2000_01_01 = 5  # a Saturday; Monday = 0 as datetime.date.weekday()
+
+
+@dataclass(frozen=True)
+class RawContract:
+    numeric_columns: tuple[str, ...]
+    categorical_columns: tuple[str, ...]
+
+    @classmethod
+    def of(cls, pre: Preprocessor) -> "RawContract":
+        numeric = tuple(f.source for f in pre.fields if f.kind == "numeric")
+        strings: list[str] = []
+        for f in pre.fields:
+            if f.kind != "numeric" and f.source not in strings:
+                strings.append(f.source)
+        return cls(numeric, tuple(strings))
+
+    def metadata(self, pre: Preprocessor) -> dict[str, str]:
+        return {"input": "raw", "raw_input_version": RAW_INPUT_VERSION,
+                "numeric_columns": json.dumps(list(self.numeric_columns)),
+                "categorical_columns": json.dumps(list(self.categorical_columns)),
+                "raw_format": pre.format_name, "raw_min_count": str(pre.min_count)}
+
+
+def preprocessor_of(checkpoint) -> Preprocessor:
+    """The checkpoint's Preprocessor, checked against its model fields."""
+    where = str(checkpoint.path or "checkpoint")
+    if checkpoint.preprocessor is None:
+        raise Fm2OnnxError(f"{where}: has no preprocessor (vocabularies), so it cannot take raw features; "
+                           "train it from a data file, or export with --input ids")
+    pre = Preprocessor.from_dict(checkpoint.preprocessor, where=where)
+    if pre.format_name == "ids":
+        raise Fm2OnnxError(f"{where}: was trained on encoded ids (no raw format), so it cannot take raw features")
+    spec = checkpoint.spec
+    if list(pre.field_names) != list(spec.field_names):
+        raise Fm2OnnxError(f"{where}: preprocessor fields {pre.field_names[:5]}... differ from the model's")
+    for name, have, want in zip(spec.field_names, pre.vocab_sizes, spec.vocab_sizes):
+        if have != want:
+            raise Fm2OnnxError(f"{where}: field {name!r}: vocabulary of {have} rows but the model has {want}")
+    return pre
+
+
+class _Builder:
+    """Named nodes and initializers for the preprocessing (names under ``raw/``)."""
+
+    def __init__(self, graph: ir.Graph):
+        self.graph = graph
+        self.nodes: list[ir.Node] = []
+        self._count = 0
+
+    def _name(self, stem: str) -> str:
+        self._count += 1
+        return f"raw/{stem}_{self._count}"
+
+    def const(self, array, stem: str = "const") -> ir.Value:
+        tensor = _tensor(np.asarray(array), name=self._name(stem))
+        value = ir.Value(name=tensor.name, shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype),
+                         const_value=tensor)
+        self.graph.register_initializer(value)
+        return value
+
+    def op(self, op_type: str, *inputs: ir.Value, domain: str = "", **attributes):
+        name = self._name(op_type)
+        num_outputs = attributes.get("num_outputs", 1)  # Split's attribute is also its output count
+        node = ir.node(op_type, list(inputs), attributes or None, domain=domain, num_outputs=num_outputs,
+                       name=name)
+        for i, out in enumerate(node.outputs):
+            out.name = f"{name}:{i}"
+        self.nodes.append(node)
+        return node.outputs[0] if num_outputs == 1 else list(node.outputs)
+
+    def label_encoder(self, x: ir.Value, keys: np.ndarray, ids: np.ndarray, placeholder) -> ir.Value:
+        """keys -> ids, anything else -> 0 (an empty vocabulary gets one placeholder key mapped to 0)."""
+        if len(keys) == 0:
+            keys, ids = np.asarray([placeholder], dtype=keys.dtype), np.zeros(1, np.int64)
+        return self.op("LabelEncoder", x, domain="ai.onnx.ml", keys_tensor=_tensor(keys),
+                       values_tensor=ir.tensor(np.asarray(ids, np.int64)),
+                       default_tensor=ir.tensor(np.zeros(1, np.int64)))
+
+
+def _tensor(array: np.ndarray, name: str | None = None) -> ir.TensorProtocol:
+    if array.dtype == object:  # strings: stored as UTF-8 bytes
+        encoded = np.array([str(v).encode("utf-8") for v in array.reshape(-1)], dtype=object).reshape(array.shape)
+        return ir.StringTensor(encoded, name=name)
+    return ir.tensor(array, name=name)
+
+
+def _columns(b: _Builder, x: ir.Value, n: int) -> list[ir.Value]:
+    """[batch, n] -> n values [batch, 1]."""
+    if n == 1:
+        return [x]
+    return b.op("Split", x, axis=1, num_outputs=n)
+
+
+def _numeric_ids(b: _Builder, x: ir.Value, pre: Preprocessor, fields: list[int]) -> list[ir.Value]:
+    """Ids [batch, 1] of the numeric fields (all columns at once, then one value lookup per field)."""
+    tables = [numeric_table(pre.tokens(j), pre.fields[j].integer) for j in fields]
+    width = max(1, max(len(t.bounds) for t in tables))
+    bounds = np.full((len(fields), width), np.inf)
+    segments = np.zeros((len(fields), width + 1), np.int64)
+    for r, t in enumerate(tables):
+        bounds[r, :len(t.bounds)] = t.bounds
+        segments[r, :len(t.segment_ids)] = t.segment_ids
+    integer = np.array([pre.fields[j].integer for j in fields])
+
+    zero = b.const(np.float64(0.0), "zero")
+    finite = b.op("Less", b.op("Abs", x), b.const(np.float64(np.inf), "inf"))  # NaN and ±inf: missing
+    integral = b.op("Or", b.op("Equal", b.op("Floor", x), x), b.const(~integer, "not_integer_field"))
+    valid = b.op("And", finite, integral)  # Criteo's integer columns: 2.5 is malformed, so unknown
+    clean = b.op("Where", valid, b.op("Add", x, zero), zero)  # x + 0.0: -0.0 -> 0.0, as the vocabulary
+    above_2 = b.op("Greater", clean, b.const(np.float64(2.0), "two"))
+
+    below = b.op("GreaterOrEqual", b.op("Unsqueeze", clean, b.const(np.array([2], np.int64), "axis")),
+                 b.const(bounds, "bucket_bounds"))
+    segment = b.op("ReduceSum", b.op("Cast", below, to=ir.DataType.INT64), b.const(np.array([2], np.int64), "axis"),
+                   keepdims=0)
+    flat = b.op("Add", segment, b.const(np.arange(len(fields), dtype=np.int64) * (width + 1), "segment_offset"))
+    bucket_ids = b.op("Gather", b.const(segments.reshape(-1), "segment_ids"), flat)
+
+    small = [b.label_encoder(col, t.small_keys, t.small_ids, placeholder=3.0)  # 3.0 never takes this branch
+             for col, t in zip(_columns(b, clean, len(fields)), tables)]
+    small_ids = small[0] if len(small) == 1 else b.op("Concat", *small, axis=1)
+    ids = b.op("Where", valid, b.op("Where", above_2, bucket_ids, small_ids), b.const(np.int64(0), "zero_id"))
+    return _columns(b, ids, len(fields))
+
+
+def _hour_ids(b: _Builder, s: ir.Value, dow_ids: np.ndarray, hour_ids: np.ndarray) -> tuple[ir.Value, ir.Value]:
+    """(day_of_week id, hour_of_day id) [batch, 1] of YYMMDDHH strings, 0 unless a real date and hour."""
+    i64 = lambda v, stem="int": b.const(np.int64(v), stem)  # noqa: E731
+    digits = b.op("RegexFullMatch", s, pattern=hour_pattern())
+    safe = b.op("Where", digits, s, b.const(np.array("00010100", dtype=object), "safe_hour"))  # Cast throws on "x"
+    v = b.op("Cast", safe, to=ir.DataType.INT64)
+    yy = b.op("Div", v, i64(1_000_000))
+    mm = b.op("Mod", b.op("Div", v, i64(10_000)), i64(100))
+    dd = b.op("Mod", b.op("Div", v, i64(100)), i64(100))
+    hh = b.op("Mod", v, i64(100))
+    month_ok = b.op("And", b.op("GreaterOrEqual", mm, i64(1)), b.op("LessOrEqual", mm, i64(12)))
+    month = b.op("Where", month_ok, mm, i64(1))
+    leap = b.op("Equal", b.op("Mod", yy, i64(4)), i64(0))  # years 2000..2099: every fourth
+    leap_day = lambda cond: b.op("Cast", b.op("And", leap, cond), to=ir.DataType.INT64)  # noqa: E731
+    month_days = b.op("Add", b.op("Gather", b.const(np.array(_DAYS_IN_MONTH, np.int64), "days_in_month"), month),
+                      leap_day(b.op("Equal", month, i64(2))))
+    day_ok = b.op("And", b.op("GreaterOrEqual", dd, i64(1)), b.op("LessOrEqual", dd, month_days))
+    valid = b.op("And", b.op("And", digits, month_ok), b.op("And", day_ok, b.op("LessOrEqual", hh, i64(23))))
+    days = b.op("Add", b.op("Mul", yy, i64(365)), b.op("Div", b.op("Add", yy, i64(3)), i64(4)))  # leap days before
+    days = b.op("Add", days, b.op("Gather", b.const(np.array(_DAYS_BEFORE_MONTH, np.int64), "days_before"), month))
+    days = b.op("Add", days, b.op("Add", leap_day(b.op("Greater", month, i64(2))), dd))
+    weekday = b.op("Mod", b.op("Add", days, i64(_WEEKDAY_OF_2000_01_01 - 1)), i64(7))
+    hour = b.op("Where", valid, hh, i64(0))
+    zero = i64(0, "zero_id")
+    dow = b.op("Where", valid, b.op("Gather", b.const(dow_ids, "day_of_week_ids"), weekday), zero)
+    hod = b.op("Where", valid, b.op("Gather", b.const(hour_ids, "hour_of_day_ids"), hour), zero)
+    return dow, hod
+
+
+def _hour_tables(pre: Preprocessor, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Ids of the day-of-week and hour-of-day tokens of the fields read from ``source``."""
+    dow, hod = np.zeros(7, np.int64), np.zeros(24, np.int64)
+    for j, f in enumerate(pre.fields):
+        if f.source == source and f.kind == "day_of_week":
+            dow = day_of_week_ids(pre, j)
+        elif f.source == source and f.kind == "hour_of_day":
+            hod = hour_of_day_ids(pre, j)
+    return dow, hod
+
+
+def attach_raw_input(model: ir.Model, pre: Preprocessor) -> RawContract:
+    """Replace the id graph's ``feature_ids`` input by the preprocessing of raw columns (in place)."""
+    graph = model.graph
+    ids_input = next((v for v in graph.inputs if v.name == INPUT_NAME), None)
+    if ids_input is None:
+        raise Fm2OnnxError(f"the graph has no {INPUT_NAME!r} input: not an fm2onnx id graph")
+    contract = RawContract.of(pre)
+    batch = ids_input.shape[0] if ids_input.shape is not None else "batch"
+    b = _Builder(graph)
+    per_field: dict[int, ir.Value] = {}
+    inputs = []
+
+    numeric_fields = [j for j, f in enumerate(pre.fields) if f.kind == "numeric"]
+    if numeric_fields:
+        x = ir.Value(name=NUMERIC_INPUT, type=ir.TensorType(ir.DataType.DOUBLE),
+                     shape=ir.Shape([batch, len(numeric_fields)]))
+        inputs.append(x)
+        per_field.update(zip(numeric_fields, _numeric_ids(b, x, pre, numeric_fields)))
+
+    if contract.categorical_columns:
+        s = ir.Value(name=CATEGORICAL_INPUT, type=ir.TensorType(ir.DataType.STRING),
+                     shape=ir.Shape([batch, len(contract.categorical_columns)]))
+        inputs.append(s)
+        columns = dict(zip(contract.categorical_columns, _columns(b, s, len(contract.categorical_columns))))
+        hours: dict[str, tuple[ir.Value, ir.Value]] = {}
+        for j, f in enumerate(pre.fields):
+            if f.kind == "categorical":
+                tokens = np.array(pre.tokens(j), dtype=object)
+                per_field[j] = b.label_encoder(columns[f.source], tokens, np.arange(1, len(tokens) + 1),
+                                               placeholder="")
+            elif f.kind in ("day_of_week", "hour_of_day"):
+                if f.source not in hours:
+                    hours[f.source] = _hour_ids(b, columns[f.source], *_hour_tables(pre, f.source))
+                per_field[j] = hours[f.source][0 if f.kind == "day_of_week" else 1]
+
+    ids = b.op("Concat", *(per_field[j] for j in range(pre.n_fields)), axis=1) if pre.n_fields > 1 else per_field[0]
+    graph.insert_before(graph.node(0), b.nodes)
+    ids_input.replace_all_uses_with(ids)
+    graph.inputs.clear()
+    graph.inputs.extend(inputs)
+    ids.name, ids.dtype, ids.shape = IDS_OUTPUT, ir.DataType.INT64, ir.Shape([batch, pre.n_fields])
+    graph.outputs.append(ids)
+    model.opset_imports[""] = max(model.opset_imports.get("", MIN_OPSET), MIN_OPSET)
+    model.opset_imports["ai.onnx.ml"] = ML_OPSET
+    model.graph.opset_imports.update(model.opset_imports)
+    model.metadata_props.update(contract.metadata(pre))
+    return contract
