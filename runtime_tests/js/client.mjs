@@ -1,0 +1,139 @@
+// fm2onnx serving client for JavaScript: onnxruntime-node (native) and onnxruntime-web (WebAssembly,
+// in a browser or under Node). This is the code the README's "Serving from Node.js and the browser"
+// shows, and the code runtime_tests/test_js_client.py runs against fixtures written by Python.
+
+export const SERVING_SCHEMA_VERSION = '1';
+export const RAW_INPUT_VERSION = '1';
+
+// ---------------------------------------------------------------------------------- metadata
+
+// onnxruntime's JavaScript API does not expose a model's metadata_props, so read them from the
+// protobuf: ModelProto field 14, repeated StringStringEntryProto {1: key, 2: value}.
+export function readMetadata(modelBytes) {
+  const bytes = modelBytes instanceof Uint8Array ? modelBytes : new Uint8Array(modelBytes);
+  const text = new TextDecoder();
+  const props = {};
+  for (const [field, body] of protobufFields(bytes, 0, bytes.length)) {
+    if (field !== 14) continue;
+    const entry = {};
+    for (const [f, value] of protobufFields(bytes, body.start, body.end)) {
+      entry[f] = text.decode(bytes.subarray(value.start, value.end));
+    }
+    props[entry[1]] = entry[2] ?? '';
+  }
+  return props;
+}
+
+function* protobufFields(bytes, start, end) {
+  let pos = start;
+  const varint = () => {
+    let value = 0;
+    let scale = 1;
+    for (;;) {
+      const byte = bytes[pos++];
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) return value;
+      scale *= 128;
+    }
+  };
+  while (pos < end) {
+    const key = varint();
+    const field = Math.floor(key / 8);
+    const wireType = key % 8;
+    if (wireType === 0) varint();
+    else if (wireType === 1) pos += 8;
+    else if (wireType === 5) pos += 4;
+    else if (wireType === 2) {
+      const length = varint();
+      yield [field, { start: pos, end: pos + length }];
+      pos += length;
+    } else throw new Error(`unsupported protobuf wire type ${wireType} in the model file`);
+  }
+}
+
+// Refuse a model this client was not written for, before serving anything with it.
+export function checkMetadata(meta) {
+  if (meta.serving_schema_version !== SERVING_SCHEMA_VERSION) {
+    throw new Error(`serving_schema_version ${meta.serving_schema_version}: this client speaks ${SERVING_SCHEMA_VERSION}`);
+  }
+  if (meta.input === 'raw' && meta.raw_input_version !== RAW_INPUT_VERSION) {
+    throw new Error(`raw_input_version ${meta.raw_input_version}: this client speaks ${RAW_INPUT_VERSION}`);
+  }
+  const contract = {
+    kind: meta.model_kind,
+    form: meta.form,
+    input: meta.input ?? 'ids',
+    fieldNames: JSON.parse(meta.field_names),
+    vocabSizes: JSON.parse(meta.vocab_sizes),
+  };
+  if (contract.input === 'raw') {
+    contract.numericColumns = JSON.parse(meta.numeric_columns);
+    contract.categoricalColumns = JSON.parse(meta.categorical_columns);
+  }
+  return contract;
+}
+
+// ---------------------------------------------------------------------------------- loading
+
+// source: { path } -- onnxruntime-node reads the file, and its external-data sidecar beside it;
+//         { bytes, externalData? } -- onnxruntime-web (or bytes already in memory): externalData is
+//         [{ path: '<model>.onnx.data', data: Uint8Array }], path as written in the model.
+export async function loadModel(ort, source, { threads = 1 } = {}) {
+  const bytes = source.bytes ?? (await import('node:fs/promises')).readFile(source.path);
+  const meta = readMetadata(await bytes);
+  const contract = checkMetadata(meta);
+  const options = {
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: threads, // onnxruntime-node; onnxruntime-web takes ort.env.wasm.numThreads
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+  };
+  if (source.externalData) options.externalData = source.externalData;
+  const session = await ort.InferenceSession.create(source.path ?? source.bytes, options);
+  return { ort, session, meta, contract };
+}
+
+// ---------------------------------------------------------------------------------- inputs
+
+// ids: one array of field ids per row, in field_names order (numbers or BigInts). Ids outside a
+// field's vocabulary, negative included, read the unknown row 0 inside the graph.
+export function idFeeds(model, rows) {
+  const n = model.contract.fieldNames.length;
+  const data = new BigInt64Array(rows.length * n);
+  rows.forEach((row, r) => {
+    if (row.length !== n) throw new Error(`row ${r} has ${row.length} ids, the model has ${n} fields`);
+    row.forEach((id, f) => { data[r * n + f] = BigInt(id); });
+  });
+  return { feature_ids: new model.ort.Tensor('int64', data, [rows.length, n]) };
+}
+
+// raw: one object per row, { column: value }: numbers for numeric_columns (null, undefined or NaN
+// = missing), strings for categorical_columns ('' or null = missing; Avazu's hour as 'YYMMDDHH').
+export function rawFeeds(model, rows) {
+  const { numericColumns, categoricalColumns } = model.contract;
+  const feeds = {};
+  if (numericColumns.length) {
+    const data = new Float64Array(rows.length * numericColumns.length);
+    rows.forEach((row, r) => numericColumns.forEach((column, c) => {
+      const value = row[column];
+      data[r * numericColumns.length + c] = value === null || value === undefined ? NaN : Number(value);
+    }));
+    feeds.numeric = new model.ort.Tensor('float64', data, [rows.length, numericColumns.length]);
+  }
+  if (categoricalColumns.length) {
+    const data = [];
+    for (const row of rows) for (const column of categoricalColumns) data.push(row[column] == null ? '' : String(row[column]));
+    feeds.categorical = new model.ort.Tensor('string', data, [rows.length, categoricalColumns.length]);
+  }
+  return feeds;
+}
+
+// ---------------------------------------------------------------------------------- outputs
+
+// -> { probability: Float32Array, logit: Float32Array, featureIds?: BigInt64Array (raw graphs) }
+export async function predict(model, feeds) {
+  const out = await model.session.run(feeds);
+  const result = { probability: out.probability.data, logit: out.logit.data };
+  if (out.feature_ids) result.featureIds = out.feature_ids.data;
+  return result;
+}

@@ -1,0 +1,121 @@
+"""The JavaScript client (runtime_tests/js) on onnxruntime-node and onnxruntime-web (WebAssembly, under
+Node), against fixtures written here from Python's own onnxruntime run.
+
+Cases: the cached and uncached graphs of every model kind, one model with its weights in an
+external-data sidecar, and raw-feature graphs of Criteo- and Avazu-format checkpoints. For a raw
+graph the expected outputs are the *id graph's* on the Python preprocessing of the same rows, so
+the JavaScript run shows raw graph == id graph ∘ Python preprocessing in that runtime too. The
+packages come from runtime_tests/js/package-lock.json (``npm ci --ignore-scripts``; .ci/run does
+it first, and this test does it when node_modules is missing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export import load_model, save_model
+from export.parity import ATOL, parity_ids, session
+from export.raw_export import outputs
+from export.raw_input import RawContract
+from export.raw_rows import probe_rows, python_ids, read_rows
+from export.to_onnx import INPUT_NAME
+from fm2onnx.checkpoint import load_checkpoint
+
+from .conftest import CASES, case_id
+from .raw_checkpoints import raw_models  # noqa: F401  (session fixture)
+
+JS_DIR = Path(__file__).resolve().parent / "js"
+JS_TESTS = ["test/node.test.mjs", "test/web.test.mjs"]
+ROWS = 48
+
+
+def ensure_packages() -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("node and npm are needed for the JavaScript client tests (Node 20; see README)")
+    if all((JS_DIR / "node_modules" / name / "package.json").is_file() for name in ("onnxruntime-node", "onnxruntime-web")):
+        return
+    # --ignore-scripts: onnxruntime-node's install script downloads extra binaries; its linux-x64 one ships
+    done = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=JS_DIR,
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.fail(f"npm ci in {JS_DIR} failed:\n{done.stderr[-2000:]}")
+
+
+def _json_number(x: float):
+    return x if math.isfinite(x) else str(x).replace("inf", "Infinity").replace("nan", "NaN")
+
+
+def id_case(name: str, model: Path, ids: np.ndarray, fixtures: Path, field_names) -> dict:
+    copied = shutil.copy(model, fixtures / f"{name}.onnx")
+    want = outputs(session(copied), {INPUT_NAME: ids})
+    return {"name": name, "model": Path(copied).name, "input": "ids", "field_names": list(field_names),
+            "rows": ids.tolist(), "expected": {"logit": want["logit"].tolist(),
+                                               "probability": want["probability"].tolist()}}
+
+
+def raw_case(name: str, raw_model: Path, id_model: Path, pre, rows: dict, fixtures: Path) -> dict:
+    """Expected: the id graph on the Python preprocessing of the rows."""
+    contract = RawContract.of(pre)
+    ids = python_ids(pre, rows)
+    want = outputs(session(id_model), {INPUT_NAME: ids})
+    n = len(ids)
+    row_objects = [{c: (_json_number(float(rows[c][r])) if c in contract.numeric_columns else rows[c][r])
+                    for c in contract.numeric_columns + contract.categorical_columns} for r in range(n)]
+    copied = shutil.copy(raw_model, fixtures / f"{name}.onnx")
+    return {"name": name, "model": Path(copied).name, "input": "raw", "field_names": pre.field_names,
+            "numeric_columns": list(contract.numeric_columns), "rows": row_objects,
+            "expected": {"feature_ids": ids.tolist(), "logit": want["logit"].tolist(),
+                         "probability": want["probability"].tolist()}}
+
+
+def head(rows: dict, n: int) -> dict:
+    return {c: v[:n] for c, v in rows.items()}
+
+
+def joined(a: dict, b: dict) -> dict:
+    return {c: a[c] + b[c] for c in a}
+
+
+@pytest.fixture(scope="module")
+def fixtures(exported, raw_models, tmp_path_factory) -> tuple[Path, int]:
+    root = tmp_path_factory.mktemp("js-fixtures")
+    cases = []
+    for case in CASES:
+        ckpt, cached, uncached, _ = exported(case)
+        spec = load_checkpoint(ckpt).spec
+        ids = parity_ids(spec, ROWS, seed=5)  # incl. unknown, negative and past-the-vocabulary ids
+        cases.append(id_case(f"{case_id(case)}-cached", cached, ids, root, spec.field_names))
+        cases.append(id_case(f"{case_id(case)}-uncached", uncached, ids, root, spec.field_names))
+        if case == CASES[-1]:  # weights in a sidecar, as a Criteo-scale model has them
+            graph = load_model(cached)
+            save_model(graph, root / "external.onnx", external_data_threshold=0)
+            cases.append({**id_case("external-data", root / "external.onnx", ids, root, spec.field_names),
+                          "model": "external.onnx", "external_data": "external.onnx.data"})
+    for fmt in ("criteo", "avazu"):
+        models = raw_models(fmt)
+        pre = models.preprocessor
+        rows = joined(head(read_rows(models.data, pre, ROWS), ROWS), probe_rows(pre, ROWS, seed=4))
+        for form in ("cached", "uncached"):
+            cases.append(raw_case(f"{fmt}-raw-{form}", models.raw[form], models.ids[form], pre, rows, root))
+    (root / "manifest.json").write_text(json.dumps({"tolerance": ATOL, "cases": cases}))
+    return root, len(cases)
+
+
+def test_js_client_on_onnxruntime_node_and_web(fixtures):
+    root, n_cases = fixtures
+    ensure_packages()
+    done = subprocess.run(["node", "--test", *JS_TESTS], cwd=JS_DIR, capture_output=True, text=True,
+                          env={**os.environ, "FM2ONNX_JS_FIXTURES": str(root)}, timeout=600)
+    report = done.stdout + done.stderr
+    assert done.returncode == 0, f"JavaScript parity failed:\n{report[-6000:]}"
+    passed = re.search(r"^# pass (\d+)$", report, re.M)
+    assert passed and int(passed.group(1)) == 2 * n_cases, report[-2000:]  # every case, both runtimes
