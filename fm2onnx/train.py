@@ -18,7 +18,7 @@ from models import FMFamilyModel, L2Config, ModelSpec, build_model
 
 from .data.metrics import auc, log_loss
 from .errors import Fm2OnnxError
-from .progress import RowProgress
+from .progress import Progress
 
 OPTIMIZERS = ("adam", "adagrad")
 # Shuffled rows are read in blocks of this many sorted indices, so a memory-mapped file is read
@@ -128,7 +128,7 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     try:
         for epoch in range(1, config.epochs + 1):
             model.train()
-            bar = RowProgress(f"epoch {epoch}/{config.epochs}", len(train_rows), enabled=progress)
+            bar = Progress(f"epoch {epoch}/{config.epochs}", enabled=progress)
             loss_sum, seen, started = 0.0, 0, time.perf_counter()
             for x, y in shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng):
                 for opt in optimizers:
@@ -140,8 +140,8 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
                     opt.step()
                 loss_sum += loss.item() * len(y)
                 seen += len(y)
-                bar.update(len(y), loss=loss_sum / seen)
-            rows_per_s = bar.close(loss=loss_sum / max(seen, 1))
+                bar.update(seen, seen / len(train_rows), loss=loss_sum / seen)
+            rows_per_s = seen / bar.done(seen, f", loss {loss_sum / max(seen, 1):.4f}")
             record = {"epoch": epoch, "train_logloss_running": loss_sum / max(seen, 1),
                       "rows_per_s": rows_per_s, "seconds": time.perf_counter() - started}
             if len(valid_rows):

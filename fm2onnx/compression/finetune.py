@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from models import FMFamilyModel, build_model
 
-from ..progress import RowProgress
+from ..progress import Progress
 from ..train import TrainConfig, TrainResult, evaluate_rows, make_optimizers, shuffled_batches
 
 
@@ -34,7 +34,8 @@ def finetune(model: FMFamilyModel, dataset, config: TrainConfig, *, progress: bo
     history = [{"epoch": 0, "valid_auc": best_auc}]
     for epoch in range(1, config.epochs + 1):
         tuned.train()
-        bar = RowProgress(f"fine-tune {epoch}/{config.epochs}", len(train_rows), enabled=progress)
+        bar = Progress(f"fine-tune {epoch}/{config.epochs}", enabled=progress)
+        seen = 0
         for x, y in shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng):
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
@@ -43,8 +44,9 @@ def finetune(model: FMFamilyModel, dataset, config: TrainConfig, *, progress: bo
             (loss + penalty).backward()
             for opt in optimizers:
                 opt.step()
-            bar.update(len(y), loss=loss.item())
-        bar.close()
+            seen += len(y)
+            bar.update(seen, seen / len(train_rows), loss=loss.item())
+        bar.done(seen)
         auc = score()
         history.append({"epoch": epoch, "valid_auc": auc})
         if auc > best_auc:

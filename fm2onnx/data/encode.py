@@ -32,7 +32,8 @@ import pyarrow.compute as pc
 
 from .. import __version__
 from ..errors import DataError, Fm2OnnxError
-from ._util import SPLIT_NAMES, NpyAppender, Progress, assign_split, check_split
+from ..progress import Progress
+from ._util import SPLIT_NAMES, NpyAppender, assign_split, check_split
 from .formats import TableFormat, get_format
 from .reader import Chunk, ChunkReader, check_input_file
 from .vocab import ChunkView, FieldCodes, Preprocessor, VocabCounter, _short

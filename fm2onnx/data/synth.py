@@ -37,7 +37,8 @@ import pyarrow.csv as pv
 
 from .. import __version__
 from ..errors import Fm2OnnxError
-from ._util import SPLIT_NAMES, NpyAppender, Progress, assign_split
+from ..progress import Progress
+from ._util import SPLIT_NAMES, NpyAppender, assign_split
 from .formats import AVAZU_COLUMNS, CRITEO_CATEGORICAL, CRITEO_NUMERIC, FieldSpec
 from .vocab import _int_token_keys, Preprocessor
 
