@@ -28,7 +28,7 @@ import onnx_ir as ir
 from fm2onnx.data import Preprocessor
 from fm2onnx.errors import Fm2OnnxError
 
-from .raw_tables import day_of_week_ids, hour_of_day_ids, numeric_table
+from .raw_tables import bucket_edge, day_of_week_ids, hour_of_day_ids, numeric_table
 from .to_onnx import INPUT_NAME
 
 NUMERIC_INPUT = "numeric"
@@ -150,12 +150,12 @@ def _columns(b: _Builder, x: ir.Value, n: int) -> list[ir.Value]:
 def _numeric_ids(b: _Builder, x: ir.Value, pre: Preprocessor, fields: list[int]) -> list[ir.Value]:
     """Ids [batch, 1] of the numeric fields (all columns at once, then one value lookup per field)."""
     tables = [numeric_table(pre.tokens(j), pre.fields[j].integer) for j in fields]
-    width = max(1, max(len(t.bounds) for t in tables))
-    bounds = np.full((len(fields), width), np.inf)
-    segments = np.zeros((len(fields), width + 1), np.int64)
+    top = max(t.top_bucket for t in tables)  # buckets 0..top; top + 1 stands for "any larger bucket"
+    bucket_ids = np.zeros((len(fields), top + 2), np.int64)
     for r, t in enumerate(tables):
-        bounds[r, :len(t.bounds)] = t.bounds
-        segments[r, :len(t.segment_ids)] = t.segment_ids
+        bucket_ids[r, :len(t.bucket_ids)] = t.bucket_ids
+    edges = bucket_edge(np.arange(top + 3))
+    edges[-1] = np.inf  # an estimate of top + 1 (or more, clipped) is never raised
     integer = np.array([pre.fields[j].integer for j in fields])
 
     zero = b.const(np.float64(0.0), "zero")
@@ -165,12 +165,18 @@ def _numeric_ids(b: _Builder, x: ir.Value, pre: Preprocessor, fields: list[int])
     clean = b.op("Where", valid, b.op("Add", x, zero), zero)  # x + 0.0: -0.0 -> 0.0, as the vocabulary
     above_2 = b.op("Greater", clean, b.const(np.float64(2.0), "two"))
 
-    below = b.op("GreaterOrEqual", b.op("Unsqueeze", clean, b.const(np.array([2], np.int64), "axis")),
-                 b.const(bounds, "bucket_bounds"))
-    segment = b.op("ReduceSum", b.op("Cast", below, to=ir.DataType.INT64), b.const(np.array([2], np.int64), "axis"),
-                   keepdims=0)
-    flat = b.op("Add", segment, b.const(np.arange(len(fields), dtype=np.int64) * (width + 1), "segment_offset"))
-    bucket_ids = b.op("Gather", b.const(segments.reshape(-1), "segment_ids"), flat)
+    # bucket: estimate floor(ln(x)^2) with the runtime's Log, then correct it by one against exact edges
+    big = b.op("Where", above_2, clean, b.const(np.float64(3.0), "three"))  # Log only sees values > 2
+    log = b.op("Log", big)
+    estimate = b.op("Min", b.op("Floor", b.op("Mul", log, log)), b.const(np.float64(top + 1), "top"))
+    k = b.op("Cast", estimate, to=ir.DataType.INT64)
+    edge_table = b.const(edges, "bucket_edges")
+    lower = b.op("Gather", edge_table, k)
+    upper = b.op("Gather", edge_table, b.op("Add", k, b.const(np.int64(1), "one")))
+    as_int = lambda cond: b.op("Cast", cond, to=ir.DataType.INT64)  # noqa: E731
+    k = b.op("Add", b.op("Sub", k, as_int(b.op("Less", big, lower))), as_int(b.op("GreaterOrEqual", big, upper)))
+    flat = b.op("Add", k, b.const(np.arange(len(fields), dtype=np.int64) * (top + 2), "bucket_offset"))
+    bucket_ids = b.op("Gather", b.const(bucket_ids.reshape(-1), "bucket_ids"), flat)
 
     small = [b.label_encoder(col, t.small_keys, t.small_ids, placeholder=3.0)  # 3.0 never takes this branch
              for col, t in zip(_columns(b, clean, len(fields)), tables)]

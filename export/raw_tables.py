@@ -1,12 +1,12 @@
 """Lookup tables that let a graph apply the checkpoint's preprocessing (fm2onnx.data.vocab) exactly.
 
 Numeric fields. A finite value ``x > 2`` has the token ``"L<k>"``, ``k = floor(ln(x)**2)`` as numpy
-computes it in float64; any other value is its own token. Rather than evaluate ``ln`` in the graph
-(the runtimes' ``Log`` kernels need not round like numpy, and a bucket flips on one ulp), the bucket
-is found by comparisons against *edges*: ``bucket_edge(k)`` is the smallest float64 whose bucket is
-``k`` or more, searched with numpy's own ``log``. Only the buckets that the vocabulary knows matter,
-so a field gets the edges where its id changes (``NumericTable.bounds``) and the id of each segment
-between them (``segment_ids``). Values ``x <= 2`` are looked up by value (``small_keys``).
+computes it in float64; any other value is its own token. A runtime's ``Log`` need not round like
+numpy's, and a bucket flips on one ulp, so the graph only *estimates* k with ``Log`` and then
+corrects the estimate against exact *edges*: ``bucket_edge(k)`` is the smallest float64 whose bucket
+is k or more, searched with numpy's own ``log``. An estimate is never off by more than one bucket
+(``ln(x)**2`` is below 5.1e5 and a libm is within a few ulps), and one comparison with each
+neighbouring edge settles it. Values ``x <= 2`` are looked up by value (``small_keys``).
 
 Day-of-week / hour-of-day fields (Avazu ``hour``): ids of the tokens ``"0".."6"`` and ``"0".."23"``.
 """
@@ -75,13 +75,16 @@ def _small_value(token: str, integer: bool) -> float | None:
 
 @dataclass
 class NumericTable:
-    """One numeric field: segments for values > 2, a value table for values <= 2."""
+    """One numeric field: ids of the buckets 0..K (values > 2), a value table for values <= 2."""
 
-    bounds: np.ndarray  # float64 ascending: segment s is [bounds[s-1], bounds[s])
-    segment_ids: np.ndarray  # int64, len(bounds) + 1; segment 0 (below every bound) is unknown
+    bucket_ids: np.ndarray  # int64 [K + 1]: id of "L<k>" (0 if the vocabulary lacks it)
     small_keys: np.ndarray  # float64 values <= 2 with a token in the vocabulary
     small_ids: np.ndarray  # int64 ids of those values
     unreachable: int  # tokens that no float64 input produces (integers past 2**53)
+
+    @property
+    def top_bucket(self) -> int:
+        return len(self.bucket_ids) - 1
 
 
 def numeric_table(tokens: list[str], integer: bool) -> NumericTable:
@@ -98,15 +101,11 @@ def numeric_table(tokens: list[str], integer: bool) -> NumericTable:
             unreachable += 1
         else:
             small[value] = i + 1
-    ks = np.array(sorted(known), np.int64)
-    starts = bucket_edge(ks)
-    ends = bucket_edge(ks + 1)
-    bounds = np.unique(np.concatenate([starts, ends[np.isfinite(ends)]]))
-    id_at_start = dict(zip(starts.tolist(), (known[int(k)] for k in ks)))
-    segment_ids = np.array([0] + [id_at_start.get(b, 0) for b in bounds.tolist()], np.int64)
+    bucket_ids = np.zeros(max(known, default=0) + 1, np.int64)
+    for k, id_ in known.items():
+        bucket_ids[k] = id_
     keys = np.array(sorted(small), np.float64)
-    return NumericTable(bounds, segment_ids, keys, np.array([small[k] for k in keys.tolist()], np.int64),
-                        unreachable)
+    return NumericTable(bucket_ids, keys, np.array([small[k] for k in keys.tolist()], np.int64), unreachable)
 
 
 def token_ids(pre: Preprocessor, field: int, tokens: list[str]) -> np.ndarray:
