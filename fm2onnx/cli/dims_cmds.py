@@ -14,7 +14,7 @@ from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 
 from .app import app
-from .train_cmds import metrics_table, open_dataset, refuse_existing
+from .train_cmds import open_dataset, refuse_existing
 
 console = Console()
 
@@ -71,6 +71,15 @@ def dims_table(selection) -> Table:
         table.add_column(column, justify="left" if column == "field" else "right")
     for i, row in enumerate(selection.fields, start=1):
         table.add_row(str(i), row.field, str(row.dim), f"{row.features:,}", f"{100 * row.explained:.1f}%")
+    return table
+
+
+def comparison_table(title: str, scores: dict) -> Table:
+    table = Table(title=title)
+    for column in ("model", "rows", "AUC", "log loss"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name, m in scores.items():
+        table.add_row(name, f"{m['rows']:,}", f"{m['auc']:.4f}", f"{m['logloss']:.4f}")
     return table
 
 
@@ -177,7 +186,7 @@ def compress(
         scores = {"full": evaluate_rows(model, dataset.ids, dataset.labels, rows),
                   "compressed": evaluate_rows(small, dataset.ids, dataset.labels, rows)}
         training["metrics"] = {"test": scores["compressed"]}
-        console.print(metrics_table(f"{'test split' if len(test) else 'all rows'} of {data}", scores))
+        console.print(comparison_table(f"{'test split' if len(test) else 'all rows'} of {data}", scores))
     save_checkpoint(Checkpoint.from_model(small, ckpt.preprocessor, training), output, force=force)
     from fm2onnx.compression import cached_flops
 
@@ -203,6 +212,9 @@ def sweep(
     epochs: int = typer.Option(3),
     patience: int = typer.Option(1),
     lr: float = typer.Option(1e-3),
+    l2_embeddings: float = typer.Option(1e-6, help="L2 on the embedding rows a batch uses."),
+    l2_field_matrices: float = typer.Option(1e-6, help="L2 on the field matrices."),
+    l2_linear: float = typer.Option(1e-6, help="L2 on linear weights."),
     batch_size: int = typer.Option(2048),
     seed: int = typer.Option(0),
     threads: Optional[int] = typer.Option(None),
@@ -218,12 +230,13 @@ def sweep(
     from fm2onnx.compression.dims import WEIGHTINGS
     from fm2onnx.report import prepare_out_dir
     from fm2onnx.sweep import markdown_table, parse_thresholds, run_sweep, write_sweep
-    from fm2onnx.train import TrainConfig
+    from fm2onnx.train import TrainConfig, config_dict
 
     thresholds = parse_thresholds(variance)
     if weighting not in WEIGHTINGS:
         raise Fm2OnnxError(f"--weighting {weighting!r}: expected one of {', '.join(WEIGHTINGS)}")
-    config = TrainConfig(learning_rate=lr, batch_size=batch_size, epochs=epochs, patience=patience, seed=seed,
+    config = TrainConfig(learning_rate=lr, l2_embeddings=l2_embeddings, l2_field_matrices=l2_field_matrices,
+                         l2_linear=l2_linear, batch_size=batch_size, epochs=epochs, patience=patience, seed=seed,
                          threads=threads)
     config.validate()
     prepare_out_dir(output, force)
@@ -240,14 +253,14 @@ def sweep(
 
     def keep(name, model):
         if save_models or name == "full":
-            save_checkpoint(Checkpoint.from_model(model, pre.to_dict(), {"sweep": name}), output / f"{name}.pt",
-                            force=True)
+            training = {"sweep": name, "data": str(data), "config": config_dict(config)}
+            save_checkpoint(Checkpoint.from_model(model, pre.to_dict(), training), output / f"{name}.pt", force=True)
 
     result = run_sweep(dataset, thresholds, config, full_model=full_model, dim=dim, retrain=retrain,
                        compress=compress, frequency_weighted=weighting == "frequency",
                        finetune_epochs=finetune_epochs, progress=not quiet, on_model=keep)
     files = write_sweep(result, output, pre.field_names, f"Test AUC against cached FLOPs ({data.name})")
-    console.print(markdown_table(result), markup=False, highlight=False)
+    typer.echo(markdown_table(result))
     console.print(f"wrote {', '.join(str(p) for p in files.values())}")
 
 
