@@ -79,8 +79,8 @@ export function checkMetadata(meta) {
 //         { bytes, externalData? } -- onnxruntime-web (or bytes already in memory): externalData is
 //         [{ path: '<model>.onnx.data', data: Uint8Array }], path as written in the model.
 export async function loadModel(ort, source, { threads = 1 } = {}) {
-  const bytes = source.bytes ?? (await import('node:fs/promises')).readFile(source.path);
-  const meta = readMetadata(await bytes);
+  const bytes = source.bytes ?? await (await import('node:fs/promises')).readFile(source.path);
+  const meta = readMetadata(bytes);
   const contract = checkMetadata(meta);
   const options = {
     graphOptimizationLevel: 'all',
