@@ -13,7 +13,7 @@ from fm2onnx.errors import Fm2OnnxError
 
 from .flops import count_flops
 from .model_io import load_model, tensor_bytes
-from .parity import ATOL, RTOL, compare, ort_outputs, parity_ids, session, torch_logits
+from .parity import ATOL, RTOL, TOLERANCES, compare, ort_outputs, parity_ids, session, torch_logits
 
 
 @dataclass
@@ -25,6 +25,9 @@ class GraphCheck:
     within_tolerance: bool
     flops_per_row: int
     table_bytes: int
+    table_dtype: str = "float32"
+    atol: float = ATOL
+    rtol: float = RTOL
     auc: float | None = None
     log_loss: float | None = None
     torch_auc: float | None = None
@@ -32,9 +35,10 @@ class GraphCheck:
 
 
 def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int = 2048, seed: int = 0,
-                 atol: float = ATOL, rtol: float = RTOL, ids: np.ndarray | None = None,
+                 atol: float | None = None, rtol: float | None = None, ids: np.ndarray | None = None,
                  labels: np.ndarray | None = None) -> list[GraphCheck]:
-    """Random ids (incl. 0, negative, out-of-range) unless ``ids`` (and ``labels``, for AUC/log loss) are given."""
+    """Random ids (incl. 0, negative, out-of-range) unless ``ids`` (and ``labels``, for AUC/log loss) are given.
+    Tolerances default to each graph's table dtype (export/parity.py TOLERANCES)."""
     ckpt = load_checkpoint(checkpoint)
     if ids is None:
         ids = parity_ids(ckpt.spec, rows, seed)
@@ -45,10 +49,14 @@ def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int 
         ensure_same_model(ckpt, model.metadata_props, path)
         stats = dict(flops_per_row=count_flops(model).total, table_bytes=tensor_bytes(model, float_only=True))
         form = model.metadata_props.get("form", "?")
+        dtype = model.metadata_props.get("table_dtype", "float32")
         del model
         got = ort_outputs(session(path), ids)["logit"]
-        parity = compare(want, got, atol=atol, rtol=rtol)
-        check = GraphCheck(str(path), form, parity.max_abs, parity.max_rel, parity.ok, **stats)
+        default_atol, default_rtol = TOLERANCES.get(dtype, (ATOL, RTOL))
+        graph_atol, graph_rtol = default_atol if atol is None else atol, default_rtol if rtol is None else rtol
+        parity = compare(want, got, atol=graph_atol, rtol=graph_rtol)
+        check = GraphCheck(str(path), form, parity.max_abs, parity.max_rel, parity.ok, **stats, table_dtype=dtype,
+                           atol=graph_atol, rtol=graph_rtol)
         if labels is not None:
             check.auc, check.log_loss = quality(labels, got)
             check.torch_auc, check.torch_log_loss = quality(labels, want)
@@ -82,12 +90,13 @@ def as_json(checks: list[GraphCheck]) -> str:
 
 
 def as_table(checks: list[GraphCheck]) -> list[str]:
-    header = f"{'graph':<40}{'form':<10}{'max |Δlogit|':>14}{'max rel':>10}{'FLOPs/row':>12}{'table bytes':>16}"
+    header = (f"{'graph':<40}{'form':<10}{'tables':<9}{'max |Δlogit|':>14}{'max rel':>10}{'tolerance':>11}"
+              f"{'FLOPs/row':>12}{'table bytes':>16}")
     lines = [header]
     for c in checks:
         verdict = "" if c.within_tolerance else "  EXCEEDS TOLERANCE"
-        lines.append(f"{Path(c.path).name:<40}{c.form:<10}{c.max_abs_logit_error:>14.2e}{c.max_rel_logit_error:>10.1e}"
-                     f"{c.flops_per_row:>12,}{c.table_bytes:>16,}{verdict}")
+        lines.append(f"{Path(c.path).name:<40}{c.form:<10}{c.table_dtype:<9}{c.max_abs_logit_error:>14.2e}"
+                     f"{c.max_rel_logit_error:>10.1e}{c.atol:>11.0e}{c.flops_per_row:>12,}{c.table_bytes:>16,}{verdict}")
         if c.auc is not None:
             lines.append(f"{'':<50}AUC {c.auc:.5f} (torch {c.torch_auc:.5f}), "
                          f"log loss {c.log_loss:.5f} (torch {c.torch_log_loss:.5f})")

@@ -9,7 +9,8 @@ Counted from the graph's value shapes after ONNX shape inference, with these con
 * floating-point elementwise ops (Add, Sub, Mul, Div, Sigmoid, Neg, Exp, ...): 1 per output element;
 * reductions (ReduceSum, ReduceMean, ...): 1 per input element (n inputs -> n operations, the
   paper's "+1 per pair" when P dot products are summed);
-* MatMul, Gemm, Einsum: 2 per multiply-add (Gemm's bias adds 1 per output element).
+* MatMul, Gemm, Einsum: 2 per multiply-add (Gemm's bias adds 1 per output element);
+* If: the larger of its two branches (fm2onnx's branches compute the same values two ways).
 
 Shapes are per row: the symbolic batch dim (and any other dim shape inference leaves unknown)
 counts as 1. Ops outside these lists are reported as uncounted rather than guessed.
@@ -83,7 +84,25 @@ def node_flops(node: ir.Node) -> int | None:
         return gemm_flops(node)
     if op == "Einsum":
         return einsum_flops(node)
+    if op == "If":
+        return if_flops(node)
     return None
+
+
+def if_flops(node: ir.Node) -> int | None:
+    branches = [node.attributes[name].as_graph() for name in ("then_branch", "else_branch") if name in node.attributes]
+    counts = [graph_flops(g) for g in branches]
+    return None if not counts or any(c is None for c in counts) else max(counts)
+
+
+def graph_flops(graph: ir.Graph) -> int | None:
+    total = 0
+    for node in graph:
+        flops = node_flops(node)
+        if flops is None:
+            return None
+        total += flops
+    return total
 
 
 def is_float(value: ir.Value | None) -> bool:

@@ -15,6 +15,13 @@ from .to_onnx import INPUT_NAME
 
 ATOL = 1e-4
 RTOL = 1e-4
+# |Δlogit| <= atol + rtol·|logit| per table dtype of a cached graph. float16 keeps 11 significant
+# bits, int8 7 plus a per-row scale: each logit sums thousands of rounded products.
+TOLERANCES = {"float32": (ATOL, RTOL), "float16": (5e-3, 5e-3), "int8": (5e-2, 5e-2)}
+
+
+def tolerance_of(table_dtype: str) -> tuple[float, float]:
+    return TOLERANCES[table_dtype]
 
 
 def parity_ids(spec: ModelSpec, rows: int = 512, seed: int = 0) -> np.ndarray:

@@ -36,7 +36,7 @@ def test_export_defaults_to_the_cached_form_beside_the_checkpoint(cli, fmfm_ckpt
     assert json.loads(props["field_order"]) == [1, 5, 3, 0, 4, 2]  # dim descending, then vocabulary ascending
     assert props["source_checkpoint_sha256"] and props["serving_schema_version"] == "1"
     assert "MatMul" not in {n.op_type for n in model.graph.node}
-    assert "parity cached" in out and "fold_field_matrix" in out
+    assert "parity cached" in out and "cache plan unlimited" in out  # FmFM: the fields layout by default
 
 
 def test_export_refuses_to_overwrite_without_force(cli, fmfm_ckpt, tmp_path):
@@ -137,15 +137,15 @@ def test_external_data_loads_from_any_working_directory(tmp_path, monkeypatch):
 def test_a_model_failing_parity_is_not_written(fmfm_ckpt, tmp_path, monkeypatch):
     import export.pipeline as pipeline
 
-    real = pipeline.rewrite_to_cached
+    real = pipeline.make_cached
 
-    def corrupting(model, **options):
-        report = real(model, **options)
-        table = next(v for k, v in model.graph.initializers.items() if "@" in k)
+    def corrupting(*args, **options):
+        made = real(*args, **options)
+        table = next(v for k, v in made.model.graph.initializers.items() if k.startswith("table_"))
         table.const_value = type(table.const_value)(table.const_value.numpy() + 1.0)
-        return report
+        return made
 
-    monkeypatch.setattr(pipeline, "rewrite_to_cached", corrupting)
+    monkeypatch.setattr(pipeline, "make_cached", corrupting)
     with pytest.raises(Fm2OnnxError, match="not written: the cached graph disagrees with torch"):
         export_checkpoint(fmfm_ckpt, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == [fmfm_ckpt]

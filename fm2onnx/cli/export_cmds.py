@@ -15,6 +15,15 @@ from .app import app
 DEFAULT_THRESHOLD = 1_500_000_000  # export.model_io.DEFAULT_EXTERNAL_DATA_THRESHOLD, kept import-free
 PAIR_MAJOR_HELP = ("Cached form: one Gather per dim group from a pair-major table instead of one per field "
                    "(about 3x faster at batch 1, 10-20% slower at large batches).")
+LAYOUT_HELP = ("Cached FmFM graph: fields (one table row per field, fast at every batch size; cache plans, "
+               "compact tables) | pairs (the per-pair rule rewrite, Table 4's shape; every kind uses it).")
+BUDGET_HELP = ("Bytes of cached vectors (e.g. 100MB), min (every pair cached on the side needing fewer floats) "
+               "or unlimited (every pair on its smaller-dim side: fewest FLOPs). Per pair the plan caches left, "
+               "right or computes v·M when serving; see `fm2onnx plan`.")
+DTYPE_HELP = ("Cached table values: float32 | float16 | int8 (per-row scales); rows are converted after the "
+              "Gather, never the whole table. Parity tolerances: `fm2onnx check --help`.")
+SERVE_BATCH_HELP = ("Time the uncached graph and the cached plans at this batch size on this machine and write "
+                    "the fastest; the choice and the timings go into the model's metadata.")
 
 
 @app.command()
@@ -35,14 +44,21 @@ def export(
     parity_data: Optional[Path] = typer.Option(None, help="--input raw: also check parity on the first 10,000 "
                                                "rows of this data file."),
     parity_format: Optional[str] = typer.Option(None, help="Format of --parity-data (default: the checkpoint's)."),
+    layout: Optional[str] = typer.Option(None, help=LAYOUT_HELP + " Default: fields for FmFM (pairs with --pair-major)."),
+    cache_budget: str = typer.Option("unlimited", help=BUDGET_HELP),
+    table_dtype: str = typer.Option("float32", help=DTYPE_HELP),
+    serve_batch: Optional[int] = typer.Option(None, help=SERVE_BATCH_HELP),
 ) -> None:
     """Export a checkpoint to ONNX: uncached graph, cache rewrite, parity check against torch."""
+    from export.cached_form import CachedFormOptions
     from export.pipeline import export_checkpoint
     from export.raw_export import raw_exporter
 
+    cached = CachedFormOptions(layout=layout or ("pairs" if pair_major else "fields"), cache_budget=cache_budget,
+                               table_dtype=table_dtype, pair_major=pair_major)
     export_graphs = raw_exporter(input, parity_data, parity_format) or export_checkpoint
     export_graphs(checkpoint, output, form=form, force=force, external_data_threshold=external_data_threshold,
-                  opset=opset, pair_major=pair_major, echo=typer.echo)
+                  opset=opset, pair_major=pair_major, cached=cached, serve_batch=serve_batch, echo=typer.echo)
 
 
 @app.command()
@@ -83,7 +99,9 @@ def check(
                                         "preprocessor) and report AUC and log loss per graph."),
     format: Optional[str] = typer.Option(None, "--format", help="Format of --data (default: the checkpoint's)."),
     rows: int = typer.Option(4096, help="Rows to compare (random ids, or the first rows of --data)."),
-    tolerance: float = typer.Option(1e-4, help="Pass when |Δlogit| ≤ tol + tol·|logit| on every row."),
+    tolerance: Optional[float] = typer.Option(None, help="Pass when |Δlogit| ≤ tol + tol·|logit| on every row. "
+                                              "Default by the graph's table dtype: float32 1e-4, float16 5e-3, "
+                                              "int8 5e-2."),
     seed: int = typer.Option(0, help="Seed of the random ids."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output for CI."),
 ) -> None:

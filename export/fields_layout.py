@@ -1,0 +1,376 @@
+"""The cached FmFM graph in the *fields* layout: one table row per field, fast at batch 1 and at 1024.
+
+For a cache plan (export/plan.py) with fields in serving order, position p's table row holds
+
+    [ lead zeros | v_p·M_pq for its cached partners q | zeros ][ lin_p | v_p | zeros ]
+      body: lined up with the concatenated embedding row E     head: linear term, own embedding
+
+in chunks of ``chunk`` values. The body starts at the chunk of E where p's partners begin (E is laid
+out in serving order, so p's partners are a contiguous run of E after v_p: no index shuffles), and
+the logit is bias + Σ_p <row_p, Y_p>, where Y_p is E's matching window followed by a unit chunk
+[1, 0, ...] for the head (lin·1 + v·0). Pairs the plan computes add <v_p·[M_pq ...], E window>.
+
+One row per field means one Gather per field, like the floor. What follows differs by batch size,
+so an ``If`` on the batch dim picks one of two subgraphs over the same gathered rows:
+
+* small batches (few nodes: per-node overhead dominates): the rows concatenated, E picked out with
+  one Gather, Y built with one chunk Gather, one Mul, one ReduceSum;
+* large batches (memory traffic dominates): per field a Slice of E's window, a Mul and a ReduceSum
+  on data still in cache, no [batch, pairs, dim] tensors.
+
+Compact tables (``table_dtype``) keep the Gather first and convert only the gathered rows: float16
+rows are Cast; int8 rows carry two scales per row (body + lin, own embedding), gathered from one
+scales table and applied to the dot products and to E, never to a whole table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from math import ceil
+
+import numpy as np
+import onnx_ir as ir
+import torch
+
+from fm2onnx.errors import Fm2OnnxError
+from models import FMFamilyModel
+
+from . import metadata
+from .plan import CachePlan
+from .to_onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAMES
+
+TABLE_DTYPES = ("float32", "float16", "int8")
+IR_DTYPES = {"float32": ir.DataType.FLOAT, "float16": ir.DataType.FLOAT16, "int8": ir.DataType.INT8}
+FLOAT = ir.DataType.FLOAT
+INT64 = ir.DataType.INT64
+
+
+@dataclass(frozen=True)
+class FieldsLayoutConfig:
+    table_dtype: str = "float32"
+    chunk: int = 4  # values per chunk of the small-batch path's Y Gather (and row padding unit)
+    small_batch_max: int = 8  # batches up to this size take the few-node subgraph
+
+    def __post_init__(self) -> None:
+        if self.table_dtype not in TABLE_DTYPES:
+            raise Fm2OnnxError(f"unknown table dtype {self.table_dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
+        if self.chunk < 1 or self.small_batch_max < 0:
+            raise Fm2OnnxError("chunk must be >= 1 and small_batch_max >= 0")
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """Where things sit in position p's table row (in values)."""
+
+    body_chunks: int  # 0 when p caches no partner
+    head_chunks: int
+    first_e_chunk: int  # E chunk the body's first chunk lines up with
+    lead: int  # zeros before the first cached value
+    body_width: int  # cached values
+    dim: int
+    chunk: int
+
+    @property
+    def width(self) -> int:
+        return (self.body_chunks + self.head_chunks) * self.chunk
+
+    @property
+    def lin(self) -> int:
+        return self.body_chunks * self.chunk
+
+    @property
+    def own(self) -> slice:
+        return slice(self.lin + 1, self.lin + 1 + self.dim)
+
+
+def row_layouts(plan: CachePlan, chunk: int) -> list[RowLayout]:
+    out = []
+    for p in range(plan.num_fields):
+        d, width = plan.position_dims[p], plan.cached_width(p)
+        start = plan.offsets[p + 1]
+        first, lead = divmod(start, chunk)
+        body = ceil((lead + width) / chunk) if width else 0
+        out.append(RowLayout(body, ceil((1 + d) / chunk), first, lead, width, d, chunk))
+    return out
+
+
+# -- table values ------------------------------------------------------------------------------------
+
+
+def pair_matrix(model: FMFamilyModel, fa: int, fb: int) -> np.ndarray:
+    """M between original fields fa (left, projected) and fb, as float64 [d_fa, d_fb] (Eq. 10 when fa > fb)."""
+    fm = model.interaction.field_matrices
+    m = fm.pair_matrix(fa, fb) if fa < fb else fm.pair_matrix(fb, fa).T
+    return m.detach().double().numpy()
+
+
+def linear_values(model: FMFamilyModel, f: int, own: np.ndarray) -> np.ndarray:
+    """Per-feature linear term of field f, [V]: the weight (Eq. 2) or <v, w_f> (Eq. 12) folded."""
+    spec = model.spec
+    if spec.linear == "feature":
+        return model.linear.weights[f].weight.detach().double().numpy()[:, 0]
+    o = spec.offsets[f]
+    return own @ model.linear.field_vectors.detach().double().numpy()[o:o + spec.dims[f]]
+
+
+@dataclass
+class PositionTables:
+    values: np.ndarray  # [V, width] in the table dtype
+    scales: np.ndarray | None  # int8: [V, 2] float32 (body + lin, own embedding)
+    computed: np.ndarray | None  # float32 [d, width of computed partners], or None
+
+
+def position_tables(model: FMFamilyModel, plan: CachePlan, p: int, row: RowLayout, dtype: str) -> PositionTables:
+    f = plan.order[p]
+    own = model.embeddings.tables[f].weight.detach().double().numpy()
+    body = np.zeros((len(own), row.lin), np.float64)
+    cached = [pair_matrix(model, f, plan.order[q]) for q in plan.cached_partners(p)]
+    if cached:
+        body[:, row.lead:row.lead + row.body_width] = own @ np.concatenate(cached, axis=1)
+    head = np.zeros((len(own), row.head_chunks * row.chunk), np.float64)
+    head[:, 0] = linear_values(model, f, own)
+    head[:, 1:1 + row.dim] = own
+    computed = [pair_matrix(model, f, plan.order[q]) for q in plan.computed_partners(p)]
+    computed = np.concatenate(computed, axis=1).astype(np.float32) if computed else None
+    values, scales = encode(body, head, dtype)
+    return PositionTables(values, scales, computed)
+
+
+def encode(body: np.ndarray, head: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+    if dtype == "float32":
+        return np.concatenate([body, head], axis=1).astype(np.float32), None
+    if dtype == "float16":
+        both = np.concatenate([body, head], axis=1)
+        if np.abs(both).max(initial=0) > np.finfo(np.float16).max:
+            raise Fm2OnnxError("a table value exceeds the float16 range; use --table-dtype float32 or int8")
+        return both.astype(np.float16), None
+    # int8: body and the linear term share one scale (they are summed together), the own embedding has its own.
+    lin = head[:, :1]
+    own = head[:, 1:]
+    scale_body = np.maximum(np.abs(np.concatenate([body, lin], axis=1)).max(axis=1), 1e-30) / 127
+    scale_own = np.maximum(np.abs(own).max(axis=1), 1e-30) / 127
+    quantized = np.concatenate([body / scale_body[:, None], lin / scale_body[:, None], own / scale_own[:, None]], axis=1)
+    values = np.clip(np.rint(quantized), -127, 127).astype(np.int8)
+    return values, np.stack([scale_body, scale_own], axis=1).astype(np.float32)
+
+
+# -- graph building ----------------------------------------------------------------------------------
+
+
+class GraphWriter:
+    """A tape with named values and small-constant helpers."""
+
+    def __init__(self, prefix: str = ""):
+        self.tape = ir.tape.Tape()
+        self.prefix = prefix
+        self.count = 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{self.prefix}{hint}_{self.count}"
+
+    def op(self, op_type: str, inputs, hint: str, **attributes) -> ir.Value:
+        value = self.tape.op(op_type, inputs, attributes or None)
+        value.name = self.name(hint)
+        return value
+
+    def ops(self, op_type: str, inputs, hint: str, count: int, **attributes) -> list[ir.Value]:
+        values = self.tape.op_multi_out(op_type, inputs, attributes or None, num_outputs=count)
+        for i, value in enumerate(values):
+            value.name = self.name(f"{hint}{i}")
+        return list(values)
+
+    def const(self, array, hint: str) -> ir.Value:
+        array = np.asarray(array)
+        name = self.name(hint)
+        return self.tape.initializer(ir.tensor(array, name=name), name=name)
+
+    def ints(self, *values, hint: str = "ints") -> ir.Value:
+        return self.const(np.array(values, np.int64), hint)
+
+    def slice(self, x: ir.Value, start: int, end: int, axis: int, hint: str) -> ir.Value:
+        return self.op("Slice", [x, self.ints(start), self.ints(end), self.ints(axis)], hint)
+
+    def graph(self, outputs: list[ir.Value], name: str, inputs=()) -> ir.Graph:
+        return ir.Graph(list(inputs), outputs, nodes=self.tape.nodes, initializers=self.tape.initializers,
+                        name=name, opset_imports={"": DEFAULT_OPSET})
+
+
+@dataclass
+class Shared:
+    """What both subgraphs read from the outer graph."""
+
+    tables: list[ir.Value]  # per position [V, width] in the table dtype
+    columns: list[ir.Value]  # per position its ids [B, 1]
+    ordered: ir.Value  # ids per position [B, n]
+    scales: ir.Value | None  # int8: [B, n, 2] per position
+    tail: ir.Value  # [B, 1, tail width]: zeros to the chunk boundary, unit chunk, zero chunks
+    computed: dict[int, ir.Value]  # position -> [d, width] float32 matrices of its computed pairs
+
+
+def build_fields_graph(model: FMFamilyModel, plan: CachePlan, config: FieldsLayoutConfig = FieldsLayoutConfig(),
+                       *, checkpoint_sha256: str = "") -> ir.Model:
+    spec = model.spec
+    if spec.kind != "fmfm":
+        raise Fm2OnnxError(f"the fields layout is for FmFM models, not {spec.kind}")
+    if tuple(plan.dims) != tuple(spec.dims) or tuple(plan.vocab_sizes) != tuple(spec.vocab_sizes):
+        raise Fm2OnnxError("the cache plan was made for another model shape")
+    rows = row_layouts(plan, config.chunk)
+    chunk, n, width_e = config.chunk, plan.num_fields, plan.offsets[-1]
+    e_chunks = ceil(width_e / chunk)
+    head_max = max(r.head_chunks for r in rows)
+
+    main = GraphWriter()
+    ids = ir.val(INPUT_NAME, dtype=INT64, shape=ir.Shape(["batch", n]))
+    vocab = main.const(np.array(spec.vocab_sizes, np.int64), "vocab_sizes")
+    zero = main.const(np.array(0, np.int64), "zero")
+    bad = main.op("Or", [main.op("Less", [ids, zero], "negative"),
+                         main.op("GreaterOrEqual", [ids, vocab], "past_vocabulary")], "bad_id")
+    clean = main.op("Where", [bad, zero, ids], "ids")  # unknown, negative, out-of-range -> row 0
+    columns = main.ops("Split", [clean], "column", n, axis=1, num_outputs=n)
+    ordered = main.op("Gather", [clean, main.const(np.array(plan.order, np.int64), "order")], "ids_ordered", axis=1)
+
+    shared = Shared([], [columns[f] for f in plan.order], ordered, None, None, {})
+    scale_tables = []
+    with torch.no_grad():
+        for p, row in enumerate(rows):
+            tables = position_tables(model, plan, p, row, config.table_dtype)
+            name = spec.field_names[plan.order[p]]
+            shared.tables.append(main.const(tables.values, f"table_{name}"))
+            if tables.scales is not None:
+                scale_tables.append(tables.scales)
+            if tables.computed is not None:
+                shared.computed[p] = main.const(tables.computed, f"field_matrices_{name}")
+    if scale_tables:
+        bases = np.cumsum([0] + [len(s) for s in scale_tables[:-1]]).astype(np.int64)
+        index = main.op("Add", [ordered, main.const(bases, "scale_bases")], "scale_index")
+        shared.scales = main.op("Gather", [main.const(np.concatenate(scale_tables), "row_scales"), index],
+                                "scales", axis=0)
+    batch = main.op("Shape", [ids], "batch", start=0, end=1)
+    tail = np.zeros((1, 1, (e_chunks + head_max) * chunk - width_e), np.float32)
+    tail[0, 0, e_chunks * chunk - width_e] = 1.0  # the unit chunk, for the heads
+    tail_shape = main.op("Concat", [batch, main.ints(1, tail.shape[2])], "tail_shape", axis=0)
+    shared.tail = main.op("Expand", [main.const(tail, "unit_tail"), tail_shape], "tail")
+
+    large = large_batch_graph(plan, rows, shared, config)
+    small = small_batch_graph(plan, rows, shared, config, e_chunks, head_max)
+    is_large = main.op("Greater", [batch, main.ints(config.small_batch_max)], "is_large_batch")
+    pairs = main.op("If", [is_large], "interaction", then_branch=large, else_branch=small)
+    bias = main.const(model.bias.detach().float().numpy().reshape(1), "bias")
+    logit = main.op("Add", [pairs, bias], "logit_sum")
+    probability = main.op("Sigmoid", [logit], "probability_sum")
+    probability.name, logit.name = OUTPUT_NAMES
+    for value in (probability, logit):
+        value.dtype, value.shape = FLOAT, ir.Shape(["batch"])
+    graph = main.graph([probability, logit], "fm2onnx_fields", inputs=[ids])
+    out = ir.Model(graph, ir_version=10)
+    props = metadata.describe(spec, form="cached", checkpoint_sha256=checkpoint_sha256)
+    props.update(layout_metadata(plan, config))
+    metadata.stamp(out, props)
+    return out
+
+
+def layout_metadata(plan: CachePlan, config: FieldsLayoutConfig) -> dict[str, str]:
+    return {"layout": "fields", "field_order": json.dumps(list(plan.order)), "cache_plan": plan.to_json(),
+            "table_dtype": config.table_dtype, "chunk": str(config.chunk),
+            "small_batch_max": str(config.small_batch_max)}
+
+
+def as_float(w: GraphWriter, values: ir.Value, dtype: str) -> ir.Value:
+    """Compact rows become float32 after their Gather: only what a request reads is converted."""
+    return values if dtype == "float32" else w.op("Cast", [values], "float", to=FLOAT)
+
+
+def scale_of(w: GraphWriter, scales: ir.Value, p: int, which: int) -> ir.Value:
+    """[B, 1, 1] scale ``which`` (0 body, 1 own) of position p."""
+    return w.op("Slice", [scales, w.ints(p, which), w.ints(p + 1, which + 1), w.ints(1, 2)], "scale")
+
+
+def computed_dot(w: GraphWriter, plan: CachePlan, p: int, own: ir.Value, matrices: ir.Value,
+                 y_source: ir.Value) -> ir.Value:
+    """<v_p·[M_pq ...], E window> for the partners p computes: [B]."""
+    start = plan.offsets[p + 1 + plan.cached[p]]
+    projected = w.op("MatMul", [own, matrices], "projected")
+    window = w.slice(y_source, start, plan.offsets[-1], 2, "partners")
+    return w.op("ReduceSum", [w.op("Mul", [projected, window], "products"), w.ints(1, 2)], "dot", keepdims=0)
+
+
+def large_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config: FieldsLayoutConfig) -> ir.Graph:
+    """Per field: Gather the row, pick out the own vector; then per field: multiply by E's window, reduce."""
+    w = GraphWriter("large_")
+    dtype, chunk = config.table_dtype, config.chunk
+    values, owns = [], []
+    for p, row in enumerate(rows):
+        values.append(as_float(w, w.op("Gather", [g.tables[p], g.columns[p]], "row", axis=0), dtype))  # [B, 1, width]
+        own = w.slice(values[p], row.own.start, row.own.stop, 2, "own")
+        if g.scales is not None:
+            own = w.op("Mul", [own, scale_of(w, g.scales, p, 1)], "own_scaled")
+        owns.append(own)
+    y_source = w.op("Concat", owns + [g.tail], "y_source", axis=2)  # [E | zeros | unit chunk | zeros]
+    dots = []
+    for p, row in enumerate(rows):
+        if not plan.computed_partners(p) and row.body_chunks:
+            # The body lines up with E's window and ends at E's last chunk, so the head meets the unit chunk.
+            start = row.first_e_chunk * chunk
+            window = w.slice(y_source, start, start + row.width, 2, "window")
+            dot = w.op("ReduceSum", [w.op("Mul", [values[p], window], "products"), w.ints(1, 2)], "dot", keepdims=0)
+        else:
+            dot = w.op("ReduceSum", [w.slice(values[p], row.lin, row.lin + 1, 2, "lin"), w.ints(1, 2)], "lin_dot",
+                       keepdims=0)
+            if row.body_chunks:
+                start = row.first_e_chunk * chunk
+                body = w.slice(values[p], 0, row.lin, 2, "body")
+                window = w.slice(y_source, start, start + row.lin, 2, "window")
+                cached = w.op("ReduceSum", [w.op("Mul", [body, window], "products"), w.ints(1, 2)], "dot", keepdims=0)
+                dot = w.op("Add", [dot, cached], "dot")
+        if g.scales is not None:
+            dot = w.op("Mul", [dot, w.op("Reshape", [scale_of(w, g.scales, p, 0), w.ints(-1)], "scale_flat")],
+                       "dot_scaled")
+        if p in g.computed:
+            dot = w.op("Add", [dot, computed_dot(w, plan, p, owns[p], g.computed[p], y_source)], "dot")
+        dots.append(dot)
+    total = w.op("Sum", dots, "pairs") if len(dots) > 1 else dots[0]
+    return w.graph([total], "large_batch")
+
+
+def small_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config: FieldsLayoutConfig,
+                      e_chunks: int, head_max: int) -> ir.Graph:
+    """Few nodes: all rows side by side, E picked out with one Gather, Y with one chunk Gather."""
+    w = GraphWriter("small_")
+    chunk = config.chunk
+    starts = np.cumsum([0] + [r.width for r in rows])
+    chunks = int(starts[-1]) // chunk
+    gathered = [w.op("Gather", [table, column], "row", axis=0) for table, column in zip(g.tables, g.columns)]
+    x = as_float(w, w.op("Concat", gathered, "all_rows", axis=2), config.table_dtype)  # [B, 1, values]
+    own_index = np.concatenate([starts[p] + np.arange(r.own.start, r.own.stop) for p, r in enumerate(rows)])
+    e = w.op("Gather", [x, w.const(own_index.astype(np.int64), "own_index")], "e", axis=2)  # [B, 1, width of E]
+    if g.scales is not None:
+        own_scales = w.op("Gather", [g.scales, w.ints(1)], "own_scales", axis=2)  # [B, n, 1]
+        field_of = np.repeat(np.arange(plan.num_fields), plan.position_dims).astype(np.int64)
+        per_value = w.op("Gather", [w.op("Reshape", [own_scales, w.ints(0, 1, -1)], "own_scales_row"),
+                                    w.const(field_of, "field_of_e")], "e_scales", axis=2)
+        e = w.op("Mul", [e, per_value], "e_scaled")
+    y_source = w.op("Concat", [e, g.tail], "y_source", axis=2)
+    y_chunks = w.op("Reshape", [y_source, w.ints(0, e_chunks + head_max, chunk)], "y_chunks")
+    y_index = []
+    for row in rows:
+        y_index += [row.first_e_chunk + j for j in range(row.body_chunks)]
+        y_index += [e_chunks + j for j in range(row.head_chunks)]  # unit chunk, then zero chunks
+    y = w.op("Gather", [y_chunks, w.const(np.array(y_index, np.int64), "y_index")], "y", axis=1)  # [B, chunks, C]
+    products = w.op("Mul", [w.op("Reshape", [x, w.ints(0, chunks, chunk)], "x_chunks"), y], "products")
+    if g.scales is None:
+        total = w.op("ReduceSum", [products, w.ints(1, 2)], "cached_pairs", keepdims=0)
+    else:
+        per_chunk = w.op("ReduceSum", [products, w.ints(2)], "chunk_dots", keepdims=0)  # [B, chunks]
+        body_scales = w.op("Reshape", [w.op("Gather", [g.scales, w.ints(0)], "body_scales", axis=2), w.ints(0, -1)],
+                           "body_scales_row")
+        chunk_field = np.repeat(np.arange(plan.num_fields), [r.body_chunks + r.head_chunks for r in rows])
+        scales = w.op("Gather", [body_scales, w.const(chunk_field.astype(np.int64), "field_of_chunk")], "chunk_scales",
+                      axis=1)
+        total = w.op("ReduceSum", [w.op("Mul", [per_chunk, scales], "chunk_dots_scaled"), w.ints(1)], "cached_pairs",
+                     keepdims=0)
+    for p, matrices in g.computed.items():
+        own = w.slice(e, plan.offsets[p], plan.offsets[p + 1], 2, "own")
+        total = w.op("Add", [total, computed_dot(w, plan, p, own, matrices, y_source)], "pairs")
+    return w.graph([total], "small_batch")

@@ -1,0 +1,80 @@
+"""Every cache plan, laid out in the fields layout, agrees with torch in both subgraphs (small and large batches)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from export.fields_layout import FieldsLayoutConfig, build_fields_graph
+from export.flops import count_flops
+from export.parity import compare, parity_ids, torch_logits
+from export.plan import frontier, min_plan, plan_for_budget, unlimited_plan
+from models import ModelSpec, build_model
+from models.paper_shapes import CRITEO_FEATURES_PER_FIELD, CRITEO_FIELD_NAMES, CRITEO_TABLE3_DIMS, vocab_sizes
+
+from .conftest import VARIABLE_DIMS, randomized_model
+
+BATCHES = (1, 5, 9, 300)  # the small subgraph takes batches up to 8
+
+
+def ort_logits(model, ids: np.ndarray) -> np.ndarray:
+    import onnx_ir as ir
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    sess = ort.InferenceSession(ir.to_proto(model).SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return sess.run(["logit"], {"feature_ids": ids})[0]
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 8])
+def test_every_frontier_plan_matches_torch(chunk):
+    model = randomized_model("fmfm", VARIABLE_DIMS, seed=11, vocab=[7, 30, 11, 2, 50, 9])
+    plans = frontier(model.spec) + [min_plan(model.spec)]
+    assert len(plans) > 5 and {p.pair_counts["compute"] for p in plans} > {0}
+    for plan in plans:
+        graph = build_fields_graph(model, plan, FieldsLayoutConfig(chunk=chunk))
+        for batch in BATCHES:
+            ids = parity_ids(model.spec, batch, seed=batch)
+            parity = compare(torch_logits(model, ids), ort_logits(graph, ids))
+            assert parity.ok, f"{plan.describe()}, batch {batch}: {parity.describe()}"
+
+
+def test_graph_flops_follow_the_plan():
+    """The graph counts the plan's FLOPs give or take what the layout changes: zeros it multiplies (the own
+    vector under the unit chunk), the linear term's handling, and one add fewer per pair (a field's
+    pairs reduce in one pass)."""
+    model = randomized_model("fmfm", VARIABLE_DIMS, seed=2)
+    for plan in (unlimited_plan(model.spec), plan_for_budget(model.spec, 100), plan_for_budget(model.spec, 0)):
+        counted = count_flops(build_fields_graph(model, plan, FieldsLayoutConfig(chunk=1)))
+        assert not counted.uncounted
+        layout_change = 2 * sum(plan.position_dims) + 3 * plan.num_fields + len(plan.order) ** 2 // 2
+        assert abs(counted.total - plan.flops_per_row) <= layout_change
+
+
+def test_default_export_counts_table4_within_5_percent():
+    """Table 4 with the default layout (chunk 4): 8,960 FLOPs for Table 3's dims, 24,531 for K = 16."""
+    fields = list(CRITEO_FIELD_NAMES)
+    vocab = [min(f, 20) + 1 for f in CRITEO_FEATURES_PER_FIELD]  # FLOPs do not depend on vocabulary sizes
+    for dims, table4 in ((CRITEO_TABLE3_DIMS, 8960), (None, 24531)):
+        model = randomized_model("fmfm", dims, fields=fields, vocab=vocab, dim=16)
+        counted = count_flops(build_fields_graph(model, unlimited_plan(model.spec))).total
+        assert counted == pytest.approx(table4, rel=0.05)
+
+
+def test_table3_min_plan_at_criteo_cardinalities():
+    """The min plan on Table 3's fields (24.8M cached floats), built and checked at full size."""
+    spec = ModelSpec.create("fmfm", CRITEO_FIELD_NAMES, vocab_sizes(CRITEO_FEATURES_PER_FIELD), dims=CRITEO_TABLE3_DIMS)
+    model = build_model(spec, seed=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    plan = min_plan(spec)
+    graph = build_fields_graph(model, plan)
+    for batch in (1, 64):
+        ids = parity_ids(spec, batch, seed=batch)
+        parity = compare(torch_logits(model, ids), ort_logits(graph, ids))
+        assert parity.ok, parity.describe()
+    assert onnx  # standard ops only: checked on files in test_parity.py for the default export
