@@ -111,8 +111,12 @@ def evaluate_rows(model: FMFamilyModel, ids: np.ndarray, labels: np.ndarray, row
 
 
 def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = True,
-          log_path: Path | None = None) -> TrainResult:
-    """Train on dataset's train split, early-stop on its validation AUC, score the best model on all splits."""
+          log_path: Path | None = None, start_from: FMFamilyModel | None = None) -> TrainResult:
+    """Train on dataset's train split, early-stop on its validation AUC, score the best model on all splits.
+
+    ``start_from`` fine-tunes given weights instead of a fresh init; they then compete as epoch 0, so
+    fine-tuning never returns a model with a worse validation AUC than it was given.
+    """
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -124,6 +128,12 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     rng = np.random.default_rng(config.seed)
     best_auc, best_epoch, best_state, stale = -np.inf, 0, None, 0
     history = []
+    if start_from is not None:
+        model.load_state_dict(start_from.state_dict())
+        if len(valid_rows):
+            best_auc = evaluate_rows(model, dataset.ids, dataset.labels, valid_rows)["auc"]
+            history.append({"epoch": 0, "valid": {"auc": best_auc}})
+        best_state = copy.deepcopy(model.state_dict())
     log = open(log_path, "w") if log_path else None
     try:
         for epoch in range(1, config.epochs + 1):
