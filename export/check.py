@@ -42,7 +42,8 @@ def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int 
     ckpt = load_checkpoint(checkpoint)
     if ids is None:
         ids = parity_ids(ckpt.spec, rows, seed)
-    want = torch_logits(ckpt.model(), ids)
+    torch_model = ckpt.model()
+    want = torch_logits(torch_model, ids)
     results = []
     for path in graphs:
         model = load_model(path)
@@ -50,18 +51,37 @@ def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int 
         stats = dict(flops_per_row=count_flops(model).total, table_bytes=tensor_bytes(model, float_only=True))
         form = model.metadata_props.get("form", "?")
         dtype = model.metadata_props.get("table_dtype", "float32")
+        raw_input = model.metadata_props.get("input") == "raw"
         del model
-        got = ort_outputs(session(path), ids)["logit"]
+        graph_want = want
+        if raw_input:  # original columns in, so the reference is torch on Python's preprocessing of them
+            form = f"raw {form}"
+            raw_ids, got = run_raw_graph(ckpt, path, len(ids))
+            graph_want = torch_logits(torch_model, raw_ids)
+        else:
+            got = ort_outputs(session(path), ids)["logit"]
         default_atol, default_rtol = TOLERANCES.get(dtype, (ATOL, RTOL))
         graph_atol, graph_rtol = default_atol if atol is None else atol, default_rtol if rtol is None else rtol
-        parity = compare(want, got, atol=graph_atol, rtol=graph_rtol)
+        parity = compare(graph_want, got, atol=graph_atol, rtol=graph_rtol)
         check = GraphCheck(str(path), form, parity.max_abs, parity.max_rel, parity.ok, **stats, table_dtype=dtype,
                            atol=graph_atol, rtol=graph_rtol)
-        if labels is not None:
+        if labels is not None and not raw_input:
             check.auc, check.log_loss = quality(labels, got)
             check.torch_auc, check.torch_log_loss = quality(labels, want)
         results.append(check)
     return results
+
+
+def run_raw_graph(ckpt: Checkpoint, path, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probe rows (known, rare, unseen, missing and malformed values) through a raw-feature graph:
+    (the ids Python's preprocessing gives them, the graph's logits)."""
+    from .raw_input import RawContract, preprocessor_of
+    from .raw_rows import graph_feeds, probe_rows, python_ids
+
+    pre = preprocessor_of(ckpt)
+    probe = probe_rows(pre, rows)
+    logits = session(path).run(["logit"], graph_feeds(RawContract.of(pre), probe))[0]
+    return python_ids(pre, probe), logits
 
 
 def ensure_same_model(ckpt: Checkpoint, props: dict[str, str], path) -> None:
@@ -90,14 +110,14 @@ def as_json(checks: list[GraphCheck]) -> str:
 
 
 def as_table(checks: list[GraphCheck]) -> list[str]:
-    header = (f"{'graph':<40}{'form':<10}{'tables':<9}{'max |Δlogit|':>14}{'max rel':>10}{'tolerance':>11}"
+    header = (f"{'graph':<40}{'form':<14}{'tables':<9}{'max |Δlogit|':>14}{'max rel':>10}{'tolerance':>11}"
               f"{'FLOPs/row':>12}{'table bytes':>16}")
     lines = [header]
     for c in checks:
         verdict = "" if c.within_tolerance else "  EXCEEDS TOLERANCE"
-        lines.append(f"{Path(c.path).name:<40}{c.form:<10}{c.table_dtype:<9}{c.max_abs_logit_error:>14.2e}"
+        lines.append(f"{Path(c.path).name:<40}{c.form:<14}{c.table_dtype:<9}{c.max_abs_logit_error:>14.2e}"
                      f"{c.max_rel_logit_error:>10.1e}{c.atol:>11.0e}{c.flops_per_row:>12,}{c.table_bytes:>16,}{verdict}")
         if c.auc is not None:
-            lines.append(f"{'':<50}AUC {c.auc:.5f} (torch {c.torch_auc:.5f}), "
+            lines.append(f"{'':<54}AUC {c.auc:.5f} (torch {c.torch_auc:.5f}), "
                          f"log loss {c.log_loss:.5f} (torch {c.torch_log_loss:.5f})")
     return lines

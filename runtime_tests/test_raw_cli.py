@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import onnx
 
 from .conftest import randomized_model, write_checkpoint
@@ -22,6 +24,12 @@ def test_export_input_raw_writes_a_checked_raw_graph(cli, tmp_path):
 
     code, _, err = cli("export", ckpt, "--input", "raw")
     assert code == 2 and err.strip() == f"fm2onnx: error: {target}: already exists (pass --force to overwrite)"
+
+    # check feeds a raw graph raw probe rows and compares with torch on Python's ids for them
+    code, out, err = cli("check", ckpt, target, "--json")
+    assert code == 0, err
+    result = json.loads(out)["graphs"][0]
+    assert result["form"] == "raw cached" and result["within_tolerance"] and result["max_abs_logit_error"] < 1e-4
 
 
 def test_export_input_raw_refusals(cli, tmp_path):
