@@ -26,7 +26,7 @@ scales table and applied to the dot products and to E, never to a whole table.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import ceil
 
 import numpy as np
@@ -49,50 +49,111 @@ INT64 = ir.DataType.INT64
 @dataclass(frozen=True)
 class FieldsLayoutConfig:
     table_dtype: str = "float32"
-    chunk: int = 4  # values per chunk of the small-batch path's Y Gather (and row padding unit)
+    chunk: int | None = None  # values per chunk of the small-batch path's Y Gather; None: choose_chunk
     small_batch_max: int = 8  # batches up to this size take the few-node subgraph
 
     def __post_init__(self) -> None:
         if self.table_dtype not in TABLE_DTYPES:
             raise Fm2OnnxError(f"unknown table dtype {self.table_dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
-        if self.chunk < 1 or self.small_batch_max < 0:
+        if (self.chunk is not None and self.chunk < 1) or self.small_batch_max < 0:
             raise Fm2OnnxError("chunk must be >= 1 and small_batch_max >= 0")
+
+
+CHUNKS = (16, 8, 4, 2, 1)
+MAX_EXTRA_WORK = 0.045  # zeros multiplied (chunk padding, own vectors) over the plan's FLOPs per row
 
 
 @dataclass(frozen=True)
 class RowLayout:
-    """Where things sit in position p's table row (in values)."""
+    """Where things sit in position p's table row (in values).
 
-    body_chunks: int  # 0 when p caches no partner
-    head_chunks: int
-    first_e_chunk: int  # E chunk the body's first chunk lines up with
+    through: p caches every partner, so its row runs on to E's end: [lead | cached | lin | own | pad],
+    every chunk lined up with E's chunk first_e_chunk + j (lin meets the 1 after E, own the zeros).
+    Otherwise [lead | cached | pad][lin | own | pad]: the head chunks meet a unit chunk and zero chunks.
+    """
+
+    through: bool
+    first_e_chunk: int  # E chunk the row's first chunk lines up with
     lead: int  # zeros before the first cached value
     body_width: int  # cached values
     dim: int
     chunk: int
 
     @property
-    def width(self) -> int:
-        return (self.body_chunks + self.head_chunks) * self.chunk
+    def body_chunks(self) -> int:
+        """Chunks before the head (split rows); through rows have no separate head."""
+        return 0 if self.through or not self.body_width else ceil((self.lead + self.body_width) / self.chunk)
 
     @property
     def lin(self) -> int:
-        return self.body_chunks * self.chunk
+        return self.lead + self.body_width if self.through else self.body_chunks * self.chunk
 
     @property
     def own(self) -> slice:
         return slice(self.lin + 1, self.lin + 1 + self.dim)
 
+    @property
+    def width(self) -> int:
+        return ceil((self.lin + 1 + self.dim) / self.chunk) * self.chunk
+
+    @property
+    def chunks(self) -> int:
+        return self.width // self.chunk
+
+    def y_chunks(self, unit_chunk: int) -> list[int]:
+        """The Y-source chunk each of the row's chunks meets (small-batch path)."""
+        if self.through:
+            return [self.first_e_chunk + j for j in range(self.chunks)]
+        return ([self.first_e_chunk + j for j in range(self.body_chunks)]
+                + [unit_chunk + j for j in range(self.chunks - self.body_chunks)])
+
 
 def row_layouts(plan: CachePlan, chunk: int) -> list[RowLayout]:
     out = []
     for p in range(plan.num_fields):
-        d, width = plan.position_dims[p], plan.cached_width(p)
-        start = plan.offsets[p + 1]
-        first, lead = divmod(start, chunk)
-        body = ceil((lead + width) / chunk) if width else 0
-        out.append(RowLayout(body, ceil((1 + d) / chunk), first, lead, width, d, chunk))
+        through = not plan.computed_partners(p)
+        first, lead = divmod(plan.offsets[p + 1], chunk)
+        out.append(RowLayout(through, first, lead, plan.cached_width(p), plan.position_dims[p], chunk))
     return out
+
+
+def layout_flops(rows: list[RowLayout]) -> int:
+    """FLOPs per row of the graph: a multiply and an add per row value, plus the sums and the output."""
+    return 2 * sum(r.width for r in rows) + len(rows) + 2
+
+
+def choose_chunk(plan: CachePlan) -> int:
+    """The widest chunk (fewest Gather indices on the small-batch path) whose padding keeps the graph's
+    FLOPs within 4.5% of the plan's (so the default export stays within 5% of Table 4)."""
+    for chunk in CHUNKS:
+        if layout_flops(row_layouts(plan, chunk)) <= (1 + MAX_EXTRA_WORK) * plan.flops_per_row:
+            return chunk
+    return 1
+
+
+@dataclass(frozen=True)
+class YSource:
+    """The small path's Y source in chunks: [E | 1 | zeros] up to ``unit_chunk``, then a unit chunk
+    [1, 0, ...] and zero chunks for split rows' heads."""
+
+    width_e: int
+    chunk: int
+    unit_chunk: int
+    chunks: int
+
+    @classmethod
+    def of(cls, rows: list[RowLayout], width_e: int, chunk: int) -> "YSource":
+        through_end = max([r.first_e_chunk + r.chunks for r in rows if r.through], default=0)
+        unit = max(ceil((width_e + 1) / chunk), through_end)
+        heads = max([r.chunks - r.body_chunks for r in rows if not r.through], default=0)
+        return cls(width_e, chunk, unit, unit + max(heads, 1))
+
+    def tail(self) -> np.ndarray:
+        """What follows E: [1, 0, ..., 0 | unit chunk | zero chunks], shape [1, 1, width]."""
+        tail = np.zeros((1, 1, self.chunks * self.chunk - self.width_e), np.float32)
+        tail[0, 0, 0] = 1.0
+        tail[0, 0, self.unit_chunk * self.chunk - self.width_e] = 1.0
+        return tail
 
 
 # -- table values ------------------------------------------------------------------------------------
@@ -124,35 +185,33 @@ class PositionTables:
 def position_tables(model: FMFamilyModel, plan: CachePlan, p: int, row: RowLayout, dtype: str) -> PositionTables:
     f = plan.order[p]
     own = model.embeddings.tables[f].weight.detach().double().numpy()
-    body = np.zeros((len(own), row.lin), np.float64)
+    values = np.zeros((len(own), row.width), np.float64)
     cached = [pair_matrix(model, f, plan.order[q]) for q in plan.cached_partners(p)]
     if cached:
-        body[:, row.lead:row.lead + row.body_width] = own @ np.concatenate(cached, axis=1)
-    head = np.zeros((len(own), row.head_chunks * row.chunk), np.float64)
-    head[:, 0] = linear_values(model, f, own)
-    head[:, 1:1 + row.dim] = own
+        values[:, row.lead:row.lead + row.body_width] = own @ np.concatenate(cached, axis=1)
+    values[:, row.lin] = linear_values(model, f, own)
+    values[:, row.own] = own
     computed = [pair_matrix(model, f, plan.order[q]) for q in plan.computed_partners(p)]
     computed = np.concatenate(computed, axis=1).astype(np.float32) if computed else None
-    values, scales = encode(body, head, dtype)
-    return PositionTables(values, scales, computed)
+    encoded, scales = encode(values, row, dtype)
+    return PositionTables(encoded, scales, computed)
 
 
-def encode(body: np.ndarray, head: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+def encode(values: np.ndarray, row: RowLayout, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
     if dtype == "float32":
-        return np.concatenate([body, head], axis=1).astype(np.float32), None
+        return values.astype(np.float32), None
     if dtype == "float16":
-        both = np.concatenate([body, head], axis=1)
-        if np.abs(both).max(initial=0) > np.finfo(np.float16).max:
+        if np.abs(values).max(initial=0) > np.finfo(np.float16).max:
             raise Fm2OnnxError("a table value exceeds the float16 range; use --table-dtype float32 or int8")
-        return both.astype(np.float16), None
-    # int8: body and the linear term share one scale (they are summed together), the own embedding has its own.
-    lin = head[:, :1]
-    own = head[:, 1:]
-    scale_body = np.maximum(np.abs(np.concatenate([body, lin], axis=1)).max(axis=1), 1e-30) / 127
-    scale_own = np.maximum(np.abs(own).max(axis=1), 1e-30) / 127
-    quantized = np.concatenate([body / scale_body[:, None], lin / scale_body[:, None], own / scale_own[:, None]], axis=1)
-    values = np.clip(np.rint(quantized), -127, 127).astype(np.int8)
-    return values, np.stack([scale_body, scale_own], axis=1).astype(np.float32)
+        return values.astype(np.float16), None
+    # int8: the cached vectors and the linear term share a scale (they are summed together into the
+    # dot product); the own vector has its own.
+    own = np.zeros(values.shape[1], bool)
+    own[row.own] = True
+    scale_dot = np.maximum(np.abs(values[:, ~own]).max(axis=1), 1e-30) / 127
+    scale_own = np.maximum(np.abs(values[:, own]).max(axis=1), 1e-30) / 127
+    scaled = values / np.where(own, scale_own[:, None], scale_dot[:, None])
+    return np.clip(np.rint(scaled), -127, 127).astype(np.int8), np.stack([scale_dot, scale_own], axis=1).astype(np.float32)
 
 
 # -- graph building ----------------------------------------------------------------------------------
@@ -205,7 +264,7 @@ class Shared:
     columns: list[ir.Value]  # per position its ids [B, 1]
     ordered: ir.Value  # ids per position [B, n]
     scales: ir.Value | None  # int8: [B, n, 2] per position
-    tail: ir.Value  # [B, 1, tail width]: zeros to the chunk boundary, unit chunk, zero chunks
+    tail: ir.Value  # [B, 1, tail width]: what follows E in the Y source (YSource.tail)
     computed: dict[int, ir.Value]  # position -> [d, width] float32 matrices of its computed pairs
 
 
@@ -216,10 +275,11 @@ def build_fields_graph(model: FMFamilyModel, plan: CachePlan, config: FieldsLayo
         raise Fm2OnnxError(f"the fields layout is for FmFM models, not {spec.kind}")
     if tuple(plan.dims) != tuple(spec.dims) or tuple(plan.vocab_sizes) != tuple(spec.vocab_sizes):
         raise Fm2OnnxError("the cache plan was made for another model shape")
-    rows = row_layouts(plan, config.chunk)
-    chunk, n, width_e = config.chunk, plan.num_fields, plan.offsets[-1]
-    e_chunks = ceil(width_e / chunk)
-    head_max = max(r.head_chunks for r in rows)
+    chunk = config.chunk or choose_chunk(plan)
+    config = replace(config, chunk=chunk)
+    rows = row_layouts(plan, chunk)
+    n, width_e = plan.num_fields, plan.offsets[-1]
+    y_source = YSource.of(rows, width_e, chunk)
 
     main = GraphWriter()
     ids = ir.val(INPUT_NAME, dtype=INT64, shape=ir.Shape(["batch", n]))
@@ -248,13 +308,12 @@ def build_fields_graph(model: FMFamilyModel, plan: CachePlan, config: FieldsLayo
         shared.scales = main.op("Gather", [main.const(np.concatenate(scale_tables), "row_scales"), index],
                                 "scales", axis=0)
     batch = main.op("Shape", [ids], "batch", start=0, end=1)
-    tail = np.zeros((1, 1, (e_chunks + head_max) * chunk - width_e), np.float32)
-    tail[0, 0, e_chunks * chunk - width_e] = 1.0  # the unit chunk, for the heads
+    tail = y_source.tail()
     tail_shape = main.op("Concat", [batch, main.ints(1, tail.shape[2])], "tail_shape", axis=0)
     shared.tail = main.op("Expand", [main.const(tail, "unit_tail"), tail_shape], "tail")
 
     large = large_batch_graph(plan, rows, shared, config)
-    small = small_batch_graph(plan, rows, shared, config, e_chunks, head_max)
+    small = small_batch_graph(plan, rows, shared, config, y_source)
     is_large = main.op("Greater", [batch, main.ints(config.small_batch_max)], "is_large_batch")
     pairs = main.op("If", [is_large], "interaction", then_branch=large, else_branch=small)
     bias = main.const(model.bias.detach().float().numpy().reshape(1), "bias")
@@ -307,19 +366,17 @@ def large_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config:
         if g.scales is not None:
             own = w.op("Mul", [own, scale_of(w, g.scales, p, 1)], "own_scaled")
         owns.append(own)
-    y_source = w.op("Concat", owns + [g.tail], "y_source", axis=2)  # [E | zeros | unit chunk | zeros]
+    y_source = w.op("Concat", owns + [g.tail], "y_source", axis=2)  # [E | 1 | zeros | unit chunk | zeros]
     dots = []
     for p, row in enumerate(rows):
-        if not plan.computed_partners(p) and row.body_chunks:
-            # The body lines up with E's window and ends at E's last chunk, so the head meets the unit chunk.
-            start = row.first_e_chunk * chunk
+        start = row.first_e_chunk * chunk
+        if row.through:  # the row and E's window line up to the end: lin meets the 1, own the zeros
             window = w.slice(y_source, start, start + row.width, 2, "window")
             dot = w.op("ReduceSum", [w.op("Mul", [values[p], window], "products"), w.ints(1, 2)], "dot", keepdims=0)
         else:
             dot = w.op("ReduceSum", [w.slice(values[p], row.lin, row.lin + 1, 2, "lin"), w.ints(1, 2)], "lin_dot",
                        keepdims=0)
             if row.body_chunks:
-                start = row.first_e_chunk * chunk
                 body = w.slice(values[p], 0, row.lin, 2, "body")
                 window = w.slice(y_source, start, start + row.lin, 2, "window")
                 cached = w.op("ReduceSum", [w.op("Mul", [body, window], "products"), w.ints(1, 2)], "dot", keepdims=0)
@@ -335,7 +392,7 @@ def large_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config:
 
 
 def small_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config: FieldsLayoutConfig,
-                      e_chunks: int, head_max: int) -> ir.Graph:
+                      source: YSource) -> ir.Graph:
     """Few nodes: all rows side by side, E picked out with one Gather, Y with one chunk Gather."""
     w = GraphWriter("small_")
     chunk = config.chunk
@@ -352,11 +409,8 @@ def small_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config:
                                     w.const(field_of, "field_of_e")], "e_scales", axis=2)
         e = w.op("Mul", [e, per_value], "e_scaled")
     y_source = w.op("Concat", [e, g.tail], "y_source", axis=2)
-    y_chunks = w.op("Reshape", [y_source, w.ints(0, e_chunks + head_max, chunk)], "y_chunks")
-    y_index = []
-    for row in rows:
-        y_index += [row.first_e_chunk + j for j in range(row.body_chunks)]
-        y_index += [e_chunks + j for j in range(row.head_chunks)]  # unit chunk, then zero chunks
+    y_chunks = w.op("Reshape", [y_source, w.ints(0, source.chunks, chunk)], "y_chunks")
+    y_index = [j for row in rows for j in row.y_chunks(source.unit_chunk)]
     y = w.op("Gather", [y_chunks, w.const(np.array(y_index, np.int64), "y_index")], "y", axis=1)  # [B, chunks, C]
     products = w.op("Mul", [w.op("Reshape", [x, w.ints(0, chunks, chunk)], "x_chunks"), y], "products")
     if g.scales is None:
@@ -365,7 +419,7 @@ def small_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config:
         per_chunk = w.op("ReduceSum", [products, w.ints(2)], "chunk_dots", keepdims=0)  # [B, chunks]
         body_scales = w.op("Reshape", [w.op("Gather", [g.scales, w.ints(0)], "body_scales", axis=2), w.ints(0, -1)],
                            "body_scales_row")
-        chunk_field = np.repeat(np.arange(plan.num_fields), [r.body_chunks + r.head_chunks for r in rows])
+        chunk_field = np.repeat(np.arange(plan.num_fields), [r.chunks for r in rows])
         scales = w.op("Gather", [body_scales, w.const(chunk_field.astype(np.int64), "field_of_chunk")], "chunk_scales",
                       axis=1)
         total = w.op("ReduceSum", [w.op("Mul", [per_chunk, scales], "chunk_dots_scaled"), w.ints(1)], "cached_pairs",

@@ -29,7 +29,7 @@ def ort_logits(model, ids: np.ndarray) -> np.ndarray:
     return sess.run(["logit"], {"feature_ids": ids})[0]
 
 
-@pytest.mark.parametrize("chunk", [1, 4, 8])
+@pytest.mark.parametrize("chunk", [1, 4])
 def test_every_frontier_plan_matches_torch(chunk):
     model = randomized_model("fmfm", VARIABLE_DIMS, seed=11, vocab=[7, 30, 11, 2, 50, 9])
     plans = frontier(model.spec) + [min_plan(model.spec)]

@@ -1,0 +1,69 @@
+"""The floor: a graph that gathers exactly the table bytes a cached model reads per sample, one
+contiguous row per field, and sums them. Nothing reading those rows can be faster, so the cached
+model's time over the floor's is what its arithmetic and layout cost.
+
+Built on the cached model's own tables (same rows, same dtype, same scale lookups), in two shapes,
+and the bench keeps the faster at each batch size: ``concat`` (one Concat, one ReduceSum: fewest
+nodes, best for small batches) and ``per_field`` (a ReduceSum per gathered row while it is in cache,
+then one Sum: best for large batches).
+"""
+
+from __future__ import annotations
+
+import json
+
+import onnx_ir as ir
+
+from fm2onnx.errors import Fm2OnnxError
+
+from ..fields_layout import FLOAT, INT64, GraphWriter
+from ..to_onnx import INPUT_NAME
+
+FLOOR_SHAPES = ("concat", "per_field")
+
+
+def floor_graph(cached: ir.Model, shape: str) -> ir.Model:
+    """The floor of a fields-layout model (its ``table_*`` initializers, in graph order)."""
+    if shape not in FLOOR_SHAPES:
+        raise Fm2OnnxError(f"unknown floor shape {shape!r}")
+    props = cached.metadata_props
+    if props.get("layout") != "fields":
+        raise Fm2OnnxError("the floor is defined for fields-layout models")
+    order = json.loads(props["field_order"])
+    names = json.loads(props["field_names"])
+    inits = cached.graph.initializers
+    tables = [inits[name] for name in inits if name.startswith("table_")]
+    by_field = {v.name.split("_", 1)[1].rsplit("_", 1)[0]: v for v in tables}
+    w = GraphWriter()
+    n = len(order)
+    ids = ir.val(INPUT_NAME, dtype=INT64, shape=ir.Shape(["batch", n]))
+    columns = w.ops("Split", [ids], "column", n, axis=1, num_outputs=n)
+    rows = []
+    for f in order:
+        table = by_field[names[f]]
+        shared = w.tape.initializer(table.const_value, name=table.name)  # the cached model's tensor, not a copy
+        rows.append(w.op("Gather", [shared, columns[f]], "row", axis=0))
+    extra = []
+    scales = inits.get("row_scales")
+    if scales is not None:  # int8: the per-row scales, one lookup per field as in the cached model
+        shared = w.tape.initializer(scales.const_value, name=scales.name)
+        index = w.op("Gather", [ids, w.ints(*order, hint="order")], "ids_ordered", axis=1)
+        extra.append(w.op("ReduceSum", [w.op("Gather", [shared, index], "scales", axis=0), w.ints(1, 2)],
+                          "scale_sum", keepdims=0))
+
+    def as_float(x: ir.Value) -> ir.Value:
+        return x if tables[0].dtype == FLOAT else w.op("Cast", [x], "float", to=FLOAT)
+
+    if shape == "concat":
+        total = w.op("ReduceSum", [as_float(w.op("Concat", rows, "all_rows", axis=2)), w.ints(1, 2)], "sum",
+                     keepdims=0)
+        parts = [total] + extra
+    else:
+        parts = [w.op("ReduceSum", [as_float(r), w.ints(1, 2)], "row_sum", keepdims=0) for r in rows] + extra
+    total = w.op("Sum", parts, "floor") if len(parts) > 1 else parts[0]
+    total.name = "logit"
+    total.dtype, total.shape = FLOAT, ir.Shape(["batch"])
+    graph = w.graph([total], f"floor_{shape}", inputs=[ids])
+    model = ir.Model(graph, ir_version=10)
+    model.metadata_props.update({"form": f"floor ({shape})", "table_dtype": props.get("table_dtype", "float32")})
+    return model

@@ -1,0 +1,158 @@
+"""The bench's table, its targets (the issue's, checked on every model measured) and its plot."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .run import BenchResult, Measurement
+
+MAIN_FORMS = ("torch eager", "uncached", "cached", "floor")
+
+
+def forms_of(result: BenchResult, model: str) -> list[str]:
+    """Main forms first, then cached variants; the two floor shapes show as one floor row."""
+    seen = []
+    for m in result.measurements:
+        form = "floor" if m.form.startswith("floor ") else m.form
+        if m.model == model and form not in seen:
+            seen.append(form)
+    return [f for f in MAIN_FORMS if f in seen] + [f for f in seen if f not in MAIN_FORMS]
+
+
+def table_lines(result: BenchResult) -> list[str]:
+    batches = result.config.batches
+    lines = []
+    for prepared in result.models:
+        for threads in result.config.threads:
+            lines.append(f"{prepared.name}, {threads} intra-op thread{'s' if threads > 1 else ''}, "
+                         f"{result.config.ids} ids")
+            head = (f"  {'form':<22}{'b1 p50 µs':>11}{'b1 p99 µs':>11}"
+                    + "".join(f"{f'b{b} rows/s':>14}" for b in batches if b != 1) + f"{'peak MB':>9}{'file MB':>9}")
+            lines.append(head)
+            for form in forms_of(result, prepared.name):
+                m = result.find(prepared.name, form, threads)
+                if m is None:
+                    continue
+                size = prepared.file_bytes.get(form) or prepared.file_bytes.get("floor concat" if form == "floor" else "")
+                first = (f"{m.p50_us[1]:>11,.1f}{m.p99_us[1]:>11,.1f}" if 1 in m.p50_us else f"{'':>22}")
+                lines.append(f"  {form:<22}{first}" + "".join(f"{m.rows_per_s(b):>14,.0f}" for b in batches if b != 1)
+                             + f"{m.peak_mb:>9,.0f}" + (f"{size / 1e6:>9,.1f}" if size else f"{'':>9}"))
+            lines.append("")
+    return lines
+
+
+@dataclass
+class Target:
+    model: str
+    what: str
+    value: float  # the measured ratio
+    threshold: float
+    holds: bool
+
+
+def ratio(a: Measurement | None, b: Measurement | None, batch: int) -> float | None:
+    """How many times faster b is than a at ``batch`` (a's time over b's)."""
+    if a is None or b is None or batch not in a.p50_us or batch not in b.p50_us:
+        return None
+    return a.p50_us[batch] / b.p50_us[batch]
+
+
+def targets(result: BenchResult) -> list[Target]:
+    out = []
+    small, large = min(result.config.batches), max(result.config.batches)
+
+    def add(model, what, value, threshold, at_most=False):
+        if value is not None:
+            out.append(Target(model, what, value, threshold, value <= threshold if at_most else value >= threshold))
+
+    for prepared in result.models:
+        name = prepared.name
+        one = {form: result.find(name, form, 1) for form in MAIN_FORMS}
+        if one["cached"] is None:
+            continue
+        for batch in sorted({small, large}):
+            add(name, f"cached time / floor time at batch {batch}", ratio(one["cached"], one["floor"], batch), 2.0,
+                at_most=True)
+        add(name, f"batch {small}: cached speed-up over torch eager", ratio(one["torch eager"], one["cached"], small), 20)
+        add(name, f"batch {small}: cached speed-up over onnxruntime uncached", ratio(one["uncached"], one["cached"], small), 4)
+        add(name, f"batch {large}: cached speed-up over torch eager", ratio(one["torch eager"], one["cached"], large), 1)
+        add(name, f"batch {large}: cached speed-up over onnxruntime uncached", ratio(one["uncached"], one["cached"], large), 1)
+        two = result.find(name, "cached", 2)
+        add(name, f"batch {large}: cached 2-thread / 1-thread throughput", ratio(one["cached"], two, large), 1.6)
+    # Table 3 dims against K = 16 on the same shape (the FLOPs ratio is 2.7x).
+    for a in result.models:
+        for b in result.models:
+            if a.name.endswith("Table 3 dims") and b.name == a.name.replace("Table 3 dims", "K = 16"):
+                add(a.name, f"batch {large}: cached Table 3 dims speed-up over cached K = 16",
+                    ratio(result.find(b.name, "cached", 1), result.find(a.name, "cached", 1), large), 2)
+    return out
+
+
+def target_lines(items: list[Target]) -> list[str]:
+    lines = ["targets (1 intra-op thread unless said otherwise):"]
+    for t in items:
+        sign = "<=" if "floor time" in t.what else ">="
+        lines.append(f"  {'holds' if t.holds else 'FAILS':<6} {t.model}: {t.what} = {t.value:,.2f} ({sign} {t.threshold:g})")
+    return lines
+
+
+def crossover(cached: Measurement, uncached: Measurement, batches) -> float | None:
+    """Batch size where the two µs-per-row curves cross (log-log interpolation), if they do."""
+    diffs = [(b, math.log(cached.us_per_row(b)) - math.log(uncached.us_per_row(b))) for b in batches]
+    for (b0, d0), (b1, d1) in zip(diffs, diffs[1:]):
+        if d0 == 0:
+            return float(b0)
+        if d0 * d1 < 0:
+            t = d0 / (d0 - d1)
+            return math.exp(math.log(b0) + t * (math.log(b1) - math.log(b0)))
+    return None
+
+
+def plot(result: BenchResult, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = list(result.config.batches)
+    fig, axes = plt.subplots(len(result.models), 2, figsize=(12, 4.2 * len(result.models)), squeeze=False)
+    for row, prepared in enumerate(result.models):
+        latency, throughput = axes[row]
+        for k, form in enumerate(forms_of(result, prepared.name)):
+            for threads, style in zip(result.config.threads, ("-", "--", ":", "-.")):
+                m = result.find(prepared.name, form, threads)
+                if m is None:
+                    continue
+                look = dict(color=f"C{k}", linestyle=style, marker="o", markersize=3, label=f"{form} ({threads} thr)")
+                latency.plot(batches, [m.us_per_row(b) for b in batches], **look)
+                throughput.plot(batches, [m.rows_per_s(b) for b in batches], **look)
+        cached, uncached = (result.find(prepared.name, f, result.config.threads[0]) for f in ("cached", "uncached"))
+        if cached and uncached and len(batches) > 1:
+            cross = crossover(cached, uncached, batches)
+            note = (f"cached = uncached at batch ≈ {cross:,.0f}" if cross else
+                    "cached faster at every batch" if cached.us_per_row(batches[-1]) < uncached.us_per_row(batches[-1])
+                    else "uncached faster at every batch")
+            for ax in (latency, throughput):
+                if cross:
+                    ax.axvline(cross, color="grey", linewidth=1)
+            latency.set_title(f"{prepared.name}: latency per row ({note})", fontsize=9)
+        else:
+            latency.set_title(f"{prepared.name}: latency per row", fontsize=9)
+        throughput.set_title(f"{prepared.name}: throughput", fontsize=9)
+        for ax, label in ((latency, "µs per row (median)"), (throughput, "rows/s")):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("batch size")
+            ax.set_ylabel(label)
+            ax.grid(True, which="both", alpha=0.3)
+        throughput.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def targets_dict(items: list[Target]) -> list[dict]:
+    return [asdict(t) for t in items]

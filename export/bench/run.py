@@ -1,0 +1,128 @@
+"""Run a serving bench: prepare each model's files, then measure every form at every thread count,
+each in its own process (export/bench/child.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fm2onnx.errors import Fm2OnnxError
+
+from .prepare import CachedVariant, Prepared, prepare
+
+DEFAULT_BATCHES = (1, 16, 64, 256, 1024)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    batches: tuple[int, ...] = DEFAULT_BATCHES
+    threads: tuple[int, ...] = (1, 2)
+    ids: str = "zipf"  # export/traffic.py
+    seconds: float = 1.0  # per form, thread count and batch size, after warm-up
+    min_runs: int = 400  # at small batches (a 20th of it, at least 5, at large ones)
+    torch: bool = True  # also time torch eager from the checkpoint
+
+    def __post_init__(self) -> None:
+        if not self.batches or min(self.batches) < 1 or not self.threads or min(self.threads) < 1:
+            raise Fm2OnnxError("batch sizes and thread counts must be >= 1")
+        if self.seconds <= 0 or self.min_runs < 1:
+            raise Fm2OnnxError("--seconds must be > 0 and --min-runs >= 1")
+
+
+@dataclass
+class Measurement:
+    model: str
+    form: str  # "torch eager", "uncached", "cached", "cached int8", "floor concat", ...
+    threads: int
+    p50_us: dict[int, float]  # per batch: median µs per batch
+    p99_us: dict[int, float]
+    runs: dict[int, int]
+    load_mb: float
+    peak_mb: float
+
+    def us_per_row(self, batch: int) -> float:
+        return self.p50_us[batch] / batch
+
+    def rows_per_s(self, batch: int) -> float:
+        return batch / self.p50_us[batch] * 1e6
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    models: list[Prepared]
+    measurements: list[Measurement] = field(default_factory=list)
+    machine: dict = field(default_factory=dict)
+
+    def find(self, model: str, form: str, threads: int) -> Measurement | None:
+        if form == "floor":  # the faster floor shape at each batch size
+            shapes = [m for m in self.measurements if m.model == model and m.form.startswith("floor ")
+                      and m.threads == threads]
+            if not shapes:
+                return None
+            best = {b: min(s.p50_us[b] for s in shapes) for b in shapes[0].p50_us}
+            pick = {b: min(shapes, key=lambda s: s.p50_us[b]) for b in best}
+            return Measurement(model, "floor", threads, best, {b: pick[b].p99_us[b] for b in best},
+                               {b: pick[b].runs[b] for b in best}, max(s.load_mb for s in shapes),
+                               max(s.peak_mb for s in shapes))
+        return next((m for m in self.measurements if m.model == model and m.form == form and m.threads == threads),
+                    None)
+
+
+def machine_info() -> dict:
+    import onnxruntime
+    import torch
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_1min_at_start": load, "onnxruntime": onnxruntime.__version__,
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def run_child(job: dict, timeout: float) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "export.bench.child", json.dumps(job)], capture_output=True,
+                          text=True, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise Fm2OnnxError(f"measuring {job['path']} failed: {last}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def run_bench(models: list[tuple[str, Path]], variants: list[CachedVariant], config: BenchConfig, workdir: Path,
+              echo=lambda line: None) -> BenchResult:
+    result = BenchResult(config, [], machine=machine_info())
+    for i, (name, checkpoint) in enumerate(models):
+        echo(f"preparing {name}")
+        prepared = prepare(checkpoint, workdir / f"model{i}", name, variants, echo)
+        result.models.append(prepared)
+        forms = ([("torch eager", "torch", prepared.checkpoint)] if config.torch else []) + \
+            [(label, "onnx", path) for label, path in prepared.files.items()]
+        for threads in config.threads:
+            for label, kind, path in forms:
+                job = {"kind": kind, "path": str(path), "threads": threads, "batches": list(config.batches),
+                       "ids": config.ids, "seconds": config.seconds, "min_runs": config.min_runs,
+                       "vocab": prepared.vocab_sizes}
+                budget = 60 + len(config.batches) * (config.seconds * 20 + 30)
+                raw = run_child(job, timeout=budget)
+                m = Measurement(name, label, threads, *({int(b): v for b, v in raw[k].items()}
+                                                        for k in ("p50_us", "p99_us", "runs")),
+                                raw["load_mb"], raw["peak_mb"])
+                result.measurements.append(m)
+                echo(f"  {label:<24} {threads} thread{'s' if threads > 1 else ' '}  batch 1 p50 "
+                     f"{m.p50_us[config.batches[0]]:>10,.1f} µs   batch {config.batches[-1]} "
+                     f"{m.rows_per_s(config.batches[-1]):>12,.0f} rows/s")
+    return result
+
+
+def to_dict(result: BenchResult) -> dict:
+    return {"config": asdict(result.config), "machine": result.machine,
+            "models": [asdict(m) | {"checkpoint": str(m.checkpoint), "files": {k: str(v) for k, v in m.files.items()}}
+                       for m in result.models],
+            "measurements": [asdict(m) for m in result.measurements]}

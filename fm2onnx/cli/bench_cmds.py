@@ -1,0 +1,201 @@
+"""``fm2onnx bench | plan``: serving speed and memory side by side, and the cache plans' Pareto frontier."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from fm2onnx.errors import Fm2OnnxError
+
+from .app import app
+
+
+def csv_ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise Fm2OnnxError(f"{what} {text!r}: expected comma-separated integers") from None
+    if not values:
+        raise Fm2OnnxError(f"{what}: give at least one value")
+    return values
+
+
+def csv_words(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def refuse_existing(path: Optional[Path], force: bool) -> None:
+    if path is not None and path.exists() and not force:
+        raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
+
+
+def bench_models(checkpoints: list[Path], shape: Optional[str], dims: str, workdir: Path) -> list[tuple[str, Path]]:
+    from export.bench.shapes import make_checkpoint, shape_label, shape_spec
+
+    models = []
+    for path in checkpoints:
+        if not path.is_file():
+            raise Fm2OnnxError(f"{path}: no such checkpoint file")
+        models.append((path.stem, path))
+    if shape:
+        for d in csv_words(dims):
+            spec = shape_spec(shape, d)  # checks before any work
+            models.append((shape_label(shape, d), make_checkpoint(spec, workdir / f"{shape}-{d}.pt")))
+    if not models:
+        raise Fm2OnnxError("nothing to bench: give checkpoints or --shape criteo|avazu")
+    return models
+
+
+@app.command()
+def bench(
+    checkpoints: Optional[List[Path]] = typer.Argument(None, help="Checkpoints to bench."),
+    shape: Optional[str] = typer.Option(None, help="Also bench a built-in model shape with random weights: "
+                                        "criteo (39 fields, Table 3's feature counts) | avazu (23 fields)."),
+    dims: str = typer.Option("table3", help="With --shape: table3 (Criteo's per-field dims) or a uniform K; "
+                             "comma-separated for several models, e.g. table3,16."),
+    batches: str = typer.Option("1,16,64,256,1024", help="Batch sizes (latency p50/p99 at 1, rows/s at all)."),
+    threads: str = typer.Option("1,2", help="onnxruntime intra-op (and torch) thread counts."),
+    ids: str = typer.Option("zipf", help="Request ids: zipf (heavy-tailed like CTR traffic) | uniform (worst case)."),
+    table_dtypes: str = typer.Option("float32", help="Cached variants by table dtype, e.g. float32,float16,int8."),
+    cache_budgets: str = typer.Option("unlimited", help="Cached variants by cache budget, e.g. unlimited,min."),
+    seconds: float = typer.Option(1.0, help="Timing per form, thread count and batch size, after warm-up."),
+    min_runs: int = typer.Option(400, help="Runs at least this many times at small batches (1/20 at large ones)."),
+    no_torch: bool = typer.Option(False, "--no-torch", help="Skip torch eager."),
+    plot: Optional[Path] = typer.Option(None, help="Write a PNG of latency and throughput against batch size."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of the table."),
+    workdir: Optional[Path] = typer.Option(None, help="Keep the exported files here (default: a temporary directory)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot file."),
+) -> None:
+    """Serving latency, throughput and peak memory: torch eager, onnxruntime uncached and cached, and the floor."""
+    from export.bench.prepare import CachedVariant
+    from export.bench.report import plot as draw, table_lines, target_lines, targets, targets_dict
+    from export.bench.run import BenchConfig, run_bench, to_dict
+    from export.fields_layout import TABLE_DTYPES
+    from export.plan import parse_budget
+    from export.traffic import DISTRIBUTIONS
+
+    refuse_existing(plot, force)
+    if ids not in DISTRIBUTIONS:
+        raise Fm2OnnxError(f"unknown --ids {ids!r}; expected one of {', '.join(DISTRIBUTIONS)}")
+    config = BenchConfig(tuple(sorted(set(csv_ints(batches, "--batches")))), csv_ints(threads, "--threads"), ids,
+                         seconds, min_runs, torch=not no_torch)
+    variants = [CachedVariant()]
+    for budget in csv_words(cache_budgets):
+        parse_budget(budget)
+        for dtype in csv_words(table_dtypes):
+            if dtype not in TABLE_DTYPES:
+                raise Fm2OnnxError(f"unknown table dtype {dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
+            if CachedVariant(dtype, budget) not in variants:
+                variants.append(CachedVariant(dtype, budget))
+    log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
+    with tempfile.TemporaryDirectory(prefix="fm2onnx-bench-", dir=workdir) as tmp:
+        root = Path(tmp)
+        models = bench_models(list(checkpoints or []), shape, dims, root)
+        result = run_bench(models, variants, config, root, echo=log)
+    found = targets(result)
+    if plot is not None:
+        draw(result, plot)
+    if as_json:
+        typer.echo(json.dumps(to_dict(result) | {"targets": targets_dict(found), "command": sys.argv[1:]}, indent=2))
+        return
+    typer.echo("")
+    for line in table_lines(result) + target_lines(found):
+        typer.echo(line)
+    if plot is not None:
+        typer.echo(f"wrote {plot}")
+
+
+@app.command()
+def plan(
+    checkpoint: Optional[Path] = typer.Argument(None, help="An FmFM checkpoint (only its shape matters)."),
+    shape: Optional[str] = typer.Option(None, help="Instead of a checkpoint: criteo | avazu."),
+    dims: str = typer.Option("table3", help="With --shape: table3 or a uniform K."),
+    cache_budget: Optional[str] = typer.Option(None, help="Also show the plan export picks for this budget."),
+    table_dtype: str = typer.Option("float32", help="Bytes per cached value: float32 4, float16 2, int8 1."),
+    points: int = typer.Option(20, help="Frontier rows to print (the PNG shows all)."),
+    plot: Optional[Path] = typer.Option(None, help="Write a PNG of the frontier."),
+    as_json: bool = typer.Option(False, "--json", help="Print the frontier as JSON."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot file."),
+) -> None:
+    """The FLOPs-versus-memory Pareto frontier of cache plans (per pair: cache left, cache right or compute)."""
+    from export.plan import BYTES_PER_VALUE, frontier, min_plan, plan_for_budget, unlimited_plan
+
+    refuse_existing(plot, force)
+    if table_dtype not in BYTES_PER_VALUE:
+        raise Fm2OnnxError(f"unknown table dtype {table_dtype!r}; expected one of {', '.join(BYTES_PER_VALUE)}")
+    spec = plan_spec(checkpoint, shape, dims)
+    per_value = BYTES_PER_VALUE[table_dtype]
+    named = [unlimited_plan(spec), min_plan(spec)]
+    if cache_budget is not None:
+        named.append(plan_for_budget(spec, cache_budget, per_value))
+    plans = frontier(spec)
+    if as_json:
+        typer.echo(json.dumps({"bytes_per_value": per_value, "plans": [json.loads(p.to_json()) for p in named],
+                               "frontier": [{"cached_floats": p.cached_floats, "flops_per_row": p.flops_per_row,
+                                             "pairs": p.pair_counts} for p in plans]}, indent=2))
+    else:
+        for p in named:
+            typer.echo(p.describe(per_value))
+        typer.echo(f"\nPareto frontier: {len(plans):,} plans, {min(points, len(plans))} shown "
+                   f"({table_dtype}, {per_value} byte{'s' if per_value > 1 else ''} per cached value)")
+        typer.echo(f"  {'cached floats':>14}{'bytes':>16}{'FLOPs/row':>11}{'cache-left':>12}{'cache-right':>13}"
+                   f"{'computed':>10}")
+        for p in sample(plans, points):
+            c = p.pair_counts
+            typer.echo(f"  {p.cached_floats:>14,}{p.cached_floats * per_value:>16,}{p.flops_per_row:>11,}"
+                       f"{c['cache_left']:>12}{c['cache_right']:>13}{c['compute']:>10}")
+    if plot is not None:
+        draw_frontier(plans, named, per_value, plot)
+        if not as_json:
+            typer.echo(f"wrote {plot}")
+
+
+def plan_spec(checkpoint: Optional[Path], shape: Optional[str], dims: str):
+    from export.bench.shapes import shape_spec
+    from fm2onnx.checkpoint import load_checkpoint
+
+    if (checkpoint is None) == (shape is None):
+        raise Fm2OnnxError("give a checkpoint or --shape, not both")
+    return load_checkpoint(checkpoint).spec if checkpoint is not None else shape_spec(shape, dims)
+
+
+def sample(plans: list, count: int) -> list:
+    """About ``count`` plans spread evenly in log(cached floats), ends included."""
+    import math
+
+    if len(plans) <= count:
+        return plans
+    logs = [math.log1p(p.cached_floats) for p in plans]
+    picks = {0, len(plans) - 1}
+    for i in range(1, count - 1):
+        target = logs[0] + (logs[-1] - logs[0]) * i / (count - 1)
+        picks.add(min(range(len(plans)), key=lambda j: abs(logs[j] - target)))
+    return [plans[i] for i in sorted(picks)]
+
+
+def draw_frontier(plans: list, named: list, per_value: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    ax.step([max(p.cached_floats * per_value, 1) for p in plans], [p.flops_per_row for p in plans], where="post",
+            label="Pareto frontier")
+    for p, marker in zip(named, ("o", "s", "D")):
+        label = f"{p.name}: {p.cached_floats * per_value / 1e6:,.1f} MB, {p.flops_per_row:,} FLOPs/row"
+        ax.plot([max(p.cached_floats * per_value, 1)], [p.flops_per_row], marker, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("cached table bytes")
+    ax.set_ylabel("FLOPs per row")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,78 @@
+"""``fm2onnx bench`` and ``fm2onnx plan``: structure of the table, the JSON and the PNG on a tiny model.
+Nothing here is timed: the figures come from `fm2onnx bench --shape criteo` (README)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import VARIABLE_DIMS, randomized_model, write_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    return write_checkpoint(randomized_model("fmfm", VARIABLE_DIMS, seed=5), tmp_path_factory.mktemp("bench") / "tiny.pt")
+
+
+def test_bench_json_has_every_form_batch_and_target(cli, tiny_ckpt, tmp_path):
+    plot = tmp_path / "bench.png"
+    code, out, err = cli("bench", tiny_ckpt, "--batches", "1,4", "--threads", "1", "--seconds", "0.01",
+                         "--min-runs", "3", "--plot", plot, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    forms = {m["form"] for m in result["measurements"]}
+    assert forms == {"torch eager", "uncached", "cached", "floor concat", "floor per_field"}
+    for m in result["measurements"]:
+        assert m["threads"] == 1 and set(m["p50_us"]) == {"1", "4"} and set(m["p99_us"]) == {"1", "4"}
+        assert all(v > 0 for v in m["p50_us"].values()) and m["peak_mb"] >= 0
+    model = result["models"][0]
+    assert model["name"] == "tiny" and set(model["file_bytes"]) == forms - {"torch eager"}
+    assert {t["what"] for t in result["targets"]} >= {"cached time / floor time at batch 1",
+                                                      "batch 1: cached speed-up over torch eager"}
+    assert result["machine"]["onnxruntime"] and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The same figures as the on-screen table.
+    from export.bench.prepare import Prepared
+    from export.bench.report import table_lines, target_lines, targets
+    from export.bench.run import BenchConfig, BenchResult, Measurement
+
+    bench = BenchResult(BenchConfig(batches=(1, 4), threads=(1,)), [Prepared("tiny", tiny_ckpt, [], {}, model["file_bytes"])],
+                        [Measurement(**{**m, "p50_us": {int(b): v for b, v in m["p50_us"].items()},
+                                        "p99_us": {int(b): v for b, v in m["p99_us"].items()},
+                                        "runs": {int(b): v for b, v in m["runs"].items()}})
+                         for m in result["measurements"]])
+    lines = table_lines(bench)
+    assert lines[0] == "tiny, 1 intra-op thread, zipf ids" and "b4 rows/s" in lines[1]
+    assert [line.split()[0] for line in lines[2:6]] == ["torch", "uncached", "cached", "floor"] and lines[6] == ""
+    assert target_lines(targets(bench))[0].startswith("targets (1 intra-op thread")
+
+
+def test_bench_bad_input_is_one_line(cli, tmp_path, tiny_ckpt):
+    code, _, err = cli("bench")
+    assert code == 2 and "nothing to bench" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("bench", "--shape", "avazu", "--dims", "table3")
+    assert code == 2 and "Criteo" in err
+    code, _, err = cli("bench", tiny_ckpt, "--ids", "gaussian")
+    assert code == 2 and "unknown --ids" in err
+    existing = tmp_path / "x.png"
+    existing.write_bytes(b"keep")
+    code, _, err = cli("bench", tiny_ckpt, "--plot", existing)
+    assert code == 2 and "already exists" in err and existing.read_bytes() == b"keep"
+
+
+def test_plan_prints_the_frontier_and_the_named_plans(cli, tiny_ckpt, tmp_path):
+    code, out, err = cli("plan", tiny_ckpt, "--cache-budget", "200", "--plot", tmp_path / "f.png")
+    assert code == 0, err
+    assert out.startswith("unlimited: ") and "\nmin: " in out and "budget 200 bytes" in out
+    assert "Pareto frontier" in out and (tmp_path / "f.png").stat().st_size > 5_000
+
+
+def test_plan_on_table3_fields_json(cli):
+    code, out, err = cli("plan", "--shape", "criteo", "--dims", "table3", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    unlimited, smallest = result["plans"]
+    assert unlimited["flops_per_row"] == 8960 and unlimited["cached_floats"] == 154_880_560
+    assert smallest["cached_floats"] <= 25_000_000 and smallest["flops_per_row"] <= 14_400
+    floats = [p["cached_floats"] for p in result["frontier"]]
+    assert floats == sorted(floats) and floats[0] == 0
