@@ -17,6 +17,7 @@ from fm2onnx.errors import Fm2OnnxError
 
 from . import metadata
 from .cached_form import CachedFormOptions, make_cached
+from .gemm_form import build_gemm_graph
 from .model_io import (DEFAULT_EXTERNAL_DATA_THRESHOLD, move_into_place, refuse_overwrite, save_model,
                        sidecar_path, staged_directory)
 from .parity import ATOL, RTOL, compare, ort_outputs, parity_ids, session, torch_logits
@@ -108,7 +109,12 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
                 result.plan, result.rewrite = result.plan or made.plan, result.rewrite or made.report
                 del made
             if serve_batch:
-                choice = choose_fastest({**built, "uncached": staged["uncached"]}, ckpt.spec, serve_batch, report)
+                built["uncached"] = staged["uncached"]
+                if options.layout == "fields":  # one GEMM over the embedding row: what large batches may want
+                    built["uncached gemm"] = stage.save(build_gemm_graph(torch_model, checkpoint_sha256=sha),
+                                                        "candidate-gemm.onnx", UNCACHED_TOLERANCE,
+                                                        targets["cached"], "uncached gemm")
+                choice = choose_fastest(built, ckpt.spec, serve_batch, report)
                 result.serve_choice = choice.label
                 staged["cached"] = choice.write(scratch / targets["cached"].name, external_data_threshold)
                 if "uncached" not in targets:

@@ -22,7 +22,7 @@ def test_bench_json_has_every_form_batch_and_target(cli, tiny_ckpt, tmp_path):
     assert code == 0, err
     result = json.loads(out)
     forms = {m["form"] for m in result["measurements"]}
-    assert forms == {"torch eager", "uncached", "cached", "floor concat", "floor per_field"}
+    assert forms == {"torch eager", "uncached", "uncached gemm", "cached", "floor concat", "floor per_field"}
     for m in result["measurements"]:
         assert m["threads"] == 1 and set(m["p50_us"]) == {"1", "4"} and set(m["p99_us"]) == {"1", "4"}
         assert all(v > 0 for v in m["p50_us"].values()) and m["peak_mb"] >= 0
@@ -43,7 +43,7 @@ def test_bench_json_has_every_form_batch_and_target(cli, tiny_ckpt, tmp_path):
                          for m in result["measurements"]])
     lines = table_lines(bench)
     assert lines[0] == "tiny, 1 intra-op thread, zipf ids" and "b4 rows/s" in lines[1]
-    assert [line.split()[0] for line in lines[2:6]] == ["torch", "uncached", "cached", "floor"] and lines[6] == ""
+    assert [line.split()[0] for line in lines[2:7]] == ["torch", "uncached", "uncached", "cached", "floor"]
     assert target_lines(targets(bench))[0].startswith("targets (1 intra-op thread")
 
 

@@ -13,6 +13,7 @@ from fm2onnx.errors import Fm2OnnxError
 from .. import metadata
 from ..cached_form import CachedFormOptions, make_cached
 from ..flops import count_flops
+from ..gemm_form import build_gemm_graph
 from ..model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD, tensor_bytes
 from ..parity import compare, ort_outputs, parity_ids, session, torch_logits
 from ..to_onnx import export_uncached
@@ -89,6 +90,8 @@ def prepare(checkpoint: Path, workdir: Path, name: str, variants: list[CachedVar
     uncached = export_uncached(torch_model)
     metadata.stamp(uncached, metadata.describe(spec, form="uncached", checkpoint_sha256=""))
     keep("uncached", uncached)
+    if spec.kind == "fmfm":
+        keep("uncached gemm", build_gemm_graph(torch_model))
     for i, variant in enumerate(sorted(variants, key=lambda v: v.layout == "pairs")):  # pairs rewrites in place
         made = make_cached(torch_model, uncached, variant.options())
         keep(variant.label, made.model, variant.options().for_kind(spec.kind).tolerance)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .run import BenchResult, Measurement
 
-MAIN_FORMS = ("torch eager", "uncached", "cached", "floor")
+MAIN_FORMS = ("torch eager", "uncached", "uncached gemm", "cached", "floor")
 
 
 def forms_of(result: BenchResult, model: str) -> list[str]:
