@@ -78,7 +78,7 @@ def build_report(ckpt: Checkpoint, out_dir: Path, *, dims: ReportDims, ids=None,
         images.insert(0, ("Mutual information between field pairs and the label (Figure 6)",
                           "mutual_information.png",
                           f"I((X_a, X_b); Y) in bits over {len(rows):,} rows of {html.escape(data_name)} "
-                          "(Miller-Madow corrected; the diagonal is a field alone)."))
+                          "(estimated on held-out rows; the diagonal is a field alone)."))
         notes.append(f"Spearman rank correlation between pair mutual information and cross-field dims: "
                      f"<b>{rho:.2f}</b> (the paper finds the two heatmaps closely related).")
     images.append(("Per-field dims", "field_dims.png", "Selected dims against the trained model's dims; dots: "

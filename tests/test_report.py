@@ -25,12 +25,14 @@ def test_a_label_that_is_the_xor_of_two_fields_lives_in_the_pair_only():
     assert mi[0, 0] < 0.01 and mi[1, 1] < 0.01 and mi[0, 2] < 0.01 and mi[2, 2] < 0.01
 
 
-def test_bias_correction_keeps_independent_high_cardinality_pairs_near_zero():
+def test_held_out_estimate_does_not_reward_rare_combinations():
     rng = np.random.default_rng(1)
-    keys = rng.integers(0, 2000, size=20000)
+    keys = rng.integers(0, 2000, size=20000)  # ~10 rows per key: the plug-in estimate would say ~0.5 bit
     labels = rng.integers(0, 2, size=20000).astype(np.float64)
     assert label_mutual_information(keys, labels) < 0.01
-    assert label_mutual_information(keys, (keys % 2).astype(np.float64)) == pytest.approx(1.0, abs=0.05)
+    # A label the key determines still shows, shrunk a little by the smoothing of ~5 rows per key.
+    assert 0.8 < label_mutual_information(keys, (keys % 2).astype(np.float64)) <= 1.0
+    assert label_mutual_information(keys, np.ones(20000)) == 0.0
 
 
 def test_spearman_uses_ranks():
