@@ -356,39 +356,52 @@ def computed_dot(w: GraphWriter, plan: CachePlan, p: int, own: ir.Value, matrice
 
 
 def large_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config: FieldsLayoutConfig) -> ir.Graph:
-    """Per field: Gather the row, pick out the own vector; then per field: multiply by E's window, reduce."""
+    """Large batches: fields from last to first, each row added into U, the sum of the rows laid over E
+    (U_{>=p} = row_p + U_{>p} shifted to p's start) right after its Gather, while it is in cache; one
+    product with E's window at the end. Rows that compute partners take the per-field dot instead."""
     w = GraphWriter("large_")
     dtype, chunk = config.table_dtype, config.chunk
-    values, owns = [], []
-    for p, row in enumerate(rows):
-        values.append(as_float(w, w.op("Gather", [g.tables[p], g.columns[p]], "row", axis=0), dtype))  # [B, 1, width]
-        own = w.slice(values[p], row.own.start, row.own.stop, 2, "own")
+    owns: dict[int, ir.Value] = {}
+    values: dict[int, ir.Value] = {}
+    total, span = None, None  # U and the absolute [start, end) it covers
+    for p in reversed(range(plan.num_fields)):
+        row = rows[p]
+        value = as_float(w, w.op("Gather", [g.tables[p], g.columns[p]], "row", axis=0), dtype)  # [B, 1, width]
+        own = w.slice(value, row.own.start, row.own.stop, 2, "own")
         if g.scales is not None:
             own = w.op("Mul", [own, scale_of(w, g.scales, p, 1)], "own_scaled")
-        owns.append(own)
-    y_source = w.op("Concat", owns + [g.tail], "y_source", axis=2)  # [E | 1 | zeros | unit chunk | zeros]
-    dots = []
-    for p, row in enumerate(rows):
+            value = w.op("Mul", [value, scale_of(w, g.scales, p, 0)], "row_scaled")
+        owns[p] = own
+        if not row.through:
+            values[p] = value
+            continue
         start = row.first_e_chunk * chunk
-        if row.through:  # the row and E's window line up to the end: lin meets the 1, own the zeros
-            window = w.slice(y_source, start, start + row.width, 2, "window")
-            dot = w.op("ReduceSum", [w.op("Mul", [values[p], window], "products"), w.ints(1, 2)], "dot", keepdims=0)
+        end = start + row.width
+        if total is None:
+            total = value
         else:
-            dot = w.op("ReduceSum", [w.slice(values[p], row.lin, row.lin + 1, 2, "lin"), w.ints(1, 2)], "lin_dot",
-                       keepdims=0)
-            if row.body_chunks:
-                body = w.slice(values[p], 0, row.lin, 2, "body")
-                window = w.slice(y_source, start, start + row.lin, 2, "window")
-                cached = w.op("ReduceSum", [w.op("Mul", [body, window], "products"), w.ints(1, 2)], "dot", keepdims=0)
-                dot = w.op("Add", [dot, cached], "dot")
-        if g.scales is not None:
-            dot = w.op("Mul", [dot, w.op("Reshape", [scale_of(w, g.scales, p, 0), w.ints(-1)], "scale_flat")],
-                       "dot_scaled")
+            shifted = w.op("Pad", [total, w.ints(0, 0, span[0] - start, 0, 0, end - span[1])], "shifted")
+            total = w.op("Add", [value, shifted], "laid_over")
+        span = (start, end)
+    y_source = w.op("Concat", [owns[p] for p in range(plan.num_fields)] + [g.tail], "y_source", axis=2)
+    dots = []
+    if total is not None:
+        window = w.slice(y_source, span[0], span[1], 2, "window")
+        dots.append(w.op("ReduceSum", [w.op("Mul", [total, window], "products"), w.ints(1, 2)], "dot", keepdims=0))
+    for p, value in values.items():
+        row = rows[p]
+        dot = w.op("ReduceSum", [w.slice(value, row.lin, row.lin + 1, 2, "lin"), w.ints(1, 2)], "lin_dot", keepdims=0)
+        if row.body_chunks:
+            start = row.first_e_chunk * chunk
+            body = w.slice(value, 0, row.lin, 2, "body")
+            window = w.slice(y_source, start, start + row.lin, 2, "window")
+            cached = w.op("ReduceSum", [w.op("Mul", [body, window], "products"), w.ints(1, 2)], "dot", keepdims=0)
+            dot = w.op("Add", [dot, cached], "dot")
         if p in g.computed:
             dot = w.op("Add", [dot, computed_dot(w, plan, p, owns[p], g.computed[p], y_source)], "dot")
         dots.append(dot)
-    total = w.op("Sum", dots, "pairs") if len(dots) > 1 else dots[0]
-    return w.graph([total], "large_batch")
+    out = w.op("Sum", dots, "pairs") if len(dots) > 1 else dots[0]
+    return w.graph([out], "large_batch")
 
 
 def small_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config: FieldsLayoutConfig,
