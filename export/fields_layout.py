@@ -2,25 +2,26 @@
 
 For a cache plan (export/plan.py) with fields in serving order, position p's table row holds
 
-    [ lead zeros | v_p·M_pq for its cached partners q | zeros ][ lin_p | v_p | zeros ]
-      body: lined up with the concatenated embedding row E     head: linear term, own embedding
+    [ lead zeros | v_p·M_pq for its cached partners q | lin_p | v_p | zeros ]
 
-in chunks of ``chunk`` values. The body starts at the chunk of E where p's partners begin (E is laid
-out in serving order, so p's partners are a contiguous run of E after v_p: no index shuffles), and
-the logit is bias + Σ_p <row_p, Y_p>, where Y_p is E's matching window followed by a unit chunk
-[1, 0, ...] for the head (lin·1 + v·0). Pairs the plan computes add <v_p·[M_pq ...], E window>.
+lined up with Y = [E | 1 | 0 ...], E the concatenated embedding row in serving order: p's partners
+are the contiguous run of E after v_p (no index shuffles), the linear term meets the 1 and the own
+vector zeros, so the logit is bias + Σ_p <row_p, Y window of p>. Rows are padded to whole chunks
+of ``chunk`` values (``choose_chunk``). A field that computes some partners (budget plans) keeps
+its cached run, then a head chunk [lin | v] that meets a unit chunk, and adds <v_p·[M_pq ...], E>.
 
 One row per field means one Gather per field, like the floor. What follows differs by batch size,
-so an ``If`` on the batch dim picks one of two subgraphs over the same gathered rows:
+so an ``If`` on the batch dim picks one of two subgraphs:
 
-* small batches (few nodes: per-node overhead dominates): the rows concatenated, E picked out with
-  one Gather, Y built with one chunk Gather, one Mul, one ReduceSum;
-* large batches (memory traffic dominates): per field a Slice of E's window, a Mul and a ReduceSum
-  on data still in cache, no [batch, pairs, dim] tensors.
+* small batches (per-node overhead dominates): the rows concatenated, E picked out with one
+  Gather, Y's windows with one Gather of chunks, one Mul, one ReduceSum;
+* large batches (memory traffic dominates): fields from last to first, each gathered row added
+  into one running sum U laid over E (a Pad and an Add while the row is in cache), then one
+  product <U, Y>: Σ_p <row_p, Y_p> = <Σ_p row_p shifted, Y>.
 
 Compact tables (``table_dtype``) keep the Gather first and convert only the gathered rows: float16
-rows are Cast; int8 rows carry two scales per row (body + lin, own embedding), gathered from one
-scales table and applied to the dot products and to E, never to a whole table.
+rows are Cast; int8 rows carry two scales per row (cached vectors + linear term, own vector),
+gathered from one scales table, never applied to a whole table.
 """
 
 from __future__ import annotations
