@@ -61,7 +61,7 @@ class FieldsLayoutConfig:
 
 
 CHUNKS = (16, 8, 4, 2, 1)
-MAX_EXTRA_WORK = 0.045  # zeros multiplied (chunk padding, own vectors) over the plan's FLOPs per row
+MAX_EXTRA_WORK = 0.05  # zeros multiplied (chunk padding, own vectors) over the plan's FLOPs per row
 
 
 @dataclass(frozen=True)
@@ -109,13 +109,67 @@ class RowLayout:
                 + [unit_chunk + j for j in range(self.chunks - self.body_chunks)])
 
 
-def row_layouts(plan: CachePlan, chunk: int) -> list[RowLayout]:
+def row_layouts(plan: CachePlan, chunk: int, aligned: bool = True) -> list[RowLayout]:
+    """``aligned``: rows of a run of same-dim fields start at one chunk (``align_runs``), so the
+    large-batch path sums them before laying them over E."""
+    starts = align_runs(plan, chunk) if aligned else [plan.offsets[p + 1] // chunk for p in range(plan.num_fields)]
     out = []
     for p in range(plan.num_fields):
         through = not plan.computed_partners(p)
-        first, lead = divmod(plan.offsets[p + 1], chunk)
-        out.append(RowLayout(through, first, lead, plan.cached_width(p), plan.position_dims[p], chunk))
+        out.append(RowLayout(through, starts[p], plan.offsets[p + 1] - starts[p] * chunk, plan.cached_width(p),
+                             plan.position_dims[p], chunk))
     return out
+
+
+MAX_ALIGN_ZEROS = 0.05  # leading zeros aligning rows, as a share of the table values and of a request's
+
+
+def align_runs(plan: CachePlan, chunk: int) -> list[int]:
+    """First chunk of each position's row. Consecutive fields of one dim that cache all their partners
+    may share their first member's start (their rows then end together too): the fewest runs whose
+    extra leading zeros stay under 5% of the table values and of the values a request reads, and
+    keep the graph's FLOPs within MAX_EXTRA_WORK of the plan's."""
+    n, off = plan.num_fields, plan.offsets
+    natural = [off[p + 1] // chunk for p in range(n)]
+    through = [not plan.computed_partners(p) for p in range(n)]
+    vocab, dims = plan.position_vocab, plan.position_dims
+    table_room = MAX_ALIGN_ZEROS * sum(v * (plan.cached_width(p) + 1 + dims[p]) for p, v in enumerate(vocab))
+    # What a request multiplies stays within MAX_EXTRA_WORK of the plan's FLOPs, chunk padding included.
+    padded = layout_flops(row_layouts(plan, chunk, aligned=False))
+    request_room = max(0.0, min(MAX_ALIGN_ZEROS * exact_values(plan),
+                                ((1 + MAX_EXTRA_WORK) * plan.flops_per_row - padded) / 2))
+
+    def zeros(i: int, j: int) -> tuple[int, int] | None:
+        """Extra (table, request) zeros when positions i..j-1 start at i's chunk; None if they cannot."""
+        if j == i + 1:
+            return 0, 0
+        if not all(through[i:j]) or len(set(dims[i:j])) > 1:
+            return None
+        extra = [(natural[q] - natural[i]) * chunk for q in range(i, j)]
+        return sum(v * e for v, e in zip(vocab[i:j], extra)), sum(extra)
+
+    # best[j]: (runs, table zeros, request zeros, start of the last run) for positions 0..j-1
+    best = [(0, 0, 0, 0)] + [None] * n
+    for j in range(1, n + 1):
+        for i in range(j):
+            cost = zeros(i, j)
+            if cost is None or best[i] is None:
+                continue
+            runs, table, request = best[i][0] + 1, best[i][1] + cost[0], best[i][2] + cost[1]
+            if table <= table_room and request <= request_room and (best[j] is None or (runs, table) < best[j][:2]):
+                best[j] = (runs, table, request, i)
+    starts, j = list(natural), n
+    while j > 0:
+        i = best[j][3]
+        for q in range(i, j):
+            starts[q] = natural[i]
+        j = i
+    return starts
+
+
+def exact_values(plan: CachePlan) -> int:
+    """Values a request reads without padding: cached vectors, linear terms, own vectors."""
+    return sum(plan.cached_width(p) + 1 + plan.position_dims[p] for p in range(plan.num_fields))
 
 
 def layout_flops(rows: list[RowLayout]) -> int:
@@ -125,9 +179,9 @@ def layout_flops(rows: list[RowLayout]) -> int:
 
 def choose_chunk(plan: CachePlan) -> int:
     """The widest chunk (fewest Gather indices on the small-batch path) whose padding keeps the graph's
-    FLOPs within 4.5% of the plan's (so the default export stays within 5% of Table 4)."""
+    FLOPs within 5% of the plan's (Table 4's count for the unlimited plan)."""
     for chunk in CHUNKS:
-        if layout_flops(row_layouts(plan, chunk)) <= (1 + MAX_EXTRA_WORK) * plan.flops_per_row:
+        if layout_flops(row_layouts(plan, chunk, aligned=False)) <= (1 + MAX_EXTRA_WORK) * plan.flops_per_row:
             return chunk
     return 1
 
@@ -364,7 +418,7 @@ def large_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config:
     dtype, chunk = config.table_dtype, config.chunk
     owns: dict[int, ir.Value] = {}
     values: dict[int, ir.Value] = {}
-    total, span = None, None  # U and the absolute [start, end) it covers
+    total, span, run, run_span = None, None, [], None  # U over span; rows of one span not yet added
     for p in reversed(range(plan.num_fields)):
         row = rows[p]
         value = as_float(w, w.op("Gather", [g.tables[p], g.columns[p]], "row", axis=0), dtype)  # [B, 1, width]
@@ -377,13 +431,11 @@ def large_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config:
             values[p] = value
             continue
         start = row.first_e_chunk * chunk
-        end = start + row.width
-        if total is None:
-            total = value
-        else:
-            shifted = w.op("Pad", [total, w.ints(0, 0, span[0] - start, 0, 0, end - span[1])], "shifted")
-            total = w.op("Add", [value, shifted], "laid_over")
-        span = (start, end)
+        if (start, start + row.width) != run_span:
+            total, span = lay_over(w, total, span, run, run_span)
+            run, run_span = [], (start, start + row.width)
+        run.append(value)  # rows aligned by align_runs share a span
+    total, span = lay_over(w, total, span, run, run_span)
     y_source = w.op("Concat", [owns[p] for p in range(plan.num_fields)] + [g.tail], "y_source", axis=2)
     dots = []
     if total is not None:
@@ -403,6 +455,17 @@ def large_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config:
         dots.append(dot)
     out = w.op("Sum", dots, "pairs") if len(dots) > 1 else dots[0]
     return w.graph([out], "large_batch")
+
+
+def lay_over(w: GraphWriter, total: ir.Value | None, span, run: list[ir.Value], run_span):
+    """U + the run's rows (one span, summed in one op), over the run's span: U starts at or after it."""
+    if not run:
+        return total, span
+    rows = w.op("Sum", run, "run") if len(run) > 1 else run[0]
+    if total is None:
+        return rows, run_span
+    shifted = w.op("Pad", [total, w.ints(0, 0, span[0] - run_span[0], 0, 0, run_span[1] - span[1])], "shifted")
+    return w.op("Add", [rows, shifted], "laid_over"), run_span
 
 
 def small_batch_graph(plan: CachePlan, rows: list[RowLayout], g: Shared, config: FieldsLayoutConfig,
