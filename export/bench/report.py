@@ -128,18 +128,21 @@ def plot(result: BenchResult, path: Path) -> Path:
                 look = dict(color=f"C{k}", linestyle=style, marker="o", markersize=3, label=f"{form} ({threads} thr)")
                 latency.plot(batches, [m.us_per_row(b) for b in batches], **look)
                 throughput.plot(batches, [m.rows_per_s(b) for b in batches], **look)
-        cached, uncached = (result.find(prepared.name, f, result.config.threads[0]) for f in ("cached", "uncached"))
-        if cached and uncached and len(batches) > 1:
-            cross = crossover(cached, uncached, batches)
-            note = (f"cached = uncached at batch ≈ {cross:,.0f}" if cross else
-                    "cached faster at every batch" if cached.us_per_row(batches[-1]) < uncached.us_per_row(batches[-1])
-                    else "uncached faster at every batch")
-            for ax in (latency, throughput):
-                if cross:
-                    ax.axvline(cross, color="grey", linewidth=1)
-            latency.set_title(f"{prepared.name}: latency per row ({note})", fontsize=9)
-        else:
-            latency.set_title(f"{prepared.name}: latency per row", fontsize=9)
+        cached = result.find(prepared.name, "cached", result.config.threads[0])
+        notes = []
+        for k, other in enumerate(("uncached", "uncached gemm", "torch eager")):
+            rival = result.find(prepared.name, other, result.config.threads[0])
+            if cached is None or rival is None or len(batches) < 2:
+                continue
+            cross = crossover(cached, rival, batches)
+            if cross:
+                notes.append(f"= {other} at ≈{cross:,.0f}")
+                for ax in (latency, throughput):
+                    ax.axvline(cross, color="grey", linestyle=(0, (1 + k, 2)), linewidth=1)
+            else:
+                faster = cached.us_per_row(batches[-1]) < rival.us_per_row(batches[-1])
+                notes.append(f"{'<' if faster else '>'} {other} throughout")
+        latency.set_title(f"{prepared.name}: µs per row\ncached " + ", ".join(notes), fontsize=8)
         throughput.set_title(f"{prepared.name}: throughput", fontsize=9)
         for ax, label in ((latency, "µs per row (median)"), (throughput, "rows/s")):
             ax.set_xscale("log", base=2)
