@@ -15,7 +15,8 @@ import onnx_ir as ir
 from fm2onnx.errors import Fm2OnnxError
 from models import FMFamilyModel
 
-from .fields_layout import TABLE_DTYPES, FieldsLayoutConfig, build_fields_graph
+from .fields_graph import build_fields_graph
+from .fields_layout import TABLE_DTYPES, FieldsLayout, FieldsLayoutConfig
 from .flops import count_flops
 from .model_io import tensor_bytes
 from .parity import tolerance_of
@@ -75,6 +76,7 @@ def make_cached(model: FMFamilyModel | None, uncached: ir.Model, options: Cached
     graph = build_fields_graph(model, plan, options.fields, checkpoint_sha256=checkpoint_sha256)
     flops = count_flops(graph)
     lines = [f"cache plan {plan.describe(BYTES_PER_VALUE[options.table_dtype])}",
+             f"fields layout: {FieldsLayout(plan, options.fields).describe()}",
              f"fields layout: {options.table_dtype} tables, {tensor_bytes(graph):,} bytes of tensors, "
-             f"{flops.total:,} FLOPs per row counted in the graph (chunk padding and own vectors included)"]
+             f"{flops.total:,} FLOPs per row counted in the graph (run padding and own vectors included)"]
     return CachedGraph(graph, lines, plan)

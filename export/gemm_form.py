@@ -19,7 +19,8 @@ from fm2onnx.errors import Fm2OnnxError
 from models import FMFamilyModel
 
 from . import metadata
-from .fields_layout import FLOAT, INT64, GraphWriter, linear_values, pair_matrix
+from .fields_layout import linear_values, pair_matrix
+from .graph_writer import FLOAT, INT64, GraphWriter
 from .to_onnx import INPUT_NAME, OUTPUT_NAMES
 
 

@@ -17,7 +17,8 @@ from fm2onnx.train import TrainConfig, train
 from models import ModelSpec
 from models.paper_shapes import CRITEO_TABLE3_DIMS
 
-from ..fields_layout import TABLE_DTYPES, FieldsLayoutConfig, build_fields_graph
+from ..fields_graph import build_fields_graph
+from ..fields_layout import TABLE_DTYPES, FieldsLayoutConfig
 from ..parity import session
 from ..plan import unlimited_plan
 from .prepare import write

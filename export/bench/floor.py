@@ -2,7 +2,8 @@
 contiguous row per field, and sums them. Nothing reading those rows can be faster, so the cached
 model's time over the floor's is what its arithmetic and layout cost.
 
-Built on the cached model's own tables (same rows, same dtype, same scale lookups), in two shapes,
+Built on the cached model's own tables (same rows, run padding included, same dtype, same scale
+lookups), in two shapes,
 and the bench keeps the faster at each batch size: ``concat`` (one Concat, one ReduceSum: fewest
 nodes, best for small batches) and ``per_field`` (a ReduceSum per gathered row while it is in cache,
 then one Sum: best for large batches).
@@ -16,33 +17,34 @@ import onnx_ir as ir
 
 from fm2onnx.errors import Fm2OnnxError
 
-from ..fields_layout import FLOAT, INT64, GraphWriter
+from ..graph_writer import FLOAT, INT64, GraphWriter
 from ..to_onnx import INPUT_NAME
 
 FLOOR_SHAPES = ("concat", "per_field")
 
 
 def floor_graph(cached: ir.Model, shape: str) -> ir.Model:
-    """The floor of a fields-layout model (its ``table_*`` initializers, in graph order)."""
+    """The floor of a fields-layout model: each field's row of its run table, as the cached model reads it."""
     if shape not in FLOOR_SHAPES:
         raise Fm2OnnxError(f"unknown floor shape {shape!r}")
     props = cached.metadata_props
     if props.get("layout") != "fields":
         raise Fm2OnnxError("the floor is defined for fields-layout models")
     order = json.loads(props["field_order"])
-    names = json.loads(props["field_names"])
+    runs = json.loads(props["runs"])
     inits = cached.graph.initializers
-    tables = [inits[name] for name in inits if name.startswith("table_")]
-    by_field = {v.name.split("_", 1)[1].rsplit("_", 1)[0]: v for v in tables}
     w = GraphWriter()
     n = len(order)
     ids = ir.val(INPUT_NAME, dtype=INT64, shape=ir.Shape(["batch", n]))
     columns = w.ops("Split", [ids], "column", n, axis=1, num_outputs=n)
     rows = []
-    for f in order:
-        table = by_field[names[f]]
+    for r, run in enumerate(runs):
+        table = inits[f"table_run{r}"]
         shared = w.tape.initializer(table.const_value, name=table.name)  # the cached model's tensor, not a copy
-        rows.append(w.op("Gather", [shared, columns[f]], "row", axis=0))
+        for p, base in zip(range(*run["positions"]), run["bases"]):
+            index = columns[order[p]] if not base else w.op("Add", [columns[order[p]], w.ints(base)], "row_index")
+            rows.append(w.op("Gather", [shared, index], "row", axis=0))
+    table_dtype = inits["table_run0"].dtype
     extra = []
     scales = inits.get("row_scales")
     if scales is not None:  # int8: the per-row scales, one lookup per field as in the cached model
@@ -52,7 +54,7 @@ def floor_graph(cached: ir.Model, shape: str) -> ir.Model:
                           "scale_sum", keepdims=0))
 
     def as_float(x: ir.Value) -> ir.Value:
-        return x if tables[0].dtype == FLOAT else w.op("Cast", [x], "float", to=FLOAT)
+        return x if table_dtype == FLOAT else w.op("Cast", [x], "float", to=FLOAT)
 
     if shape == "concat":
         total = w.op("ReduceSum", [as_float(w.op("Concat", rows, "all_rows", axis=2)), w.ints(1, 2)], "sum",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -68,8 +69,8 @@ def bench(
     no_torch: bool = typer.Option(False, "--no-torch", help="Skip torch eager."),
     plot: Optional[Path] = typer.Option(None, help="Write a PNG of latency and throughput against batch size."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of the table."),
-    workdir: Optional[Path] = typer.Option(None, help="Keep the exported files here (default: a temporary directory)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot file."),
+    workdir: Optional[Path] = typer.Option(None, help="Write the checkpoints and exported files here and keep them (default: a temporary directory)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot file or --workdir's files."),
 ) -> None:
     """Serving latency, throughput and peak memory: torch eager, onnxruntime uncached and cached, and the floor."""
     from export.bench.prepare import CachedVariant
@@ -93,8 +94,14 @@ def bench(
             if CachedVariant(dtype, budget) not in variants:
                 variants.append(CachedVariant(dtype, budget))
     log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
-    with tempfile.TemporaryDirectory(prefix="fm2onnx-bench-", dir=workdir) as tmp:
-        root = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fm2onnx-bench-")))
+        else:
+            if workdir.is_dir() and any(workdir.iterdir()) and not force:
+                raise Fm2OnnxError(f"{workdir}: --workdir is not empty; pass --force to write over its files")
+            root = workdir
+            root.mkdir(parents=True, exist_ok=True)
         models = bench_models(list(checkpoints or []), shape, dims, root)
         result = run_bench(models, variants, config, root, echo=log)
     found = targets(result)

@@ -1,0 +1,239 @@
+"""The cached FmFM graph in the fields layout (export/fields_layout.py).
+
+What is fastest differs by batch size, so an ``If`` on the batch dim picks one of two subgraphs:
+
+* small batches (per-node overhead dominates): one Gather per run of rows, the rows side by side in
+  x, and one GatherElements that fetches, for every value of x, the value it multiplies (E's value
+  from the own vectors in x itself, a 1 for the linear terms, a 0 for the rest); one Mul, one ReduceSum.
+* large batches (memory traffic dominates): fields from last to first, each gathered row consumed
+  while it is in cache: the rows of a run summed, the sums laid over one running sum U over E
+  (Σ_p <row_p, Y_p> = <Σ_p row_p shifted, Y>), one product with Y at the end.
+
+Compact tables (``table_dtype``) keep the Gather first and convert only the gathered rows: float16
+rows are Cast; int8 rows carry two scales per row (cached vectors + linear term, own vector),
+gathered from one scales table, never applied to a whole table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+import torch
+
+from fm2onnx.errors import Fm2OnnxError
+from models import FMFamilyModel
+
+from . import metadata
+from .fields_layout import FieldsLayout, FieldsLayoutConfig, run_tables
+from .graph_writer import FLOAT, INT64, GraphWriter
+from .plan import CachePlan
+from .to_onnx import INPUT_NAME, OUTPUT_NAMES
+
+
+@dataclass
+class Shared:
+    """What both subgraphs read from the outer graph."""
+
+    clean: ir.Value  # [B, n] per field its row in its run's table (out-of-range ids mapped to a copy of row 0)
+    batch: ir.Value  # [1]: the batch size
+    tables: list[ir.Value]  # per run [Σ V, width] in the table dtype
+    ordered: ir.Value | None  # int8: rows per position [B, n]
+    scales: ir.Value | None  # int8: [B, n, 2] per position
+    computed: dict[int, ir.Value]  # position -> [d, width] float32 matrices of its computed pairs
+
+
+def build_fields_graph(model: FMFamilyModel, plan: CachePlan, config: FieldsLayoutConfig = FieldsLayoutConfig(),
+                       *, checkpoint_sha256: str = "") -> ir.Model:
+    spec = model.spec
+    if spec.kind != "fmfm":
+        raise Fm2OnnxError(f"the fields layout is for FmFM models, not {spec.kind}")
+    if tuple(plan.dims) != tuple(spec.dims) or tuple(plan.vocab_sizes) != tuple(spec.vocab_sizes):
+        raise Fm2OnnxError("the cache plan was made for another model shape")
+    layout = FieldsLayout(plan, config)
+    n = plan.num_fields
+
+    main = GraphWriter()
+    ids = ir.val(INPUT_NAME, dtype=INT64, shape=ir.Shape(["batch", n]))
+    # Each field's row index in its run's table: negative ids -> row 0 (unknown), ids past the vocabulary
+    # -> row V (a copy of row 0).
+    bases = np.zeros(n, np.int64)
+    bases[list(plan.order)] = [layout.base(p) for p in range(n)]
+    first = main.const(bases, "row_bases")
+    shifted = main.op("Add", [ids, first], "ids_shifted")
+    last = main.const(bases + np.array(spec.vocab_sizes, np.int64), "row_bases_past_vocabulary")
+    clean = main.op("Max", [main.op("Min", [shifted, last], "rows_capped"), first], "rows")
+    batch = main.op("Shape", [ids], "batch", start=0, end=1)
+    shared = Shared(clean, batch, [], None, None, {})
+    scale_tables = []
+    with torch.no_grad():
+        for r, run in enumerate(layout.runs):
+            tables = run_tables(model, layout, run)
+            shared.tables.append(main.const(tables.values, "table", name=f"table_run{r}"))
+            scale_tables += tables.scales
+            for p, matrices in tables.computed.items():
+                shared.computed[p] = main.const(matrices, f"field_matrices_{spec.field_names[plan.order[p]]}")
+    if scale_tables:
+        shared.ordered = main.op("Gather", [clean, main.const(np.array(plan.order, np.int64), "order")], "rows_ordered",
+                                 axis=1)
+        # the scales are stacked by position, the rows by run: a per-position shift between the two
+        scale_bases = np.cumsum([0] + [len(s) for s in scale_tables[:-1]])
+        shift = np.array([scale_bases[p] - layout.base(p) for p in range(n)], np.int64)
+        index = main.op("Add", [shared.ordered, main.const(shift, "scale_shift")], "scale_index")
+        shared.scales = main.op("Gather", [main.const(np.concatenate(scale_tables), "row_scales"), index],
+                                "scales", axis=0)
+
+    large = large_batch_graph(layout, shared)
+    small = small_batch_graph(layout, shared)
+    is_large = main.op("Greater", [batch, main.ints(config.small_batch_max)], "is_large_batch")
+    logit = main.op("If", [is_large], "interaction", then_branch=large, else_branch=small)  # bias in the tables
+    probability = main.op("Sigmoid", [logit], "probability_sum")
+    probability.name, logit.name = OUTPUT_NAMES
+    for value in (probability, logit):
+        value.dtype, value.shape = FLOAT, ir.Shape(["batch"])
+    graph = main.graph([probability, logit], "fm2onnx_fields", inputs=[ids])
+    out = ir.Model(graph, ir_version=10)
+    props = metadata.describe(spec, form="cached", checkpoint_sha256=checkpoint_sha256)
+    props.update(layout_metadata(layout))
+    metadata.stamp(out, props)
+    return out
+
+
+def layout_metadata(layout: FieldsLayout) -> dict[str, str]:
+    config = layout.config
+    return {"layout": "fields", "field_order": json.dumps(list(layout.plan.order)),
+            "cache_plan": layout.plan.to_json(), "table_dtype": config.table_dtype,
+            "runs": json.dumps(layout.to_json()), "small_batch_max": str(config.small_batch_max)}
+
+
+def as_float(w: GraphWriter, values: ir.Value, dtype: str) -> ir.Value:
+    """Compact rows become float32 after their Gather: only what a request reads is converted."""
+    return values if dtype == "float32" else w.op("Cast", [values], "float", to=FLOAT)
+
+
+def batch_shape(w: GraphWriter, batch: ir.Value, *dims: int) -> ir.Value:
+    return w.op("Concat", [batch, w.ints(*dims)], "shape", axis=0)
+
+
+def per_request(w: GraphWriter, batch: ir.Value, array: np.ndarray, hint: str) -> ir.Value:
+    """A constant row repeated for each request of the batch: [B, len(array)]."""
+    return w.op("Expand", [w.const(array[None], hint), batch_shape(w, batch, len(array))], hint)
+
+
+def computed_dot(w: GraphWriter, layout: FieldsLayout, p: int, own: ir.Value, matrices: ir.Value,
+                 e: ir.Value) -> ir.Value:
+    """<v_p·[M_pq ...], E window> for the partners p computes: [B]. ``e`` holds E along its last axis."""
+    plan = layout.plan
+    start = plan.offsets[p + 1 + plan.cached[p]]
+    projected = w.op("MatMul", [own, matrices], "projected")
+    window = w.slice(e, start, plan.offsets[-1], -1, "partners")
+    products = w.op("Mul", [projected, window], "products")
+    return w.op("Reshape", [w.op("ReduceSum", [products, w.ints(-1)], "dot", keepdims=0), w.ints(-1)], "dot")
+
+
+def small_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
+    """Few nodes: a Gather per run, the rows side by side in x, one GatherElements pairing each value
+    of x with the value it multiplies."""
+    w = GraphWriter("small_")
+    plan, dtype = layout.plan, layout.config.table_dtype
+    ordered = g.ordered if g.ordered is not None else \
+        w.op("Gather", [g.clean, w.const(np.array(plan.order, np.int64), "order")], "ids_ordered", axis=1)
+    index = ordered
+    sizes = [len(run.positions) for run in layout.runs]
+    parts = w.ops("Split", [index, w.ints(*sizes)], "run_index", len(sizes), axis=1) if len(sizes) > 1 else [index]
+    flat = [w.op("Reshape", [w.op("Gather", [table, part], "rows", axis=0), w.ints(0, -1)], "rows_flat")
+            for table, part in zip(g.tables, parts)]  # [B, n_r * width_r] each
+    x = as_float(w, w.op("Concat", flat, "x", axis=1) if len(flat) > 1 else flat[0], dtype)  # [B, values]
+    if g.scales is not None:
+        scales = w.op("Reshape", [g.scales, w.ints(0, -1)], "scales_flat")  # [B, 2n]
+        x = w.op("Mul", [x, w.op("GatherElements", [scales, per_request(w, g.batch, layout.scale_index(), "scale_index")],
+                                 "value_scales", axis=1)], "x_scaled")
+    if layout.units is not None:
+        (one, zero), xu = layout.units, x
+        partner_index = layout.partner_index(one, zero)
+    else:  # int8: the 1 and the 0 are appended here, after the scales
+        one, zero = layout.request_values, layout.request_values + 1
+        units = w.op("Expand", [w.const(np.array([[1.0, 0.0]], np.float32), "one_zero"), batch_shape(w, g.batch, 2)],
+                     "units")
+        xu = w.op("Concat", [x, units], "x_units", axis=1)
+        partner_index = np.concatenate([layout.partner_index(one, zero), [zero, zero]])  # the units meet 0 too
+    partners = w.op("GatherElements", [xu, per_request(w, g.batch, partner_index, "partner_index")], "partners", axis=1)
+    total = w.op("ReduceSum", [w.op("Mul", [xu, partners], "products"), w.ints(1)], "cached_pairs", keepdims=0)
+    if g.computed:
+        e = w.op("GatherElements", [xu, per_request(w, g.batch, layout.e_index(), "e_index")], "e", axis=1)
+        for p, matrices in g.computed.items():
+            own = w.slice(e, plan.offsets[p], plan.offsets[p + 1], 1, "own")
+            total = w.op("Add", [total, computed_dot(w, layout, p, own, matrices, e)], "pairs")
+    return w.graph([total], "small_batch")
+
+
+def large_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
+    """Large batches: fields from last to first, each row consumed right after its Gather, while it is
+    in cache: a run's rows summed, the sums laid over U, the running sum over Y; one product with Y at
+    the end. Rows that compute partners take their own dot products."""
+    w = GraphWriter("large_")
+    plan, dtype, n = layout.plan, layout.config.table_dtype, layout.num_fields
+    columns = w.ops("Split", [g.clean], "column", n, axis=1, num_outputs=n)
+    owns: dict[int, ir.Value] = {}
+    split_rows: dict[int, ir.Value] = {}
+    total, span = None, None  # U and the Y columns it covers
+    for r in reversed(range(len(layout.runs))):
+        run_rows = []
+        for p in reversed(layout.runs[r].positions):
+            row = layout.rows[p]
+            value = as_float(w, w.op("Gather", [g.tables[r], columns[plan.order[p]]], "row", axis=0), dtype)  # [B, 1, W]
+            own = w.slice(value, row.own.start, row.own.stop, 2, "own")
+            if g.scales is not None:
+                own = w.op("Mul", [own, scale_of(w, g.scales, p, 1)], "own_scaled")
+                value = w.op("Mul", [value, scale_of(w, g.scales, p, 0)], "row_scaled")
+            owns[p] = own
+            if row.through:
+                run_rows.append(value)  # one start and width: summed before laid over U
+            else:
+                split_rows[p] = value
+        if run_rows:
+            row = layout.rows[layout.runs[r].first]
+            summed = w.op("Sum", run_rows, "run") if len(run_rows) > 1 else run_rows[0]
+            total, span = lay_over(w, total, span, summed, (row.start, row.start + row.width))
+    tail = np.zeros(1 + max(plan.position_dims) + 2, np.float32)  # the 1, then zeros for own vectors and units
+    tail[0] = 1.0
+    tail_value = w.op("Expand", [w.const(tail[None, None], "unit_tail"), batch_shape(w, g.batch, 1, len(tail))], "tail")
+    y = w.op("Concat", [owns[p] for p in range(n)] + [tail_value], "y", axis=2)  # [B, 1, E | 1 | 0 ...]
+    dots = []
+    if total is not None:
+        window = w.slice(y, span[0], span[1], 2, "window")
+        dots.append(w.op("ReduceSum", [w.op("Mul", [total, window], "products"), w.ints(1, 2)], "dot", keepdims=0))
+    for p, value in split_rows.items():
+        row = layout.rows[p]
+        dot = w.op("ReduceSum", [w.slice(value, row.lin, row.lin + 1, 2, "lin"), w.ints(1, 2)], "lin_dot", keepdims=0)
+        if row.body_width:
+            body = w.slice(value, row.lead, row.lin, 2, "body")
+            window = w.slice(y, row.start + row.lead, row.start + row.lin, 2, "window")
+            cached = w.op("ReduceSum", [w.op("Mul", [body, window], "products"), w.ints(1, 2)], "dot", keepdims=0)
+            dot = w.op("Add", [dot, cached], "dot")
+        if p in g.computed:
+            e = w.slice(y, 0, plan.offsets[-1], 2, "e")
+            dot = w.op("Add", [dot, computed_dot(w, layout, p, owns[p], g.computed[p], e)], "dot")
+        dots.append(dot)
+    out = w.op("Sum", dots, "pairs") if len(dots) > 1 else dots[0]
+    return w.graph([out], "large_batch")
+
+
+def scale_of(w: GraphWriter, scales: ir.Value, p: int, which: int) -> ir.Value:
+    """[B, 1, 1] scale ``which`` (0 body, 1 own) of position p."""
+    return w.op("Slice", [scales, w.ints(p, which), w.ints(p + 1, which + 1), w.ints(1, 2)], "scale")
+
+
+def lay_over(w: GraphWriter, total: ir.Value | None, span, rows: ir.Value, rows_span):
+    """U + rows, both padded with zeros to the union of their Y spans."""
+    if total is None:
+        return rows, rows_span
+    union = (min(span[0], rows_span[0]), max(span[1], rows_span[1]))
+
+    def widen(x: ir.Value, s) -> ir.Value:
+        before, after = s[0] - union[0], union[1] - s[1]
+        return x if not (before or after) else w.op("Pad", [x, w.ints(0, 0, before, 0, 0, after)], "shifted")
+
+    return w.op("Add", [widen(rows, rows_span), widen(total, span)], "laid_over"), union
