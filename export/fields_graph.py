@@ -85,10 +85,17 @@ def build_fields_graph(model: FMFamilyModel, plan: CachePlan, config: FieldsLayo
         shared.scales = main.op("Gather", [main.const(np.concatenate(scale_tables), "row_scales"), index],
                                 "scales", axis=0)
 
-    large = large_batch_graph(layout, shared)
-    small = small_batch_graph(layout, shared)
-    is_large = main.op("Greater", [batch, main.ints(config.small_batch_max)], "is_large_batch")
-    logit = main.op("If", [is_large], "interaction", then_branch=large, else_branch=small)  # bias in the tables
+    # batch 1 | up to small_batch_max | larger: the one-request graph needs no per-batch index copies
+    batched = large_batch_graph(layout, shared)
+    if config.small_batch_max > 1:
+        inner = GraphWriter("batched_")
+        is_large = inner.op("Greater", [batch, inner.ints(config.small_batch_max)], "is_large_batch")
+        pairs = inner.op("If", [is_large], "interaction", then_branch=batched,
+                         else_branch=small_batch_graph(layout, shared, one_request=False))
+        batched = inner.graph([pairs], "batched")
+    is_batched = main.op("Greater", [batch, main.ints(1)], "is_batched")
+    logit = main.op("If", [is_batched], "interaction", then_branch=batched,
+                    else_branch=small_batch_graph(layout, shared, one_request=True))  # the bias is in the tables
     probability = main.op("Sigmoid", [logit], "probability_sum")
     probability.name, logit.name = OUTPUT_NAMES
     for value in (probability, logit):
@@ -117,9 +124,10 @@ def batch_shape(w: GraphWriter, batch: ir.Value, *dims: int) -> ir.Value:
     return w.op("Concat", [batch, w.ints(*dims)], "shape", axis=0)
 
 
-def per_request(w: GraphWriter, batch: ir.Value, array: np.ndarray, hint: str) -> ir.Value:
-    """A constant row repeated for each request of the batch: [B, len(array)]."""
-    return w.op("Expand", [w.const(array[None], hint), batch_shape(w, batch, len(array))], hint)
+def per_request(w: GraphWriter, batch: ir.Value | None, array: np.ndarray, hint: str) -> ir.Value:
+    """A constant row repeated for each request of the batch: [B, len(array)]; no copies for one request."""
+    row = w.const(np.asarray(array)[None], hint)
+    return row if batch is None else w.op("Expand", [row, batch_shape(w, batch, row.const_value.shape[1])], hint)
 
 
 def computed_dot(w: GraphWriter, layout: FieldsLayout, p: int, own: ir.Value, matrices: ir.Value,
@@ -133,11 +141,13 @@ def computed_dot(w: GraphWriter, layout: FieldsLayout, p: int, own: ir.Value, ma
     return w.op("Reshape", [w.op("ReduceSum", [products, w.ints(-1)], "dot", keepdims=0), w.ints(-1)], "dot")
 
 
-def small_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
+def small_batch_graph(layout: FieldsLayout, g: Shared, one_request: bool) -> ir.Graph:
     """Few nodes: a Gather per run, the rows side by side in x, one GatherElements pairing each value
-    of x with the value it multiplies."""
-    w = GraphWriter("small_")
+    of x with the value it multiplies. ``one_request``: the index rows are used as they are, not
+    repeated per request of the batch."""
+    w = GraphWriter("one_" if one_request else "small_")
     plan, dtype = layout.plan, layout.config.table_dtype
+    batch = None if one_request else g.batch
     ordered = g.ordered if g.ordered is not None else \
         w.op("Gather", [g.clean, w.const(np.array(plan.order, np.int64), "order")], "ids_ordered", axis=1)
     index = ordered
@@ -148,21 +158,20 @@ def small_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
     x = as_float(w, w.op("Concat", flat, "x", axis=1) if len(flat) > 1 else flat[0], dtype)  # [B, values]
     if g.scales is not None:
         scales = w.op("Reshape", [g.scales, w.ints(0, -1)], "scales_flat")  # [B, 2n]
-        x = w.op("Mul", [x, w.op("GatherElements", [scales, per_request(w, g.batch, layout.scale_index(), "scale_index")],
+        x = w.op("Mul", [x, w.op("GatherElements", [scales, per_request(w, batch, layout.scale_index(), "scale_index")],
                                  "value_scales", axis=1)], "x_scaled")
     if layout.units is not None:
         (one, zero), xu = layout.units, x
         partner_index = layout.partner_index(one, zero)
     else:  # int8: the 1 and the 0 are appended here, after the scales
         one, zero = layout.request_values, layout.request_values + 1
-        units = w.op("Expand", [w.const(np.array([[1.0, 0.0]], np.float32), "one_zero"), batch_shape(w, g.batch, 2)],
-                     "units")
+        units = per_request(w, batch, np.array([1.0, 0.0], np.float32), "one_zero")
         xu = w.op("Concat", [x, units], "x_units", axis=1)
         partner_index = np.concatenate([layout.partner_index(one, zero), [zero, zero]])  # the units meet 0 too
-    partners = w.op("GatherElements", [xu, per_request(w, g.batch, partner_index, "partner_index")], "partners", axis=1)
+    partners = w.op("GatherElements", [xu, per_request(w, batch, partner_index, "partner_index")], "partners", axis=1)
     total = w.op("ReduceSum", [w.op("Mul", [xu, partners], "products"), w.ints(1)], "cached_pairs", keepdims=0)
     if g.computed:
-        e = w.op("GatherElements", [xu, per_request(w, g.batch, layout.e_index(), "e_index")], "e", axis=1)
+        e = w.op("GatherElements", [xu, per_request(w, batch, layout.e_index(), "e_index")], "e", axis=1)
         for p, matrices in g.computed.items():
             own = w.slice(e, plan.offsets[p], plan.offsets[p + 1], 1, "own")
             total = w.op("Add", [total, computed_dot(w, layout, p, own, matrices, e)], "pairs")
@@ -170,9 +179,9 @@ def small_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
 
 
 def large_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
-    """Large batches: fields from last to first, each row consumed right after its Gather, while it is
-    in cache: a run's rows summed, the sums laid over U, the running sum over Y; one product with Y at
-    the end. Rows that compute partners take their own dot products."""
+    """Large batches: fields from last to first, each row added into U, the running sum over Y, right
+    after its Gather, while it is in cache (U is padded only where a run starts); one product with Y
+    at the end. Rows that compute partners take their own dot products."""
     w = GraphWriter("large_")
     plan, dtype, n = layout.plan, layout.config.table_dtype, layout.num_fields
     columns = w.ops("Split", [g.clean], "column", n, axis=1, num_outputs=n)
@@ -180,7 +189,6 @@ def large_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
     split_rows: dict[int, ir.Value] = {}
     total, span = None, None  # U and the Y columns it covers
     for r in reversed(range(len(layout.runs))):
-        run_rows = []
         for p in reversed(layout.runs[r].positions):
             row = layout.rows[p]
             value = as_float(w, w.op("Gather", [g.tables[r], columns[plan.order[p]]], "row", axis=0), dtype)  # [B, 1, W]
@@ -189,14 +197,10 @@ def large_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
                 own = w.op("Mul", [own, scale_of(w, g.scales, p, 1)], "own_scaled")
                 value = w.op("Mul", [value, scale_of(w, g.scales, p, 0)], "row_scaled")
             owns[p] = own
-            if row.through:
-                run_rows.append(value)  # one start and width: summed before laid over U
+            if row.through:  # added into U at once, while the row is in cache (a run's rows share a span)
+                total, span = lay_over(w, total, span, value, (row.start, row.start + row.width))
             else:
                 split_rows[p] = value
-        if run_rows:
-            row = layout.rows[layout.runs[r].first]
-            summed = w.op("Sum", run_rows, "run") if len(run_rows) > 1 else run_rows[0]
-            total, span = lay_over(w, total, span, summed, (row.start, row.start + row.width))
     tail = np.zeros(1 + max(plan.position_dims) + 2, np.float32)  # the 1, then zeros for own vectors and units
     tail[0] = 1.0
     tail_value = w.op("Expand", [w.const(tail[None, None], "unit_tail"), batch_shape(w, g.batch, 1, len(tail))], "tail")

@@ -39,8 +39,8 @@ TABLE_DTYPES = ("float32", "float16", "int8")
 class FieldsLayoutConfig:
     table_dtype: str = "float32"
     small_batch_max: int = 8  # batches up to this size take the few-node subgraph
-    max_table_zeros: float = 0.05  # run padding, as a share of the table's values
-    max_request_zeros: float = 0.25  # run padding, as a share of the values a request reads
+    max_table_zeros: float = 0.1  # run padding, as a share of the table's values
+    max_request_zeros: float = 0.5  # run padding, as a share of the values a request reads
 
     def __post_init__(self) -> None:
         if self.table_dtype not in TABLE_DTYPES:
