@@ -31,6 +31,7 @@ class CachedFormOptions:
     layout: str = "fields"
     cache_budget: str | int = "unlimited"  # fields: "unlimited", "min" or bytes of cached vectors
     table_dtype: str = "float32"
+    batched: str = "cached"  # fields: batches of 2 or more on the cached tables, or "gemm"
     pair_major: bool = False  # pairs: merge the cached lookups too (rewrite/merge.py)
     fields: FieldsLayoutConfig = field(default_factory=FieldsLayoutConfig)
 
@@ -44,11 +45,13 @@ class CachedFormOptions:
         if self.pair_major and self.layout != "pairs":
             raise Fm2OnnxError("--pair-major is an option of the pairs layout")
         layout = self.layout if kind == "fmfm" else "pairs"
-        if layout == "pairs" and (self.table_dtype != "float32" or self.cache_budget != "unlimited"):
+        if layout == "pairs" and (self.table_dtype != "float32" or self.cache_budget != "unlimited"
+                                  or self.batched != "cached"):
             what = f"{kind} models" if kind != "fmfm" else "the pairs layout"
-            raise Fm2OnnxError(f"cache budgets and compact table dtypes need the fields layout of an FmFM model, "
-                               f"not {what}")
-        return replace(self, layout=layout, fields=replace(self.fields, table_dtype=self.table_dtype))
+            raise Fm2OnnxError(f"cache budgets, compact table dtypes and --batched gemm need the fields layout of an "
+                               f"FmFM model, not {what}")
+        return replace(self, layout=layout, fields=replace(self.fields, table_dtype=self.table_dtype,
+                                                           batched=self.batched))
 
     @property
     def tolerance(self) -> tuple[float, float]:

@@ -1,13 +1,16 @@
 """The cached FmFM graph in the fields layout (export/fields_layout.py).
 
-What is fastest differs by batch size, so an ``If`` on the batch dim picks one of two subgraphs:
+What is fastest differs by batch size, so ``If`` nodes on the batch dim pick a subgraph:
 
 * small batches (per-node overhead dominates): one Gather per run of rows, the rows side by side in
   x, and one GatherElements that fetches, for every value of x, the value it multiplies (E's value
   from the own vectors in x itself, a 1 for the linear terms, a 0 for the rest); one Mul, one ReduceSum.
-* large batches (memory traffic dominates): fields from last to first, each gathered row consumed
-  while it is in cache: the rows of a run summed, the sums laid over one running sum U over E
-  (Σ_p <row_p, Y_p> = <Σ_p row_p shifted, Y>), one product with Y at the end.
+* one request: the same without repeating index rows per request;
+* large batches (memory traffic dominates): fields from last to first, each gathered row added into
+  one running sum U over Y right away, while it is in cache (Σ_p <row_p, Y_p> = <Σ_p row_p shifted,
+  Y>), one product with Y at the end;
+* or, with ``batched="gemm"``, every batch of 2 or more on the uncached GEMM form (export/gemm_form.py),
+  which a CPU runs faster than it reads cached tables once a batch has a few requests.
 
 Compact tables (``table_dtype``) keep the Gather first and convert only the gathered rows: float16
 rows are Cast; int8 rows carry two scales per row (cached vectors + linear term, own vector),
@@ -28,6 +31,7 @@ from models import FMFamilyModel
 
 from . import metadata
 from .fields_layout import FieldsLayout, FieldsLayoutConfig, run_tables
+from .gemm_form import gemm_pairs
 from .graph_writer import FLOAT, INT64, GraphWriter
 from .plan import CachePlan
 from .to_onnx import INPUT_NAME, OUTPUT_NAMES
@@ -86,8 +90,11 @@ def build_fields_graph(model: FMFamilyModel, plan: CachePlan, config: FieldsLayo
                                 "scales", axis=0)
 
     # batch 1 | up to small_batch_max | larger: the one-request graph needs no per-batch index copies
-    batched = large_batch_graph(layout, shared)
-    if config.small_batch_max > 1:
+    if config.batched == "gemm":
+        batched = gemm_batch_graph(model, layout, shared, main)
+    else:
+        batched = large_batch_graph(layout, shared)
+    if config.batched == "cached" and config.small_batch_max > 1:
         inner = GraphWriter("batched_")
         is_large = inner.op("Greater", [batch, inner.ints(config.small_batch_max)], "is_large_batch")
         pairs = inner.op("If", [is_large], "interaction", then_branch=batched,
@@ -112,7 +119,8 @@ def layout_metadata(layout: FieldsLayout) -> dict[str, str]:
     config = layout.config
     return {"layout": "fields", "field_order": json.dumps(list(layout.plan.order)),
             "cache_plan": layout.plan.to_json(), "table_dtype": config.table_dtype,
-            "runs": json.dumps(layout.to_json()), "small_batch_max": str(config.small_batch_max)}
+            "runs": json.dumps(layout.to_json()), "small_batch_max": str(config.small_batch_max),
+            "batched": config.batched}
 
 
 def as_float(w: GraphWriter, values: ir.Value, dtype: str) -> ir.Value:
@@ -176,6 +184,19 @@ def small_batch_graph(layout: FieldsLayout, g: Shared, one_request: bool) -> ir.
             own = w.slice(e, plan.offsets[p], plan.offsets[p + 1], 1, "own")
             total = w.op("Add", [total, computed_dot(w, layout, p, own, matrices, e)], "pairs")
     return w.graph([total], "small_batch")
+
+
+def gemm_batch_graph(model: FMFamilyModel, layout: FieldsLayout, g: Shared, main: GraphWriter) -> ir.Graph:
+    """Batches on the GEMM form (export/gemm_form.py), from the same clipped rows: faster than reading
+    cached tables once a batch has a few requests (``fm2onnx bench``)."""
+    w = GraphWriter("gemm_")
+    plan, n = layout.plan, layout.num_fields
+    bases = np.zeros(n, np.int64)
+    bases[list(plan.order)] = [layout.base(p) for p in range(n)]
+    ids = w.op("Sub", [g.clean, w.const(bases, "row_bases")], "ids")  # back to 0..V per field
+    total = gemm_pairs(w, model, w.ops("Split", [ids], "column", n, axis=1, num_outputs=n), weights=main)
+    bias = w.const(model.bias.detach().float().numpy().reshape(1), "bias")
+    return w.graph([w.op("Add", [total, bias], "pairs")], "gemm_batch")
 
 
 def large_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:

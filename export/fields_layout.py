@@ -33,6 +33,7 @@ from models import FMFamilyModel
 from .plan import CachePlan
 
 TABLE_DTYPES = ("float32", "float16", "int8")
+BATCHED_FORMS = ("cached", "gemm")
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,13 @@ class FieldsLayoutConfig:
     small_batch_max: int = 8  # batches up to this size take the few-node subgraph
     max_table_zeros: float = 0.1  # run padding, as a share of the table's values
     max_request_zeros: float = 0.5  # run padding, as a share of the values a request reads
+    batched: str = "cached"  # what batches of 2 or more run on: the cached tables, or "gemm" (export/gemm_form.py)
 
     def __post_init__(self) -> None:
         if self.table_dtype not in TABLE_DTYPES:
             raise Fm2OnnxError(f"unknown table dtype {self.table_dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
+        if self.batched not in BATCHED_FORMS:
+            raise Fm2OnnxError(f"unknown batched form {self.batched!r}; expected one of {', '.join(BATCHED_FORMS)}")
         if self.small_batch_max < 0 or self.max_table_zeros < 0 or self.max_request_zeros < 0:
             raise Fm2OnnxError("small_batch_max and the run padding shares must be >= 0")
 

@@ -6,10 +6,13 @@
 W holds M_ab in the (a, b) block for a < b and zeros elsewhere (the linear slots too); c is 1 at the
 linear slots. That is twice the FLOPs of the per-pair products (the zero blocks), but in one MatMul
 over the batch, which is what a CPU does fastest: at large batches it beats tables of cached vectors
-that have to be fetched from memory. ``fm2onnx export --serve-batch`` times it against the cached plans.
+that have to be fetched from memory. ``fm2onnx export --serve-batch`` times it against the cached plans,
+and the cached graph can run its batches on it (``--batched gemm``: cached tables for single requests).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import onnx_ir as ir
@@ -24,35 +27,57 @@ from .graph_writer import FLOAT, INT64, GraphWriter
 from .to_onnx import INPUT_NAME, OUTPUT_NAMES
 
 
+@dataclass
+class GemmTables:
+    rows: list[np.ndarray]  # per field [V + 1, 1 + d] float32: [lin | v], row V a copy of the unknown row 0
+    matrix: np.ndarray  # [width, width] float32: M_ab in the (a, b) block, a < b
+    linear_slots: np.ndarray  # [width] float32: 1 where a linear term sits
+
+
+def gemm_tables(model: FMFamilyModel) -> GemmTables:
+    spec = model.spec
+    starts = np.cumsum([0] + [1 + d for d in spec.dims])  # slot of field f's linear term; its vector follows
+    width = int(starts[-1])
+    matrix = np.zeros((width, width), np.float64)
+    rows = []
+    with torch.no_grad():
+        for f in range(spec.num_fields):
+            own = model.embeddings.tables[f].weight.detach().double().numpy()
+            table = np.concatenate([linear_values(model, f, own)[:, None], own], axis=1).astype(np.float32)
+            rows.append(np.concatenate([table, table[:1]]))
+            for g in range(f + 1, spec.num_fields):
+                matrix[starts[f] + 1:starts[f + 1], starts[g] + 1:starts[g + 1]] = pair_matrix(model, f, g)
+    linear_slots = np.zeros(width, np.float32)
+    linear_slots[starts[:-1]] = 1.0
+    return GemmTables(rows, matrix.astype(np.float32), linear_slots)
+
+
+def gemm_pairs(w: GraphWriter, model: FMFamilyModel, columns: list[ir.Value],
+               weights: GraphWriter | None = None) -> ir.Value:
+    """The logit without the bias, [B]: ``columns`` are per field its rows [B, 1] (0..V). ``weights``:
+    where the tables go (the main graph's initializers, when ``w`` writes a subgraph)."""
+    spec, tables, weights = model.spec, gemm_tables(model), weights or w
+    rows = [w.op("Gather", [weights.const(table, f"gemm_table_{name}"), column], "row", axis=0)
+            for table, name, column in zip(tables.rows, spec.field_names, columns)]
+    width = len(tables.linear_slots)
+    x = w.op("Reshape", [w.op("Concat", rows, "all_rows", axis=2), w.ints(-1, width)], "x")  # [B, width]
+    projected = w.op("Add", [w.op("MatMul", [x, weights.const(tables.matrix, "block_matrix")], "projected"),
+                             weights.const(tables.linear_slots, "linear_slots")], "projected_plus_linear")
+    return w.op("ReduceSum", [w.op("Mul", [x, projected], "products"), w.ints(1)], "terms", keepdims=0)
+
+
 def build_gemm_graph(model: FMFamilyModel, *, checkpoint_sha256: str = "") -> ir.Model:
     spec = model.spec
     if spec.kind != "fmfm":
         raise Fm2OnnxError(f"the GEMM form is for FmFM models, not {spec.kind}")
     n = spec.num_fields
-    starts = np.cumsum([0] + [1 + d for d in spec.dims])  # slot of field f's linear term; its vector follows
-    width = int(starts[-1])
     w = GraphWriter()
     ids = ir.val(INPUT_NAME, dtype=INT64, shape=ir.Shape(["batch", n]))
     vocab = w.const(np.array(spec.vocab_sizes, np.int64), "vocab_sizes")
-    zero = w.const(np.array(0, np.int64), "zero")
-    bad = w.op("Or", [w.op("Less", [ids, zero], "negative"), w.op("GreaterOrEqual", [ids, vocab], "past_vocabulary")],
-               "bad_id")
-    columns = w.ops("Split", [w.op("Where", [bad, zero, ids], "ids")], "column", n, axis=1, num_outputs=n)
-    matrix = np.zeros((width, width), np.float64)
-    rows = []
-    with torch.no_grad():
-        for f in range(n):
-            own = model.embeddings.tables[f].weight.detach().double().numpy()
-            table = np.concatenate([linear_values(model, f, own)[:, None], own], axis=1).astype(np.float32)
-            rows.append(w.op("Gather", [w.const(table, f"table_{spec.field_names[f]}"), columns[f]], "row", axis=0))
-            for g in range(f + 1, n):
-                matrix[starts[f] + 1:starts[f + 1], starts[g] + 1:starts[g + 1]] = pair_matrix(model, f, g)
-    x = w.op("Reshape", [w.op("Concat", rows, "all_rows", axis=2), w.ints(-1, width)], "x")  # [B, width]
-    linear_slots = np.zeros(width, np.float32)
-    linear_slots[starts[:-1]] = 1.0
-    projected = w.op("Add", [w.op("MatMul", [x, w.const(matrix.astype(np.float32), "block_matrix")], "projected"),
-                             w.const(linear_slots, "linear_slots")], "projected_plus_linear")
-    total = w.op("ReduceSum", [w.op("Mul", [x, projected], "products"), w.ints(1)], "terms", keepdims=0)
+    # negative ids -> row 0 (unknown), ids past the vocabulary -> row V (a copy of row 0)
+    clean = w.op("Max", [w.op("Min", [ids, vocab], "ids_capped"), w.ints(0)], "ids")
+    columns = w.ops("Split", [clean], "column", n, axis=1, num_outputs=n)
+    total = gemm_pairs(w, model, columns)
     logit = w.op("Add", [total, w.const(model.bias.detach().float().numpy().reshape(1), "bias")], "logit_sum")
     probability = w.op("Sigmoid", [logit], "probability_sum")
     probability.name, logit.name = OUTPUT_NAMES

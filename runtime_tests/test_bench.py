@@ -18,18 +18,20 @@ def tiny_ckpt(tmp_path_factory):
 def test_bench_json_has_every_form_batch_and_target(cli, tiny_ckpt, tmp_path):
     plot = tmp_path / "bench.png"
     code, out, err = cli("bench", tiny_ckpt, "--batches", "1,4", "--threads", "1", "--seconds", "0.01",
-                         "--min-runs", "3", "--plot", plot, "--json")
+                         "--min-runs", "3", "--plot", plot, "--json", "--batched", "cached,gemm")
     assert code == 0, err
     result = json.loads(out)
     forms = {m["form"] for m in result["measurements"]}
-    assert forms == {"torch eager", "uncached", "uncached gemm", "cached", "floor concat", "floor per_field"}
+    assert forms == {"torch eager", "uncached", "uncached gemm", "cached", "floor concat", "floor per_field",
+                     "cached + gemm batches"}
     for m in result["measurements"]:
         assert m["threads"] == 1 and set(m["p50_us"]) == {"1", "4"} and set(m["p99_us"]) == {"1", "4"}
         assert all(v > 0 for v in m["p50_us"].values()) and m["peak_mb"] >= 0
     model = result["models"][0]
     assert model["name"] == "tiny" and set(model["file_bytes"]) == forms - {"torch eager"}
     assert {t["what"] for t in result["targets"]} >= {"cached time / floor time at batch 1",
-                                                      "batch 1: cached speed-up over torch eager"}
+                                                      "batch 1: cached speed-up over torch eager",
+                                                      "batch 4: cached + gemm batches speed-up over torch eager"}
     assert result["machine"]["onnxruntime"] and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The same figures as the on-screen table.
     from export.bench.prepare import Prepared
@@ -58,6 +60,12 @@ def test_bench_bad_input_is_one_line(cli, tmp_path, tiny_ckpt):
     existing.write_bytes(b"keep")
     code, _, err = cli("bench", tiny_ckpt, "--plot", existing)
     assert code == 2 and "already exists" in err and existing.read_bytes() == b"keep"
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "mine.txt").write_text("keep")
+    code, _, err = cli("bench", tiny_ckpt, "--workdir", tmp_path / "work")
+    assert code == 2 and "not empty" in err and (tmp_path / "work" / "mine.txt").read_text() == "keep"
+    code, _, err = cli("bench", tiny_ckpt, "--batched", "sparse")
+    assert code == 2 and "unknown --batched" in err
 
 
 def test_plan_prints_the_frontier_and_the_named_plans(cli, tiny_ckpt, tmp_path):

@@ -49,6 +49,20 @@ def test_export_refuses_to_overwrite_without_force(cli, fmfm_ckpt, tmp_path):
     onnx.checker.check_model(str(target), full_check=True)
 
 
+def test_batched_gemm_export_runs_batches_on_the_gemm_form(cli, fmfm_ckpt, tmp_path):
+    target = tmp_path / "hybrid.onnx"
+    code, out, err = cli("export", fmfm_ckpt, "-o", target, "--batched", "gemm")
+    assert code == 0, err
+    onnx.checker.check_model(str(target), full_check=True)
+    props = {p.key: p.value for p in onnx.load(str(target)).metadata_props}
+    assert props["form"] == "cached" and props["batched"] == "gemm"
+    assert cli("check", fmfm_ckpt, target)[0] == 0
+    code, _, err = cli("export", fmfm_ckpt, "-o", tmp_path / "p.onnx", "--batched", "gemm", "--layout", "pairs")
+    assert code == 2 and "--batched gemm need the fields layout" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("export", fmfm_ckpt, "-o", tmp_path / "q.onnx", "--batched", "dense")
+    assert code == 2 and "unknown batched form 'dense'" in err
+
+
 def test_form_both_writes_the_uncached_model_beside_the_cached_one(cli, fmfm_ckpt, tmp_path):
     code, _, err = cli("export", fmfm_ckpt, "-o", tmp_path / "out" / "model.onnx", "--form", "both")
     assert code == 0, err

@@ -10,7 +10,7 @@ import torch
 from export.fields_graph import build_fields_graph
 from export.fields_layout import FieldsLayout, FieldsLayoutConfig
 from export.flops import count_flops
-from export.parity import compare, parity_ids, torch_logits
+from export.parity import compare, parity_ids, tolerance_of, torch_logits
 from export.plan import frontier, min_plan, plan_for_budget, unlimited_plan
 from models import ModelSpec, build_model
 from models.paper_shapes import CRITEO_FEATURES_PER_FIELD, CRITEO_FIELD_NAMES, CRITEO_TABLE3_DIMS, vocab_sizes
@@ -45,6 +45,22 @@ def test_every_frontier_plan_matches_torch(config):
         for batch in BATCHES:
             ids = parity_ids(model.spec, batch, seed=batch)
             parity = compare(torch_logits(model, ids), ort_logits(graph, ids))
+            assert parity.ok, f"{plan.describe()}, batch {batch}: {parity.describe()}"
+
+
+@pytest.mark.parametrize("table_dtype", ["float32", "float16", "int8"])
+@pytest.mark.parametrize("batched", ["cached", "gemm"])
+def test_every_subgraph_and_table_dtype_matches_torch(table_dtype, batched):
+    """One request, small batches, large batches (cached or on the GEMM form), out-of-range ids included,
+    for the unlimited and the min plan, within each table dtype's documented tolerance."""
+    model = randomized_model("fmfm", VARIABLE_DIMS, seed=7, vocab=[7, 30, 11, 2, 50, 9])
+    atol, rtol = tolerance_of(table_dtype)
+    for plan in (unlimited_plan(model.spec), min_plan(model.spec)):
+        graph = build_fields_graph(model, plan, FieldsLayoutConfig(table_dtype=table_dtype, batched=batched))
+        assert graph.metadata_props["batched"] == batched
+        for batch in BATCHES:
+            ids = parity_ids(model.spec, batch, seed=batch + 1)
+            parity = compare(torch_logits(model, ids), ort_logits(graph, ids), atol=atol, rtol=rtol)
             assert parity.ok, f"{plan.describe()}, batch {batch}: {parity.describe()}"
 
 

@@ -25,6 +25,7 @@ class CachedVariant:
     table_dtype: str = "float32"
     cache_budget: str = "unlimited"
     layout: str = "fields"
+    batched: str = "cached"
 
     @property
     def label(self) -> str:
@@ -35,10 +36,13 @@ class CachedVariant:
             parts.append(self.cache_budget if self.cache_budget == "min" else f"budget {self.cache_budget}")
         if self.table_dtype != "float32":
             parts.append(self.table_dtype)
+        if self.batched != "cached":
+            parts.append(f"+ {self.batched} batches")
         return " ".join(parts)
 
     def options(self) -> CachedFormOptions:
-        return CachedFormOptions(layout=self.layout, cache_budget=self.cache_budget, table_dtype=self.table_dtype)
+        return CachedFormOptions(layout=self.layout, cache_budget=self.cache_budget, table_dtype=self.table_dtype,
+                                 batched=self.batched)
 
 
 @dataclass

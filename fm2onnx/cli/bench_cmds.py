@@ -64,6 +64,8 @@ def bench(
     ids: str = typer.Option("zipf", help="Request ids: zipf (heavy-tailed like CTR traffic) | uniform (worst case)."),
     table_dtypes: str = typer.Option("float32", help="Cached variants by table dtype, e.g. float32,float16,int8."),
     cache_budgets: str = typer.Option("unlimited", help="Cached variants by cache budget, e.g. unlimited,min."),
+    batched: str = typer.Option("cached", help="Cached variants by what batches of 2 or more run on: cached | gemm "
+                                "(export --batched), e.g. cached,gemm."),
     seconds: float = typer.Option(1.0, help="Timing per form, thread count and batch size, after warm-up."),
     min_runs: int = typer.Option(400, help="Runs at least this many times at small batches (1/20 at large ones)."),
     no_torch: bool = typer.Option(False, "--no-torch", help="Skip torch eager."),
@@ -76,7 +78,7 @@ def bench(
     from export.bench.prepare import CachedVariant
     from export.bench.report import plot as draw, table_lines, target_lines, targets, targets_dict
     from export.bench.run import BenchConfig, run_bench, to_dict
-    from export.fields_layout import TABLE_DTYPES
+    from export.fields_layout import BATCHED_FORMS, TABLE_DTYPES
     from export.plan import parse_budget
     from export.traffic import DISTRIBUTIONS
 
@@ -91,8 +93,11 @@ def bench(
         for dtype in csv_words(table_dtypes):
             if dtype not in TABLE_DTYPES:
                 raise Fm2OnnxError(f"unknown table dtype {dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
-            if CachedVariant(dtype, budget) not in variants:
-                variants.append(CachedVariant(dtype, budget))
+            for form in csv_words(batched):
+                if form not in BATCHED_FORMS:
+                    raise Fm2OnnxError(f"unknown --batched {form!r}; expected one of {', '.join(BATCHED_FORMS)}")
+                if CachedVariant(dtype, budget, batched=form) not in variants:
+                    variants.append(CachedVariant(dtype, budget, batched=form))
     log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     with contextlib.ExitStack() as stack:
         if workdir is None:

@@ -22,6 +22,9 @@ BUDGET_HELP = ("Bytes of cached vectors (e.g. 100MB), min (every pair cached on 
                "right or computes v·M when serving; see `fm2onnx plan`.")
 DTYPE_HELP = ("Cached table values: float32 | float16 | int8 (per-row scales); rows are converted after the "
               "Gather, never the whole table. Parity tolerances: `fm2onnx check --help`.")
+BATCHED_HELP = ("What the cached graph runs batches of 2 or more on: cached (its tables) | gemm (one MatMul over the "
+                "embedding row, the uncached GEMM form, which CPUs run faster once a batch has a few requests). "
+                "Single requests always read the cached tables.")
 SERVE_BATCH_HELP = ("Time the uncached graph and the cached plans at this batch size on this machine and write "
                     "the fastest; the choice and the timings go into the model's metadata.")
 
@@ -47,6 +50,7 @@ def export(
     layout: Optional[str] = typer.Option(None, help=LAYOUT_HELP + " Default: fields for FmFM (pairs with --pair-major)."),
     cache_budget: str = typer.Option("unlimited", help=BUDGET_HELP),
     table_dtype: str = typer.Option("float32", help=DTYPE_HELP),
+    batched: str = typer.Option("cached", help=BATCHED_HELP),
     serve_batch: Optional[int] = typer.Option(None, help=SERVE_BATCH_HELP),
 ) -> None:
     """Export a checkpoint to ONNX: uncached graph, cache rewrite, parity check against torch."""
@@ -55,7 +59,7 @@ def export(
     from export.raw_export import raw_exporter
 
     cached = CachedFormOptions(layout=layout or ("pairs" if pair_major else "fields"), cache_budget=cache_budget,
-                               table_dtype=table_dtype, pair_major=pair_major)
+                               table_dtype=table_dtype, batched=batched, pair_major=pair_major)
     export_graphs = raw_exporter(input, parity_data, parity_format) or export_checkpoint
     export_graphs(checkpoint, output, form=form, force=force, external_data_threshold=external_data_threshold,
                   opset=opset, pair_major=pair_major, cached=cached, serve_batch=serve_batch, echo=typer.echo)
