@@ -16,8 +16,9 @@ tables the last run's rows end with a 1 and a 0 that the small-batch graph pairs
 Rows of consecutive fields that cache all their partners form a *run*: they get one start (the
 first member's) and one width, so the run's rows stack into one table and a request reads them with
 one Gather. That costs leading zeros (and own-vector padding when dims differ); ``group_runs`` picks
-the fewest runs whose zeros stay within the configured share of the table and of what a request
-reads. Fewer lookups is what small batches are bound by (export/fields_graph.py).
+the runs that make a request cheapest, a run counting as ``values_per_run`` values read, with the
+zeros within a share of the table. Fewer lookups is what small batches are bound by
+(export/fields_graph.py); the zeros cost large batches some memory traffic.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class FieldsLayoutConfig:
     table_dtype: str = "float32"
     small_batch_max: int = 8  # batches up to this size take the few-node subgraph
     max_table_zeros: float = 0.1  # run padding, as a share of the table's values
-    max_request_zeros: float = 0.5  # run padding, as a share of the values a request reads
+    values_per_run: int = 500  # a run's Gather costs about as much as reading this many more values (fm2onnx bench)
     batched: str = "cached"  # what batches of 2 or more run on: the cached tables, or "gemm" (export/gemm_form.py)
 
     def __post_init__(self) -> None:
@@ -49,8 +50,8 @@ class FieldsLayoutConfig:
             raise Fm2OnnxError(f"unknown table dtype {self.table_dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
         if self.batched not in BATCHED_FORMS:
             raise Fm2OnnxError(f"unknown batched form {self.batched!r}; expected one of {', '.join(BATCHED_FORMS)}")
-        if self.small_batch_max < 0 or self.max_table_zeros < 0 or self.max_request_zeros < 0:
-            raise Fm2OnnxError("small_batch_max and the run padding shares must be >= 0")
+        if self.small_batch_max < 0 or self.max_table_zeros < 0 or self.values_per_run < 0:
+            raise Fm2OnnxError("small_batch_max, max_table_zeros and values_per_run must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,13 @@ class Run:
 
 
 def group_runs(plan: CachePlan, config: FieldsLayoutConfig) -> list[tuple[int, int]]:
-    """The fewest runs of consecutive through positions (others stay alone) whose padding stays within
-    the config's shares of the table and of a request; ties: the fewest table zeros."""
+    """Runs of consecutive through positions (others stay alone) that minimize what a request costs,
+    runs × values_per_run + values read, with the padding zeros within max_table_zeros of the table;
+    ties: the fewest table zeros."""
     n, off, dims, vocab = plan.num_fields, plan.offsets, plan.position_dims, plan.position_vocab
     through = [not plan.computed_partners(p) for p in range(n)]
     exact = [plan.cached_width(p) + 1 + dims[p] for p in range(n)]
     table_room = config.max_table_zeros * sum(v * w for v, w in zip(vocab, exact))
-    request_room = config.max_request_zeros * sum(exact)
 
     def zeros(i: int, j: int) -> tuple[int, int] | None:
         """(table, request) zeros of positions i..j-1 as one run; None if they cannot share one."""
@@ -108,20 +109,20 @@ def group_runs(plan: CachePlan, config: FieldsLayoutConfig) -> list[tuple[int, i
         pad = [off[p + 1] - off[i + 1] + dmax - dims[p] for p in range(i, j)]
         return sum(vocab[p] * z for p, z in zip(range(i, j), pad)), sum(pad)
 
-    # best[j]: (runs, table zeros, request zeros, first position of the last run) for positions 0..j-1
-    best: list[tuple[int, int, int, int] | None] = [(0, 0, 0, 0)] + [None] * n
+    # best[j]: (request cost, table zeros, first position of the last run) for positions 0..j-1
+    best: list[tuple[int, int, int] | None] = [(0, 0, 0)] + [None] * n
     for j in range(1, n + 1):
         for i in range(j):
             cost = zeros(i, j) if best[i] is not None else None
             if cost is None:
                 continue
-            runs, table, request = best[i][0] + 1, best[i][1] + cost[0], best[i][2] + cost[1]
-            if table <= table_room and request <= request_room and (best[j] is None or (runs, table) < best[j][:2]):
-                best[j] = (runs, table, request, i)
+            candidate = (best[i][0] + config.values_per_run + cost[1], best[i][1] + cost[0], i)
+            if candidate[1] <= table_room and (best[j] is None or candidate[:2] < best[j][:2]):
+                best[j] = candidate
     out, j = [], n
     while j > 0:
-        out.append((best[j][3], j))
-        j = best[j][3]
+        out.append((best[j][2], j))
+        j = best[j][2]
     return out[::-1]
 
 
