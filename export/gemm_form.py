@@ -53,7 +53,7 @@ def gemm_tables(model: FMFamilyModel) -> GemmTables:
 
 
 def gemm_pairs(w: GraphWriter, model: FMFamilyModel, columns: list[ir.Value],
-               weights: GraphWriter | None = None) -> ir.Value:
+               weights: GraphWriter | None = None, segments: int = 4) -> ir.Value:
     """The logit without the bias, [B]: ``columns`` are per field its rows [B, 1] (0..V). ``weights``:
     where the tables go (the main graph's initializers, when ``w`` writes a subgraph)."""
     spec, tables, weights = model.spec, gemm_tables(model), weights or w
@@ -61,8 +61,16 @@ def gemm_pairs(w: GraphWriter, model: FMFamilyModel, columns: list[ir.Value],
             for table, name, column in zip(tables.rows, spec.field_names, columns)]
     width = len(tables.linear_slots)
     x = w.op("Reshape", [w.op("Concat", rows, "all_rows", axis=2), w.ints(-1, width)], "x")  # [B, width]
-    projected = w.op("Add", [w.op("MatMul", [x, weights.const(tables.matrix, "block_matrix")], "projected"),
-                             weights.const(tables.linear_slots, "linear_slots")], "projected_plus_linear")
+    # W is zero on and below its diagonal blocks, so column segment t of X·W needs only X's columns
+    # before the segment's end: one MatMul per segment skips most of the zeros.
+    bounds = np.unique(np.linspace(0, width, min(segments, width) + 1).round().astype(int))
+    parts = []
+    for t, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        prefix = x if end == width else w.slice(x, 0, int(end), 1, "prefix")
+        block = weights.const(np.ascontiguousarray(tables.matrix[:end, start:end]), f"block_matrix_{t}")
+        parts.append(w.op("MatMul", [prefix, block], "projected"))
+    projected = w.op("Concat", parts, "projected", axis=1) if len(parts) > 1 else parts[0]
+    projected = w.op("Add", [projected, weights.const(tables.linear_slots, "linear_slots")], "projected_plus_linear")
     return w.op("ReduceSum", [w.op("Mul", [x, projected], "products"), w.ints(1)], "terms", keepdims=0)
 
 
