@@ -177,7 +177,10 @@ def small_batch_graph(layout: FieldsLayout, g: Shared, one_request: bool) -> ir.
         xu = w.op("Concat", [x, units], "x_units", axis=1)
         partner_index = np.concatenate([layout.partner_index(one, zero), [zero, zero]])  # the units meet 0 too
     partners = w.op("GatherElements", [xu, per_request(w, batch, partner_index, "partner_index")], "partners", axis=1)
-    total = w.op("ReduceSum", [w.op("Mul", [xu, partners], "products"), w.ints(1)], "cached_pairs", keepdims=0)
+    if one_request:  # x·partnersᵀ in one Gemm: one pass instead of a Mul and a ReduceSum
+        total = w.op("Reshape", [w.op("Gemm", [xu, partners], "dot", transB=1), w.ints(1)], "cached_pairs")
+    else:
+        total = w.op("ReduceSum", [w.op("Mul", [xu, partners], "products"), w.ints(1)], "cached_pairs", keepdims=0)
     if g.computed:
         e = w.op("GatherElements", [xu, per_request(w, batch, layout.e_index(), "e_index")], "e", axis=1)
         for p, matrices in g.computed.items():
