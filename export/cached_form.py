@@ -77,9 +77,11 @@ def make_cached(model: FMFamilyModel | None, uncached: ir.Model, options: Cached
         return CachedGraph(uncached, report.lines(), report=report)
     plan = plan_for_budget(model.spec, options.cache_budget, BYTES_PER_VALUE[options.table_dtype])
     graph = build_fields_graph(model, plan, options.fields, checkpoint_sha256=checkpoint_sha256)
-    flops = count_flops(graph)
+    layout = FieldsLayout(plan, options.fields)
     lines = [f"cache plan {plan.describe(BYTES_PER_VALUE[options.table_dtype])}",
-             f"fields layout: {FieldsLayout(plan, options.fields).describe()}",
+             f"fields layout: {layout.describe()}",
              f"fields layout: {options.table_dtype} tables, {tensor_bytes(graph):,} bytes of tensors, "
-             f"{flops.total:,} FLOPs per row counted in the graph (run padding and own vectors included)"]
+             f"{layout.graph_flops():,} FLOPs per request read from the tables (run padding and own vectors included)"]
+    if options.batched == "gemm":  # the graph's count is its larger branch: the GEMM the batches run on
+        lines.append(f"batches of 2 or more run on the GEMM form: {count_flops(graph).total:,} FLOPs per row")
     return CachedGraph(graph, lines, plan)
