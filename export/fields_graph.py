@@ -205,33 +205,47 @@ def gemm_batch_graph(model: FMFamilyModel, layout: FieldsLayout, g: Shared, main
 def large_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
     """Large batches: fields from last to first, each row added into U, the running sum over Y, right
     after its Gather, while it is in cache (U is padded only where a run starts); one product with Y
-    at the end. Rows that compute partners take their own dot products."""
+    at the end. Rows that compute partners take their own dot products.
+
+    onnxruntime orders nodes depth-first from the outputs, visiting the inputs written last first.
+    So that it runs each Gather, the Split of its row and the Add into U back to back, a row's Split
+    feeds both the Add and Y, and each Add is written after the next row's Split."""
     w = GraphWriter("large_")
     plan, dtype, n = layout.plan, layout.config.table_dtype, layout.num_fields
     columns = w.ops("Split", [g.clean], "column", n, axis=1, num_outputs=n)
     owns: dict[int, ir.Value] = {}
     split_rows: dict[int, ir.Value] = {}
-    total, span = None, None  # U and the Y columns it covers
+    total, span, pending = None, None, None  # U, the Y columns it covers, the row to add next
     for r in reversed(range(len(layout.runs))):
         for p in reversed(layout.runs[r].positions):
             row = layout.rows[p]
             value = as_float(w, w.op("Gather", [g.tables[r], columns[plan.order[p]]], "row", axis=0), dtype)  # [B, 1, W]
-            own = w.slice(value, row.own.start, row.own.stop, 2, "own")
+            if not row.through:
+                own = w.slice(value, row.own.start, row.own.stop, 2, "own")
+                if g.scales is not None:
+                    own = w.op("Mul", [own, scale_of(w, g.scales, p, 1)], "own_scaled")
+                    value = w.op("Mul", [value, scale_of(w, g.scales, p, 0)], "row_scaled")
+                owns[p], split_rows[p] = own, value
+                continue
+            sizes = [size for size in (row.lin + 1, row.dim, row.width - row.own.stop) if size]
+            body, own = w.ops("Split", [value, w.ints(*sizes)], "row_part", len(sizes), axis=2)[:2]
             if g.scales is not None:
                 own = w.op("Mul", [own, scale_of(w, g.scales, p, 1)], "own_scaled")
-                value = w.op("Mul", [value, scale_of(w, g.scales, p, 0)], "row_scaled")
+                body = w.op("Mul", [body, scale_of(w, g.scales, p, 0)], "body_scaled")
             owns[p] = own
-            if row.through:  # added into U at once, while the row is in cache (a run's rows share a span)
-                total, span = lay_over(w, total, span, value, (row.start, row.start + row.width))
-            else:
-                split_rows[p] = value
+            if pending is not None:
+                total, span = lay_over(w, total, span, *pending)
+            pending = body, (row.start, row.start + row.lin + 1)
     tail = np.zeros(1 + max(plan.position_dims) + 2, np.float32)  # the 1, then zeros for own vectors and units
     tail[0] = 1.0
     tail_value = w.op("Expand", [w.const(tail[None, None], "unit_tail"), batch_shape(w, g.batch, 1, len(tail))], "tail")
     y = w.op("Concat", [owns[p] for p in range(n)] + [tail_value], "y", axis=2)  # [B, 1, E | 1 | 0 ...]
+    if pending is not None:
+        final = pending[1] if span is None else (min(span[0], pending[1][0]), max(span[1], pending[1][1]))
+        window = w.slice(y, final[0], final[1], 2, "window")
+        total, span = lay_over(w, total, span, *pending)  # written last: explored first
     dots = []
     if total is not None:
-        window = w.slice(y, span[0], span[1], 2, "window")
         dots.append(w.op("ReduceSum", [w.op("Mul", [total, window], "products"), w.ints(1, 2)], "dot", keepdims=0))
     for p, value in split_rows.items():
         row = layout.rows[p]
