@@ -18,7 +18,7 @@ def tiny_ckpt(tmp_path_factory):
 def test_bench_json_has_every_form_batch_and_target(cli, tiny_ckpt, tmp_path):
     plot = tmp_path / "bench.png"
     code, out, err = cli("bench", tiny_ckpt, "--batches", "1,4", "--threads", "1", "--seconds", "0.01",
-                         "--min-runs", "3", "--plot", plot, "--json", "--batched", "cached,gemm")
+                         "--min-runs", "3", "--plot", plot, "--json", "--batched", "cached,gemm", "--rounds", "2")
     assert code == 0, err
     result = json.loads(out)
     forms = {m["form"] for m in result["measurements"]}
@@ -26,6 +26,7 @@ def test_bench_json_has_every_form_batch_and_target(cli, tiny_ckpt, tmp_path):
                      "cached + gemm batches"}
     for m in result["measurements"]:
         assert m["threads"] == 1 and set(m["p50_us"]) == {"1", "4"} and set(m["p99_us"]) == {"1", "4"}
+        assert all(runs >= 2 * 3 for runs in m["runs"].values())  # two rounds of at least 3 runs
         assert all(v > 0 for v in m["p50_us"].values()) and m["peak_mb"] >= 0
     model = result["models"][0]
     assert model["name"] == "tiny" and set(model["file_bytes"]) == forms - {"torch eager"}
@@ -84,3 +85,13 @@ def test_plan_on_table3_fields_json(cli):
     assert smallest["cached_floats"] <= 25_000_000 and smallest["flops_per_row"] <= 14_400
     floats = [p["cached_floats"] for p in result["frontier"]]
     assert floats == sorted(floats) and floats[0] == 0
+
+
+def test_rounds_combine_to_medians():
+    from export.bench.run import combine
+
+    raws = [{"p50_us": {"1": p50, "8": 10 * p50}, "p99_us": {"1": 2 * p50, "8": 20 * p50}, "runs": {"1": 5, "8": 3},
+             "load_mb": p50, "peak_mb": 2 * p50} for p50 in (30.0, 10.0, 20.0)]
+    m = combine("tiny", "cached", 2, raws)
+    assert m.p50_us == {1: 20.0, 8: 200.0} and m.p99_us == {1: 40.0, 8: 400.0}
+    assert m.runs == {1: 15, 8: 9} and (m.load_mb, m.peak_mb) == (30.0, 60.0)

@@ -11,6 +11,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from fm2onnx.errors import Fm2OnnxError
 
 from .prepare import CachedVariant, Prepared, prepare
@@ -26,10 +28,13 @@ class BenchConfig:
     seconds: float = 1.0  # per form, thread count and batch size, after warm-up
     min_runs: int = 400  # at small batches (a 20th of it, at least 5, at large ones)
     torch: bool = True  # also time torch eager from the checkpoint
+    rounds: int = 1  # every form measured this many times, interleaved; the figures are medians over rounds
 
     def __post_init__(self) -> None:
         if not self.batches or min(self.batches) < 1 or not self.threads or min(self.threads) < 1:
             raise Fm2OnnxError("batch sizes and thread counts must be >= 1")
+        if self.rounds < 1:
+            raise Fm2OnnxError("--rounds must be >= 1")
         if self.seconds <= 0 or self.min_runs < 1:
             raise Fm2OnnxError("--seconds must be > 0 and --min-runs >= 1")
 
@@ -104,21 +109,33 @@ def run_bench(models: list[tuple[str, Path]], variants: list[CachedVariant], con
         result.models.append(prepared)
         forms = ([("torch eager", "torch", prepared.checkpoint)] if config.torch else []) + \
             [(label, "onnx", path) for label, path in prepared.files.items()]
-        for threads in config.threads:
-            for label, kind, path in forms:
-                job = {"kind": kind, "path": str(path), "threads": threads, "batches": list(config.batches),
-                       "ids": config.ids, "seconds": config.seconds, "min_runs": config.min_runs,
-                       "vocab": prepared.vocab_sizes}
-                budget = 60 + len(config.batches) * (config.seconds * 20 + 30)
-                raw = run_child(job, timeout=budget)
-                m = Measurement(name, label, threads, *({int(b): v for b, v in raw[k].items()}
-                                                        for k in ("p50_us", "p99_us", "runs")),
-                                raw["load_mb"], raw["peak_mb"])
-                result.measurements.append(m)
-                echo(f"  {label:<24} {threads} thread{'s' if threads > 1 else ' '}  batch 1 p50 "
-                     f"{m.p50_us[config.batches[0]]:>10,.1f} µs   batch {config.batches[-1]} "
-                     f"{m.rows_per_s(config.batches[-1]):>12,.0f} rows/s")
+        taken: dict[tuple[str, int], list[dict]] = {}
+        for round_ in range(config.rounds):  # interleaved, so a slow spell of the machine hits every form
+            for threads in config.threads:
+                for label, kind, path in forms:
+                    job = {"kind": kind, "path": str(path), "threads": threads, "batches": list(config.batches),
+                           "ids": config.ids, "seconds": config.seconds, "min_runs": config.min_runs,
+                           "vocab": prepared.vocab_sizes, "seed": round_}
+                    budget = 60 + len(config.batches) * (config.seconds * 20 + 30)
+                    taken.setdefault((label, threads), []).append(run_child(job, timeout=budget))
+                    m = combine(name, label, threads, taken[(label, threads)][-1:])
+                    echo(f"  {label:<24} {threads} thread{'s' if threads > 1 else ' '}  batch 1 p50 "
+                         f"{m.p50_us[config.batches[0]]:>10,.1f} µs   batch {config.batches[-1]} "
+                         f"{m.rows_per_s(config.batches[-1]):>12,.0f} rows/s"
+                         + (f"   (round {round_ + 1})" if config.rounds > 1 else ""))
+        for (label, threads), raws in taken.items():
+            result.measurements.append(combine(name, label, threads, raws))
     return result
+
+
+def combine(model: str, form: str, threads: int, raws: list[dict]) -> Measurement:
+    """One measurement from a child's figures over rounds: medians of the p50s and p99s, runs summed."""
+    def per_batch(key: str, reduce) -> dict[int, float]:
+        return {int(b): float(reduce([raw[key][b] for raw in raws])) for b in raws[0][key]}
+
+    return Measurement(model, form, threads, per_batch("p50_us", np.median), per_batch("p99_us", np.median),
+                       {b: int(v) for b, v in per_batch("runs", sum).items()},
+                       max(raw["load_mb"] for raw in raws), max(raw["peak_mb"] for raw in raws))
 
 
 def to_dict(result: BenchResult) -> dict:

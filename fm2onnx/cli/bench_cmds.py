@@ -68,6 +68,8 @@ def bench(
                                 "(export --batched), e.g. cached,gemm."),
     seconds: float = typer.Option(1.0, help="Timing per form, thread count and batch size, after warm-up."),
     min_runs: int = typer.Option(400, help="Runs at least this many times at small batches (1/20 at large ones)."),
+    rounds: int = typer.Option(1, help="Measure every form this many times, interleaved, and report medians over "
+                               "rounds (a slow spell of a shared machine then hits every form alike)."),
     no_torch: bool = typer.Option(False, "--no-torch", help="Skip torch eager."),
     plot: Optional[Path] = typer.Option(None, help="Write a PNG of latency and throughput against batch size."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of the table."),
@@ -86,7 +88,7 @@ def bench(
     if ids not in DISTRIBUTIONS:
         raise Fm2OnnxError(f"unknown --ids {ids!r}; expected one of {', '.join(DISTRIBUTIONS)}")
     config = BenchConfig(tuple(sorted(set(csv_ints(batches, "--batches")))), csv_ints(threads, "--threads"), ids,
-                         seconds, min_runs, torch=not no_torch)
+                         seconds, min_runs, torch=not no_torch, rounds=rounds)
     variants = [CachedVariant()]
     for budget in csv_words(cache_budgets):
         parse_budget(budget)
