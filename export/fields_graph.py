@@ -51,26 +51,42 @@ class Shared:
 
 def build_fields_graph(model: FMFamilyModel, plan: CachePlan, config: FieldsLayoutConfig = FieldsLayoutConfig(),
                        *, checkpoint_sha256: str = "") -> ir.Model:
+    """The cached graph of an FmFM ``model`` for a cache ``plan``: one request | batches (module docstring)."""
     spec = model.spec
     if spec.kind != "fmfm":
         raise Fm2OnnxError(f"the fields layout is for FmFM models, not {spec.kind}")
     if tuple(plan.dims) != tuple(spec.dims) or tuple(plan.vocab_sizes) != tuple(spec.vocab_sizes):
         raise Fm2OnnxError("the cache plan was made for another model shape")
     layout = FieldsLayout(plan, config)
-    n = plan.num_fields
-
     main = GraphWriter()
-    ids = ir.val(INPUT_NAME, dtype=INT64, shape=ir.Shape(["batch", n]))
-    # Each field's row index in its run's table: negative ids -> row 0 (unknown), ids past the vocabulary
-    # -> row V (a copy of row 0).
+    ids = ir.val(INPUT_NAME, dtype=INT64, shape=ir.Shape(["batch", plan.num_fields]))
+    shared = shared_values(main, model, layout, ids)
+    is_batched = main.op("Greater", [shared.batch, main.ints(1)], "is_batched")
+    logit = main.op("If", [is_batched], "interaction", then_branch=batched_graph(model, layout, shared, main),
+                    else_branch=small_batch_graph(layout, shared, one_request=True))  # the bias is in the tables
+    probability = main.op("Sigmoid", [logit], "probability_sum")
+    probability.name, logit.name = OUTPUT_NAMES
+    for value in (probability, logit):
+        value.dtype, value.shape = FLOAT, ir.Shape(["batch"])
+    out = ir.Model(main.graph([probability, logit], "fm2onnx_fields", inputs=[ids]), ir_version=10)
+    props = metadata.describe(spec, form="cached", checkpoint_sha256=checkpoint_sha256)
+    props.update(layout_metadata(layout))
+    metadata.stamp(out, props)
+    return out
+
+
+def shared_values(main: GraphWriter, model: FMFamilyModel, layout: FieldsLayout, ids: ir.Value) -> Shared:
+    """The tables and what every subgraph computes from the ids first."""
+    plan, spec, n = layout.plan, model.spec, layout.num_fields
+    # Each field's row in its run's table: negative ids -> row 0 (unknown), ids past the vocabulary -> row V
+    # (a copy of row 0).
     bases = np.zeros(n, np.int64)
     bases[list(plan.order)] = [layout.base(p) for p in range(n)]
     first = main.const(bases, "row_bases")
     shifted = main.op("Add", [ids, first], "ids_shifted")
     last = main.const(bases + np.array(spec.vocab_sizes, np.int64), "row_bases_past_vocabulary")
     clean = main.op("Max", [main.op("Min", [shifted, last], "rows_capped"), first], "rows")
-    batch = main.op("Shape", [ids], "batch", start=0, end=1)
-    shared = Shared(clean, batch, [], None, None, {})
+    shared = Shared(clean, main.op("Shape", [ids], "batch", start=0, end=1), [], None, None, {})
     scale_tables = []
     with torch.no_grad():
         for r, run in enumerate(layout.runs):
@@ -88,31 +104,23 @@ def build_fields_graph(model: FMFamilyModel, plan: CachePlan, config: FieldsLayo
         index = main.op("Add", [shared.ordered, main.const(shift, "scale_shift")], "scale_index")
         shared.scales = main.op("Gather", [main.const(np.concatenate(scale_tables), "row_scales"), index],
                                 "scales", axis=0)
+    return shared
 
-    # batch 1 | up to small_batch_max | larger: the one-request graph needs no per-batch index copies
+
+def batched_graph(model: FMFamilyModel, layout: FieldsLayout, g: Shared, main: GraphWriter) -> ir.Graph:
+    """Batches of 2 or more: on the GEMM form, or up to small_batch_max on the small-batch subgraph and
+    beyond on the large-batch one."""
+    config = layout.config
     if config.batched == "gemm":
-        batched = gemm_batch_graph(model, layout, shared, main)
-    else:
-        batched = large_batch_graph(layout, shared)
-    if config.batched == "cached" and config.small_batch_max > 1:
-        inner = GraphWriter("batched_")
-        is_large = inner.op("Greater", [batch, inner.ints(config.small_batch_max)], "is_large_batch")
-        pairs = inner.op("If", [is_large], "interaction", then_branch=batched,
-                         else_branch=small_batch_graph(layout, shared, one_request=False))
-        batched = inner.graph([pairs], "batched")
-    is_batched = main.op("Greater", [batch, main.ints(1)], "is_batched")
-    logit = main.op("If", [is_batched], "interaction", then_branch=batched,
-                    else_branch=small_batch_graph(layout, shared, one_request=True))  # the bias is in the tables
-    probability = main.op("Sigmoid", [logit], "probability_sum")
-    probability.name, logit.name = OUTPUT_NAMES
-    for value in (probability, logit):
-        value.dtype, value.shape = FLOAT, ir.Shape(["batch"])
-    graph = main.graph([probability, logit], "fm2onnx_fields", inputs=[ids])
-    out = ir.Model(graph, ir_version=10)
-    props = metadata.describe(spec, form="cached", checkpoint_sha256=checkpoint_sha256)
-    props.update(layout_metadata(layout))
-    metadata.stamp(out, props)
-    return out
+        return gemm_batch_graph(model, layout, g, main)
+    large = large_batch_graph(layout, g)
+    if config.small_batch_max <= 1:
+        return large
+    w = GraphWriter("batched_")
+    is_large = w.op("Greater", [g.batch, w.ints(config.small_batch_max)], "is_large_batch")
+    pairs = w.op("If", [is_large], "interaction", then_branch=large,
+                 else_branch=small_batch_graph(layout, g, one_request=False))
+    return w.graph([pairs], "batched")
 
 
 def layout_metadata(layout: FieldsLayout) -> dict[str, str]:
