@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 import torch
 
 from export.fields_graph import build_fields_graph
@@ -77,6 +78,25 @@ def test_gemm_form_matches_torch(segments, monkeypatch):
         ids = parity_ids(model.spec, batch, seed=batch)
         parity = compare(torch_logits(model, ids), ort_logits(graph, ids))
         assert parity.ok, f"{segments} segments, batch {batch}: {parity.describe()}"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dims=st.lists(st.integers(1, 5), min_size=2, max_size=6), data=st.data())
+def test_random_shapes_match_torch(dims, data):
+    """Random field counts, dims and vocabularies (down to a single unknown row), both plans, both
+    batched forms, any run padding: every subgraph agrees with torch, out-of-range ids included."""
+    vocab = data.draw(st.lists(st.integers(1, 40), min_size=len(dims), max_size=len(dims)))
+    config = FieldsLayoutConfig(batched=data.draw(st.sampled_from(["cached", "gemm"])),
+                                max_table_zeros=data.draw(st.sampled_from([0.0, 0.1, 10.0])),
+                                values_per_run=data.draw(st.sampled_from([0, 500, 100_000])))
+    model = randomized_model("fmfm", tuple(dims), seed=len(dims), fields=[f"f{i}" for i in range(len(dims))],
+                             vocab=vocab)
+    plan = data.draw(st.sampled_from([unlimited_plan, min_plan]))(model.spec)
+    graph = build_fields_graph(model, plan, config)
+    for batch in (1, 3, 12):
+        ids = parity_ids(model.spec, batch, seed=batch)
+        parity = compare(torch_logits(model, ids), ort_logits(graph, ids))
+        assert parity.ok, f"{plan.describe()}, {config}, batch {batch}: {parity.describe()}"
 
 
 def test_graph_flops_follow_the_layout():
