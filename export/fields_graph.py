@@ -227,7 +227,8 @@ def large_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
     for r in reversed(range(len(layout.runs))):
         for p in reversed(layout.runs[r].positions):
             row = layout.rows[p]
-            value = as_float(w, w.op("Gather", [g.tables[r], columns[plan.order[p]]], "row", axis=0), dtype)  # [B, 1, W]
+            row_ids = columns[plan.order[p]]
+            value = as_float(w, w.op("Gather", [g.tables[r], row_ids], "row", axis=0), dtype)  # [B, 1, W]
             if not row.through:
                 own = w.slice(value, row.own.start, row.own.stop, 2, "own")
                 if g.scales is not None:

@@ -142,7 +142,8 @@ class FieldsLayout:
             width += 2 * units
             for p in range(first, end):
                 through = not plan.computed_partners(p)
-                self.rows[p] = RowLayout(through, start, off[p + 1] - start, plan.cached_width(p), dims[p], width, units)
+                lead = off[p + 1] - start
+                self.rows[p] = RowLayout(through, start, lead, plan.cached_width(p), dims[p], width, units)
             bases = np.cumsum([0] + [plan.position_vocab[p] + 1 for p in range(first, end - 1)])
             self.runs.append(Run(first, end, width, tuple(int(b) for b in bases)))
         self.run_of = [r for r, run in enumerate(self.runs) for _ in run.positions]
@@ -290,4 +291,5 @@ def encode(values: np.ndarray, row: RowLayout, dtype: str) -> tuple[np.ndarray, 
     scale_dot = np.maximum(np.abs(values[:, ~own]).max(axis=1), 1e-30) / 127
     scale_own = np.maximum(np.abs(values[:, own]).max(axis=1), 1e-30) / 127
     scaled = values / np.where(own, scale_own[:, None], scale_dot[:, None])
-    return np.clip(np.rint(scaled), -127, 127).astype(np.int8), np.stack([scale_dot, scale_own], axis=1).astype(np.float32)
+    scales = np.stack([scale_dot, scale_own], axis=1).astype(np.float32)
+    return np.clip(np.rint(scaled), -127, 127).astype(np.int8), scales
