@@ -215,53 +215,67 @@ def large_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
     after its Gather, while it is in cache (U is padded only where a run starts); one product with Y
     at the end. Rows that compute partners take their own dot products.
 
-    onnxruntime orders nodes depth-first from the outputs, visiting the inputs written last first.
-    So that it runs each Gather, the Split of its row and the Add into U back to back, a row's Split
-    feeds both the Add and Y, and each Add is written after the next row's Split."""
+    A through row carries v_p on its own E block, which no row added before it covers: right after
+    row p is added, U's block p is v_p, sliced out for Y. U's own blocks then also meet E in <U, Y>,
+    so <v_p, v_p> (body-scaled for int8 rows) is taken off once at the end. onnxruntime orders nodes
+    depth-first from the outputs, visiting the inputs written last first: with the slices written
+    last, it runs Gather, Add and Slice back to back, while the row is in cache."""
     w = GraphWriter("large_")
     plan, dtype, n = layout.plan, layout.config.table_dtype, layout.num_fields
     columns = w.ops("Split", [g.clean], "column", n, axis=1, num_outputs=n)
     owns: dict[int, ir.Value] = {}
     split_rows: dict[int, ir.Value] = {}
-    total, span, pending = None, None, None  # U, the Y columns it covers, the row to add next
+    in_u: dict[int, tuple[ir.Value, tuple[int, int]]] = {}  # through position -> U after it, and U's span
+    total, span = None, None  # U and the Y columns it covers
     for r in reversed(range(len(layout.runs))):
         for p in reversed(layout.runs[r].positions):
             row = layout.rows[p]
-            row_ids = columns[plan.order[p]]
-            value = as_float(w, w.op("Gather", [g.tables[r], row_ids], "row", axis=0), dtype)  # [B, 1, W]
-            if not row.through:
-                own = w.slice(value, row.own.start, row.own.stop, 2, "own")
-                if g.scales is not None:
-                    own = w.op("Mul", [own, scale_of(w, g.scales, p, 1)], "own_scaled")
-                    value = w.op("Mul", [value, scale_of(w, g.scales, p, 0)], "row_scaled")
-                owns[p], split_rows[p] = own, value
-                continue
-            sizes = [size for size in (row.lin + 1, row.dim, row.width - row.own.stop) if size]
-            body, own = w.ops("Split", [value, w.ints(*sizes)], "row_part", len(sizes), axis=2)[:2]
+            value = as_float(w, w.op("Gather", [g.tables[r], columns[plan.order[p]]], "row", axis=0), dtype)
             if g.scales is not None:
-                own = w.op("Mul", [own, scale_of(w, g.scales, p, 1)], "own_scaled")
-                body = w.op("Mul", [body, scale_of(w, g.scales, p, 0)], "body_scaled")
-            owns[p] = own
-            if pending is not None:
-                total, span = lay_over(w, total, span, *pending)
-            pending = body, (row.start, row.start + row.lin + 1)
-    tail = np.zeros(1 + max(plan.position_dims) + 2, np.float32)  # the 1, then zeros for own vectors and units
+                if row.through:  # U takes body-scaled rows; the own vector's true scale is applied after
+                    value = w.op("Mul", [value, scale_of(w, g.scales, p, 0)], "row_scaled")
+                else:
+                    owns[p] = w.op("Mul", [w.slice(value, row.own.start, row.own.stop, 2, "own"),
+                                           scale_of(w, g.scales, p, 1)], "own_scaled")
+                    value = w.op("Mul", [value, scale_of(w, g.scales, p, 0)], "row_scaled")
+            if row.through:
+                width = row.width - 2 * row.units  # the small-batch graph's 1 and 0 stay out of U
+                if row.units:
+                    value = w.slice(value, 0, width, 2, "row_without_units")
+                total, span = lay_over(w, total, span, value, (row.start, row.start + width))
+                in_u[p] = total, span
+            else:
+                owns.setdefault(p, w.slice(value, row.own.start, row.own.stop, 2, "own"))
+                split_rows[p] = value
+    off = plan.offsets
+    own_in_u = {}
+    for p in sorted(in_u):  # written last, position 0 first: onnxruntime visits the last position's first
+        u, (first, _) = in_u[p]
+        own_in_u[p] = w.slice(u, off[p] - first, off[p + 1] - first, 2, "own_in_u")
+        owns[p] = own_in_u[p] if g.scales is None else \
+            w.op("Mul", [own_in_u[p], w.op("Div", [scale_of(w, g.scales, p, 1), scale_of(w, g.scales, p, 0)],
+                                            "own_over_body")], "own")
+    e = w.op("Concat", [owns[p] for p in range(n)], "e", axis=2)  # [B, 1, E]
+    tail = np.zeros(max(r.start + r.width for r in layout.rows) - off[-1], np.float32)  # the 1, then zeros
     tail[0] = 1.0
     tail_value = w.op("Expand", [w.const(tail[None, None], "unit_tail"), batch_shape(w, g.batch, 1, len(tail))], "tail")
-    y = w.op("Concat", [owns[p] for p in range(n)] + [tail_value], "y", axis=2)  # [B, 1, E | 1 | 0 ...]
-    if pending is not None:
-        final = pending[1] if span is None else (min(span[0], pending[1][0]), max(span[1], pending[1][1]))
-        window = w.slice(y, final[0], final[1], 2, "window")
-        total, span = lay_over(w, total, span, *pending)  # written last: explored first
+    y = w.op("Concat", [e, tail_value], "y", axis=2)  # [B, 1, E | 1 | 0 ...]
     dots = []
     if total is not None:
+        window = w.slice(y, span[0], span[1], 2, "window")
         dots.append(w.op("ReduceSum", [w.op("Mul", [total, window], "products"), w.ints(1, 2)], "dot", keepdims=0))
+        # the own blocks met E too: take off Σ <v_p as it sat in U, v_p>
+        in_u_own = w.op("Concat", [own_in_u[p] for p in sorted(in_u)], "own_blocks", axis=2)
+        own_e = e if len(in_u) == n else w.op("Concat", [owns[p] for p in sorted(in_u)], "own_vectors", axis=2)
+        square = w.op("ReduceSum", [w.op("Mul", [in_u_own, own_e], "own_products"), w.ints(1, 2)], "own_dot",
+                      keepdims=0)
+        dots[-1] = w.op("Sub", [dots[-1], square], "dot")
     for p, value in split_rows.items():
         row = layout.rows[p]
         dot = w.op("ReduceSum", [w.slice(value, row.lin, row.lin + 1, 2, "lin"), w.ints(1, 2)], "lin_dot", keepdims=0)
         if row.body_width:
-            body = w.slice(value, row.lead, row.lin, 2, "body")
-            window = w.slice(y, row.start + row.lead, row.start + row.lin, 2, "window")
+            body = w.slice(value, row.body_start, row.lin, 2, "body")
+            window = w.slice(y, row.start + row.body_start, row.start + row.lin, 2, "window")
             cached = w.op("ReduceSum", [w.op("Mul", [body, window], "products"), w.ints(1, 2)], "dot", keepdims=0)
             dot = w.op("Add", [dot, cached], "dot")
         if p in g.computed:

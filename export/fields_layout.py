@@ -56,10 +56,13 @@ class FieldsLayoutConfig:
 
 @dataclass(frozen=True)
 class RowLayout:
-    """Position p's table row: ``lead`` zeros, ``body_width`` cached values meeting E from column
-    ``start + lead``, the linear term, the own vector, zeros up to ``width`` (its run's)."""
+    """Position p's table row; value c of it meets Y column ``start + c``.
 
-    through: bool  # caches every partner: the body runs to E's end and lin meets the 1 after E
+    through (caches every partner): [lead zeros | v_p | cached vectors | lin | units], v_p on its own E
+    block (so the row covers E from block p to the end, and lin meets the 1 after E);
+    otherwise: [cached vectors | lin | v_p]."""
+
+    through: bool
     start: int
     lead: int
     body_width: int
@@ -68,12 +71,17 @@ class RowLayout:
     units: bool = False  # the row's last two values are a 1 and a 0 (the last run, float tables)
 
     @property
+    def body_start(self) -> int:
+        return self.lead + self.dim if self.through else self.lead
+
+    @property
     def lin(self) -> int:
-        return self.lead + self.body_width
+        return self.body_start + self.body_width
 
     @property
     def own(self) -> slice:
-        return slice(self.lin + 1, self.lin + 1 + self.dim)
+        first = self.lead if self.through else self.lin + 1
+        return slice(first, first + self.dim)
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,7 @@ def group_runs(plan: CachePlan, config: FieldsLayoutConfig) -> list[tuple[int, i
             return 0, 0
         if not all(through[i:j]):
             return None
-        dmax = max(dims[i:j])
-        pad = [off[p + 1] - off[i + 1] + dmax - dims[p] for p in range(i, j)]
+        pad = [off[p] - off[i] for p in range(i, j)]  # a member's lead zeros
         return sum(vocab[p] * z for p, z in zip(range(i, j), pad)), sum(pad)
 
     # best[j]: (request cost, table zeros, first position of the last run) for positions 0..j-1
@@ -136,14 +143,13 @@ class FieldsLayout:
         self.rows: list[RowLayout] = [None] * n  # type: ignore[list-item]
         self.runs: list[Run] = []
         for first, end in group_runs(plan, config):
-            start = off[first + 1]
+            through = not plan.computed_partners(first)  # runs of more than one are all through
+            start = off[first] if through else off[first + 1]
             units = end == n and self.units_in_table
-            width = max(off[p + 1] - start + plan.cached_width(p) for p in range(first, end)) + 1 + max(dims[first:end])
-            width += 2 * units
+            width = (self.width_e - start + 1 if through else plan.cached_width(first) + 1 + dims[first]) + 2 * units
             for p in range(first, end):
-                through = not plan.computed_partners(p)
-                lead = off[p + 1] - start
-                self.rows[p] = RowLayout(through, start, lead, plan.cached_width(p), dims[p], width, units)
+                self.rows[p] = RowLayout(through, start, off[p] - start if through else 0, plan.cached_width(p),
+                                         dims[p], width, units)
             bases = np.cumsum([0] + [plan.position_vocab[p] + 1 for p in range(first, end - 1)])
             self.runs.append(Run(first, end, width, tuple(int(b) for b in bases)))
         self.run_of = [r for r, run in enumerate(self.runs) for _ in run.positions]
@@ -189,7 +195,7 @@ class FieldsLayout:
         index = np.full(self.request_values, zero, np.int64)
         for p, row in enumerate(self.rows):
             at = self.value_starts[p]
-            for col in range(row.lead, row.lin):
+            for col in range(row.body_start, row.lin):
                 index[at + col] = self.own_value(row.start + col)
             index[at + row.lin] = one
         return index
@@ -259,7 +265,7 @@ def run_tables(model: FMFamilyModel, layout: FieldsLayout, run: Run) -> RunTable
         values = np.zeros((len(own), row.width), np.float64)
         cached = [pair_matrix(model, f, plan.order[q]) for q in plan.cached_partners(p)]
         if cached:
-            values[:, row.lead:row.lin] = own @ np.concatenate(cached, axis=1)
+            values[:, row.body_start:row.lin] = own @ np.concatenate(cached, axis=1)
         values[:, row.lin] = linear_values(model, f, own)
         if p == 0:
             values[:, row.lin] += float(model.bias)
