@@ -1,12 +1,14 @@
 """Where the cached FmFM values sit in the *fields* layout: one table row per field, rows grouped in runs.
 
-For a cache plan (export/plan.py) with fields in serving order, position p's table row holds
+For a cache plan (export/plan.py) with fields in serving order, a position p that caches all its
+partners has the table row
 
-    [ lead zeros | v_p·M_pq for its cached partners q | lin_p | v_p | zeros ]
+    [ lead zeros | v_p | v_p·M_pq for its partners q > p | lin_p ]
 
-and its cached values meet E, the concatenated embedding row in serving order, from column ``start``
-on: p's partners are the contiguous run of E after v_p (no index shuffles). The linear term meets a
-1, the own vector zeros, so the logit is bias + Σ_p <row_p, Y window of p>, Y = [E | 1 | 0 ...].
+lined up with Y = [E | 1], E the concatenated embedding row in serving order: v_p sits on its own
+block of E and p's partners are the contiguous run of E after it (no index shuffles); the linear
+term meets the 1. So the logit is bias + Σ_p <row_p, Y window of p> − Σ_p <v_p, v_p>. A position that
+computes some partners (budget plans) has [v_p·M_pq for its cached partners | lin_p | v_p] instead.
 
 Each field's rows are its V features plus a copy of the unknown row 0 at index V, so serving maps
 out-of-range ids with a Min and a Max (negative ids to 0, ids past V to V). The bias is folded into
@@ -14,11 +16,11 @@ the first position's linear terms (every request reads exactly one row per field
 tables the last run's rows end with a 1 and a 0 that the small-batch graph pairs other values with.
 
 Rows of consecutive fields that cache all their partners form a *run*: they get one start (the
-first member's) and one width, so the run's rows stack into one table and a request reads them with
-one Gather. That costs leading zeros (and own-vector padding when dims differ); ``group_runs`` picks
-the runs that make a request cheapest, a run counting as ``values_per_run`` values read, with the
-zeros within a share of the table. Fewer lookups is what small batches are bound by
-(export/fields_graph.py); the zeros cost large batches some memory traffic.
+first member's E block) and one width (to E's end), so the run's rows stack into one table and a
+request reads them with one Gather. That costs leading zeros; ``group_runs`` picks the runs that
+make a request cheapest, a run counting as ``values_per_run`` values read, with the zeros within a
+share of the table. Fewer lookups is what small batches are bound by (export/fields_graph.py); the
+zeros cost large batches some memory traffic.
 """
 
 from __future__ import annotations
