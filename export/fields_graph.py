@@ -34,7 +34,7 @@ from .fields_layout import FieldsLayout, FieldsLayoutConfig, run_tables
 from .gemm_form import gemm_pairs
 from .graph_writer import FLOAT, INT64, GraphWriter
 from .plan import CachePlan
-from .to_onnx import INPUT_NAME, OUTPUT_NAMES
+from .to_onnx import INPUT_NAME
 
 
 @dataclass
@@ -64,15 +64,8 @@ def build_fields_graph(model: FMFamilyModel, plan: CachePlan, config: FieldsLayo
     is_batched = main.op("Greater", [shared.batch, main.ints(1)], "is_batched")
     logit = main.op("If", [is_batched], "interaction", then_branch=batched_graph(model, layout, shared, main),
                     else_branch=small_batch_graph(layout, shared, one_request=True))  # the bias is in the tables
-    probability = main.op("Sigmoid", [logit], "probability_sum")
-    probability.name, logit.name = OUTPUT_NAMES
-    for value in (probability, logit):
-        value.dtype, value.shape = FLOAT, ir.Shape(["batch"])
-    out = ir.Model(main.graph([probability, logit], "fm2onnx_fields", inputs=[ids]), ir_version=10)
-    props = metadata.describe(spec, form="cached", checkpoint_sha256=checkpoint_sha256)
-    props.update(layout_metadata(layout))
-    metadata.stamp(out, props)
-    return out
+    props = metadata.describe(spec, form="cached", checkpoint_sha256=checkpoint_sha256) | layout_metadata(layout)
+    return main.serving_model(ids, logit, "fm2onnx_fields", props)
 
 
 def shared_values(main: GraphWriter, model: FMFamilyModel, layout: FieldsLayout, ids: ir.Value) -> Shared:
@@ -80,8 +73,7 @@ def shared_values(main: GraphWriter, model: FMFamilyModel, layout: FieldsLayout,
     plan, spec, n = layout.plan, model.spec, layout.num_fields
     # Each field's row in its run's table: negative ids -> row 0 (unknown), ids past the vocabulary -> row V
     # (a copy of row 0).
-    bases = np.zeros(n, np.int64)
-    bases[list(plan.order)] = [layout.base(p) for p in range(n)]
+    bases = layout.field_bases()
     first = main.const(bases, "row_bases")
     shifted = main.op("Add", [ids, first], "ids_shifted")
     last = main.const(bases + np.array(spec.vocab_sizes, np.int64), "row_bases_past_vocabulary")
@@ -201,10 +193,8 @@ def gemm_batch_graph(model: FMFamilyModel, layout: FieldsLayout, g: Shared, main
     """Batches on the GEMM form (export/gemm_form.py), from the same clipped rows: faster than reading
     cached tables once a batch has a few requests (``fm2onnx bench``)."""
     w = GraphWriter("gemm_")
-    plan, n = layout.plan, layout.num_fields
-    bases = np.zeros(n, np.int64)
-    bases[list(plan.order)] = [layout.base(p) for p in range(n)]
-    ids = w.op("Sub", [g.clean, w.const(bases, "row_bases")], "ids")  # back to 0..V per field
+    n = layout.num_fields
+    ids = w.op("Sub", [g.clean, w.const(layout.field_bases(), "row_bases")], "ids")  # back to 0..V per field
     total = gemm_pairs(w, model, w.ops("Split", [ids], "column", n, axis=1, num_outputs=n), weights=main)
     bias = w.const(model.bias.detach().float().numpy().reshape(1), "bias")
     return w.graph([w.op("Add", [total, bias], "pairs")], "gemm_batch")

@@ -177,6 +177,12 @@ class FieldsLayout:
         run = self.runs[self.run_of[p]]
         return run.bases[p - run.first]
 
+    def field_bases(self) -> np.ndarray:
+        """Per original field, where its rows start in its run's table: int64 [n]."""
+        bases = np.zeros(self.num_fields, np.int64)
+        bases[list(self.plan.order)] = [self.base(p) for p in range(self.num_fields)]
+        return bases
+
     @cached_property
     def value_starts(self) -> list[int]:
         """Where position p's row starts in x, all rows a request reads side by side in run order."""

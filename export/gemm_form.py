@@ -23,8 +23,8 @@ from models import FMFamilyModel
 
 from . import metadata
 from .fields_layout import linear_values, pair_matrix
-from .graph_writer import FLOAT, INT64, GraphWriter
-from .to_onnx import INPUT_NAME, OUTPUT_NAMES
+from .graph_writer import INT64, GraphWriter
+from .to_onnx import INPUT_NAME
 
 
 @dataclass
@@ -87,12 +87,5 @@ def build_gemm_graph(model: FMFamilyModel, *, checkpoint_sha256: str = "") -> ir
     columns = w.ops("Split", [clean], "column", n, axis=1, num_outputs=n)
     total = gemm_pairs(w, model, columns)
     logit = w.op("Add", [total, w.const(model.bias.detach().float().numpy().reshape(1), "bias")], "logit_sum")
-    probability = w.op("Sigmoid", [logit], "probability_sum")
-    probability.name, logit.name = OUTPUT_NAMES
-    for value in (probability, logit):
-        value.dtype, value.shape = FLOAT, ir.Shape(["batch"])
-    out = ir.Model(w.graph([probability, logit], "fm2onnx_gemm", inputs=[ids]), ir_version=10)
     props = metadata.describe(spec, form="uncached", checkpoint_sha256=checkpoint_sha256)
-    props.update({"layout": "gemm", "field_order": str(list(range(n)))})
-    metadata.stamp(out, props)
-    return out
+    return w.serving_model(ids, logit, "fm2onnx_gemm", props | {"layout": "gemm", "field_order": str(list(range(n)))})

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from .to_onnx import DEFAULT_OPSET
+from . import metadata
+from .to_onnx import DEFAULT_OPSET, OUTPUT_NAMES
 
 FLOAT = ir.DataType.FLOAT
 INT64 = ir.DataType.INT64
@@ -48,3 +49,13 @@ class GraphWriter:
     def graph(self, outputs: list[ir.Value], name: str, inputs=()) -> ir.Graph:
         return ir.Graph(list(inputs), outputs, nodes=self.tape.nodes, initializers=self.tape.initializers,
                         name=name, opset_imports={"": DEFAULT_OPSET})
+
+    def serving_model(self, ids: ir.Value, logit: ir.Value, name: str, props: dict[str, str]) -> ir.Model:
+        """The model of the serving contract: ids in; probability and logit [batch] out; ``props`` stamped."""
+        probability = self.op("Sigmoid", [logit], "probability_sum")
+        probability.name, logit.name = OUTPUT_NAMES
+        for value in (probability, logit):
+            value.dtype, value.shape = FLOAT, ir.Shape(["batch"])
+        out = ir.Model(self.graph([probability, logit], name, inputs=[ids]), ir_version=10)
+        metadata.stamp(out, props)
+        return out
