@@ -245,21 +245,24 @@ def large_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
         owns[p] = own_in_u[p] if g.scales is None else \
             w.op("Mul", [own_in_u[p], w.op("Div", [scale_of(w, g.scales, p, 1), scale_of(w, g.scales, p, 0)],
                                             "own_over_body")], "own")
-    e = w.op("Concat", [owns[p] for p in range(n)], "e", axis=2)  # [B, 1, E]
     tail = np.zeros(max(r.start + r.width for r in layout.rows) - off[-1], np.float32)  # the 1, then zeros
     tail[0] = 1.0
     tail_value = w.op("Expand", [w.const(tail[None, None], "unit_tail"), batch_shape(w, g.batch, 1, len(tail))], "tail")
-    y = w.op("Concat", [e, tail_value], "y", axis=2)  # [B, 1, E | 1 | 0 ...]
+    y = w.op("Concat", [owns[p] for p in range(n)] + [tail_value], "y", axis=2)  # [B, 1, E | 1 | 0 ...]
     dots = []
     if total is not None:
-        window = w.slice(y, span[0], span[1], 2, "window")
+        window = y if span == (0, off[-1] + len(tail)) else w.slice(y, span[0], span[1], 2, "window")
         dots.append(w.op("ReduceSum", [w.op("Mul", [total, window], "products"), w.ints(1, 2)], "dot", keepdims=0))
         # the own blocks met E too: take off Σ <v_p as it sat in U, v_p>
-        in_u_own = w.op("Concat", [own_in_u[p] for p in sorted(in_u)], "own_blocks", axis=2)
-        own_e = e if len(in_u) == n else w.op("Concat", [owns[p] for p in sorted(in_u)], "own_vectors", axis=2)
-        square = w.op("ReduceSum", [w.op("Mul", [in_u_own, own_e], "own_products"), w.ints(1, 2)], "own_dot",
-                      keepdims=0)
-        dots[-1] = w.op("Sub", [dots[-1], square], "dot")
+        if g.scales is None and len(in_u) == n:  # v_p sat in U as it is in y: Σ <v_p, v_p> = <y, y> - 1
+            square = w.op("ReduceSum", [w.op("Mul", [y, y], "own_products"), w.ints(1, 2)], "own_dot", keepdims=0)
+            dots.append(w.const(np.ones(1, np.float32), "unit_square"))
+        else:
+            in_u_own = w.op("Concat", [own_in_u[p] for p in sorted(in_u)], "own_blocks", axis=2)
+            own_e = w.op("Concat", [owns[p] for p in sorted(in_u)], "own_vectors", axis=2)
+            square = w.op("ReduceSum", [w.op("Mul", [in_u_own, own_e], "own_products"), w.ints(1, 2)], "own_dot",
+                          keepdims=0)
+        dots[0] = w.op("Sub", [dots[0], square], "dot")
     for p, value in split_rows.items():
         row = layout.rows[p]
         dot = w.op("ReduceSum", [w.slice(value, row.lin, row.lin + 1, 2, "lin"), w.ints(1, 2)], "lin_dot", keepdims=0)
