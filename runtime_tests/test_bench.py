@@ -4,6 +4,7 @@ Nothing here is timed: the figures come from `fm2onnx bench --shape criteo` (REA
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,35 @@ def test_rounds_combine_to_medians():
     m = combine("tiny", "cached", 2, raws)
     assert m.p50_us == {1: 20.0, 8: 200.0} and m.p99_us == {1: 40.0, 8: 400.0}
     assert m.runs == {1: 15, 8: 9} and (m.load_mb, m.peak_mb) == (30.0, 60.0)
+
+
+def test_targets_carry_the_floors_ratio_hand_computed():
+    """Each cached target also reports the floor's ratio (what any graph that reads the cached rows could
+    reach); the figures are hand-picked µs, so every ratio below is known exactly."""
+    from export.bench.report import target_lines, targets
+    from export.bench.run import BenchConfig, BenchResult, Measurement
+
+    def m(model, form, threads, b1, b1024):
+        return Measurement(model, form, threads, {1: b1, 1024: b1024}, {1: b1, 1024: b1024}, {1: 9, 1024: 9}, 0, 0)
+
+    t3, k16 = "criteo Table 3 dims", "criteo K = 16"
+    measurements = [m(t3, "torch eager", 1, 500.0, 4000.0), m(t3, "uncached", 1, 300.0, 14000.0),
+                    m(t3, "cached", 1, 25.0, 5000.0), m(t3, "cached", 2, 25.0, 3125.0),
+                    m(t3, "floor concat", 1, 40.0, 3600.0), m(t3, "floor per_field", 1, 60.0, 3000.0),
+                    m(t3, "floor per_field", 2, 60.0, 2000.0),
+                    m(k16, "cached", 1, 40.0, 8000.0), m(k16, "floor per_field", 1, 60.0, 4500.0)]
+    from export.bench.prepare import Prepared
+
+    models = [Prepared(t3, Path("t3.pt"), []), Prepared(k16, Path("k16.pt"), [])]
+    result = BenchResult(BenchConfig(batches=(1, 1024), threads=(1, 2)), models, measurements)
+    by_what = {(t.model, t.what): t for t in targets(result)}
+    torch_1024 = by_what[(t3, "batch 1024: cached speed-up over torch eager")]
+    assert (torch_1024.value, torch_1024.floor, torch_1024.holds) == (0.8, 4000 / 3000, False)
+    threads = by_what[(t3, "batch 1024: cached 2-thread / 1-thread throughput")]
+    assert (threads.value, threads.floor) == (1.6, 1.5) and threads.holds
+    versus_k16 = by_what[(t3, "batch 1024: cached Table 3 dims speed-up over cached K = 16")]
+    assert (versus_k16.value, versus_k16.floor) == (1.6, 1.5)
+    assert by_what[(t3, "cached time / floor time at batch 1")].value == 25 / 40  # the faster floor shape
+    lines = "\n".join(target_lines(targets(result)))
+    assert "K = 16 = 1.60 (>= 2); the floor: 1.50, so no graph that reads these rows meets it here" in lines
+    assert "torch eager = 0.80 (>= 1); the floor: 1.33\n" in lines + "\n"
