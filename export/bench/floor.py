@@ -1,10 +1,10 @@
 """The floor: a graph that gathers exactly the table bytes a cached model reads per sample, one
-contiguous row per field, and sums them. Nothing reading those rows can be faster, so the cached
-model's time over the floor's is what its arithmetic and layout cost.
+contiguous row per field, and sums them. At large batches, where the time is memory traffic, the
+cached model's time over the floor's is what its arithmetic costs; at small ones the time is node
+count, and the cached model's run Gathers beat the floor's one Gather per field.
 
 Built on the cached model's own tables (same rows, run padding included, same dtype, same scale
-lookups), in two shapes,
-and the bench keeps the faster at each batch size: ``concat`` (one Concat, one ReduceSum: fewest
+lookups), in two shapes, and the bench keeps the faster at each batch size: ``concat`` (one Concat, one ReduceSum: fewest
 nodes, best for small batches) and ``per_field`` (a ReduceSum per gathered row while it is in cache,
 then one Sum: best for large batches).
 """

@@ -51,7 +51,7 @@ class Target:
     value: float  # the measured ratio
     threshold: float
     holds: bool
-    floor: float | None = None  # the same ratio for the floor: the best any graph that reads the cached rows can do
+    floor: float | None = None  # large batches: the same ratio for the floor, which only gathers and sums the rows
 
 
 def ratio(a: Measurement | None, b: Measurement | None, batch: int) -> float | None:
@@ -87,7 +87,9 @@ def targets(result: BenchResult) -> list[Target]:
                                                    (small, "uncached", "onnxruntime uncached", 4),
                                                    (large, "torch eager", "torch eager", 1),
                                                    (large, "uncached", "onnxruntime uncached", 1)):
-                floor = ratio(one[rival], one["floor"], batch) if reads_tables else None
+                # at large batches the time is the rows' memory traffic, which the floor measures; at small
+                # ones it is node count, where fewer lookups (runs) beat the floor's one Gather per field
+                floor = ratio(one[rival], one["floor"], batch) if reads_tables and batch == large > small else None
                 add(name, f"batch {batch}: {form} speed-up over {label}", ratio(one[rival], mine, batch), threshold,
                     floor=floor)
             add(name, f"batch {large}: {form} 2-thread / 1-thread throughput",
@@ -109,8 +111,7 @@ def target_lines(items: list[Target]) -> list[str]:
         sign = "<=" if "floor time" in t.what else ">="
         line = f"  {'holds' if t.holds else 'FAILS':<6} {t.model}: {t.what} = {t.value:,.2f} ({sign} {t.threshold:g})"
         if t.floor is not None:
-            line += f"; the floor: {t.floor:,.2f}" + ("" if t.floor >= t.threshold else
-                                                      ", so no graph that reads these rows meets it here")
+            line += f"; the floor: {t.floor:,.2f}" + ("" if t.floor >= t.threshold else ", short of it too")
         lines.append(line)
     return lines
 
