@@ -112,7 +112,8 @@ def test_targets_carry_the_floors_ratio_hand_computed():
                     m(t3, "cached", 1, 25.0, 5000.0), m(t3, "cached", 2, 25.0, 3125.0),
                     m(t3, "floor concat", 1, 40.0, 3600.0), m(t3, "floor per_field", 1, 60.0, 3000.0),
                     m(t3, "floor per_field", 2, 60.0, 2000.0),
-                    m(k16, "cached", 1, 40.0, 8000.0), m(k16, "floor per_field", 1, 60.0, 4500.0)]
+                    m(k16, "cached", 1, 40.0, 8000.0), m(k16, "floor per_field", 1, 60.0, 4500.0),
+                    m(t3, "cached + gemm batches", 1, 26.0, 2500.0), m(k16, "cached + gemm batches", 1, 40.0, 7500.0)]
     from export.bench.prepare import Prepared
 
     models = [Prepared(t3, Path("t3.pt"), []), Prepared(k16, Path("k16.pt"), [])]
@@ -124,6 +125,8 @@ def test_targets_carry_the_floors_ratio_hand_computed():
     assert (threads.value, threads.floor) == (1.6, 1.5) and threads.holds
     versus_k16 = by_what[(t3, "batch 1024: cached Table 3 dims speed-up over cached K = 16")]
     assert (versus_k16.value, versus_k16.floor) == (1.6, 1.5)
+    hybrid = by_what[(t3, "batch 1024: cached + gemm batches Table 3 dims speed-up over K = 16")]
+    assert (hybrid.value, hybrid.floor, hybrid.holds) == (3.0, None, True)
     assert by_what[(t3, "cached time / floor time at batch 1")].value == 25 / 40  # the faster floor shape
     lines = "\n".join(target_lines(targets(result)))
     assert "K = 16 = 1.60 (>= 2); the floor: 1.50, short of it too" in lines

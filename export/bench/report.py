@@ -102,6 +102,8 @@ def targets(result: BenchResult) -> list[Target]:
                 add(a.name, f"batch {large}: cached Table 3 dims speed-up over cached K = 16",
                     ratio(result.find(b.name, "cached", 1), result.find(a.name, "cached", 1), large), 2,
                     floor=ratio(result.find(b.name, "floor", 1), result.find(a.name, "floor", 1), large))
+                add(a.name, f"batch {large}: {HYBRID} Table 3 dims speed-up over K = 16",
+                    ratio(result.find(b.name, HYBRID, 1), result.find(a.name, HYBRID, 1), large), 2)
     return out
 
 
