@@ -31,7 +31,7 @@ class CachedFormOptions:
     layout: str = "fields"
     cache_budget: str | int = "unlimited"  # fields: "unlimited", "min" or bytes of cached vectors
     table_dtype: str = "float32"
-    batched: str = "cached"  # fields: batches of 2 or more on the cached tables, or "gemm"
+    batched: str | None = None  # fields: batches of 2 or more on the cached tables (None: "cached"), or "gemm"
     pair_major: bool = False  # pairs: merge the cached lookups too (rewrite/merge.py)
     fields: FieldsLayoutConfig = field(default_factory=FieldsLayoutConfig)
 
@@ -46,12 +46,12 @@ class CachedFormOptions:
             raise Fm2OnnxError("--pair-major is an option of the pairs layout")
         layout = self.layout if kind == "fmfm" else "pairs"
         if layout == "pairs" and (self.table_dtype != "float32" or self.cache_budget != "unlimited"
-                                  or self.batched != "cached"):
+                                  or self.batched not in (None, "cached")):
             what = f"{kind} models" if kind != "fmfm" else "the pairs layout"
             raise Fm2OnnxError(f"cache budgets, compact table dtypes and --batched gemm need the fields layout of an "
                                f"FmFM model, not {what}")
         return replace(self, layout=layout, fields=replace(self.fields, table_dtype=self.table_dtype,
-                                                           batched=self.batched))
+                                                           batched=self.batched or "cached"))
 
     @property
     def tolerance(self) -> tuple[float, float]:

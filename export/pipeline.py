@@ -97,7 +97,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
             name = targets["uncached"].name if "uncached" in targets else "candidate-uncached.onnx"
             staged["uncached"] = stage.save(model, name, UNCACHED_TOLERANCE, targets.get("uncached"), "uncached")
         if "cached" in targets:
-            labelled = serve_candidates(options) if serve_batch else {"cached": options}
+            labelled = serve_candidates(options, serve_batch) if serve_batch else {"cached": options}
             built = {}
             for i, (label, candidate) in enumerate(labelled.items()):  # a pairs candidate comes last: it rewrites
                 made = make_cached(torch_model if candidate.layout == "fields" else None, model, candidate,

@@ -28,12 +28,16 @@ SERVE_THREADS = 1
 TIMING_SECONDS = 0.5  # per candidate, after warm-up
 
 
-def serve_candidates(options: CachedFormOptions) -> dict[str, CachedFormOptions]:
-    """label -> options; a pairs-layout candidate rewrites the uncached graph, so it is the only one."""
+def serve_candidates(options: CachedFormOptions, batch: int) -> dict[str, CachedFormOptions]:
+    """label -> options; a pairs-layout candidate rewrites the uncached graph, so it is the only one.
+    Batches of 2 or more also time each plan's hybrid (batches on the GEMM form) unless ``batched``
+    was asked for; one request never runs the GEMM branch."""
     if options.layout != "fields":
         return {f"cached {options.layout}": options}
     budgets = [options.cache_budget] + [b for b in ("unlimited", "min") if b != options.cache_budget]
-    return {f"cached {budget_label(b)}": replace(options, cache_budget=b) for b in budgets}
+    forms = [options.batched] if options.batched else ["cached", "gemm"] if batch > 1 else ["cached"]
+    return {f"cached {budget_label(b)}{'' if form == 'cached' else f' + {form} batches'}":
+            replace(options, cache_budget=b, batched=form) for form in forms for b in budgets}
 
 
 def budget_label(budget) -> str:
@@ -83,13 +87,13 @@ def choose_fastest(candidates: dict[str, list[Path]], spec: ModelSpec, batch: in
     # A pool of different requests, so no candidate times one batch of rows sitting in cache.
     pool = request_ids(spec.vocab_sizes, batch * max(8, 4096 // batch))
     feeds = [{INPUT_NAME: pool[i * batch:(i + 1) * batch]} for i in range(len(pool) // batch)]
-    timings = {}
+    timings, width = {}, max(map(len, candidates))
     for label, files in candidates.items():
         sess = session(files[0], threads)
         turn = iter(range(1 << 62))
         timings[label] = median_seconds(lambda: sess.run(None, feeds[next(turn) % len(feeds)])) * 1e6
         del sess
-        report(f"serve batch {batch}: {label:<22} {timings[label]:>12,.1f} µs per batch "
+        report(f"serve batch {batch}: {label:<{width}} {timings[label]:>12,.1f} µs per batch "
                f"({batch / timings[label] * 1e6:>12,.0f} rows/s, {threads} thread{'s' if threads > 1 else ''})")
     best = min(timings, key=timings.get)
     report(f"serve batch {batch}: writing {best}")

@@ -63,6 +63,35 @@ def test_batched_gemm_export_runs_batches_on_the_gemm_form(cli, fmfm_ckpt, tmp_p
     assert code == 2 and "unknown batched form 'dense'" in err
 
 
+@pytest.mark.parametrize("batch, hybrids", [(1, False), (16, True)])
+def test_serve_batch_times_every_candidate_and_writes_the_fastest(cli, fmfm_ckpt, tmp_path, batch, hybrids):
+    """Batches also time each plan's hybrid (one request never runs the GEMM branch); the written model is
+    the candidate with the smallest recorded time and still agrees with torch."""
+    target = tmp_path / "served.onnx"
+    code, out, err = cli("export", fmfm_ckpt, "-o", target, "--serve-batch", batch)
+    assert code == 0, err
+    props = {p.key: p.value for p in onnx.load(str(target)).metadata_props}
+    timings = json.loads(props["serve_timings_us"])
+    cached = {"cached unlimited", "cached min"}
+    expected = cached | {"uncached", "uncached gemm"} | ({f"{c} + gemm batches" for c in cached} if hybrids else set())
+    assert set(timings) == expected and all(t > 0 for t in timings.values())
+    assert props["serve_batch"] == str(batch) and props["serve_choice"] == min(timings, key=timings.get)
+    assert f"serve batch {batch}: writing {props['serve_choice']}" in out
+    assert cli("check", fmfm_ckpt, target)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ctr.pt", "served.onnx"]  # no candidate left behind
+
+
+def test_serve_batch_keeps_an_asked_batched_form_and_refuses_bad_sizes(cli, fmfm_ckpt, tmp_path):
+    code, out, err = cli("export", fmfm_ckpt, "-o", tmp_path / "a.onnx", "--serve-batch", "16", "--batched", "cached")
+    assert code == 0, err
+    timings = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "a.onnx")).metadata_props}
+                         ["serve_timings_us"])
+    assert not any("gemm batches" in label for label in timings)
+    for args in (("--serve-batch", "0"), ("--serve-batch", "4", "--form", "uncached")):
+        code, _, err = cli("export", fmfm_ckpt, "-o", tmp_path / "b.onnx", *args)
+        assert code == 2 and "--serve-batch needs a batch size >= 1" in err and len(err.strip().splitlines()) == 1
+
+
 def test_form_both_writes_the_uncached_model_beside_the_cached_one(cli, fmfm_ckpt, tmp_path):
     code, _, err = cli("export", fmfm_ckpt, "-o", tmp_path / "out" / "model.onnx", "--form", "both")
     assert code == 0, err

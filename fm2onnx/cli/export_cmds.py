@@ -24,9 +24,10 @@ DTYPE_HELP = ("Cached table values: float32 | float16 | int8 (per-row scales); r
               "Gather, never the whole table. Parity tolerances: `fm2onnx check --help`.")
 BATCHED_HELP = ("What the cached graph runs batches of 2 or more on: cached (its tables) | gemm (one MatMul over the "
                 "embedding row, the uncached GEMM form, which CPUs run faster once a batch has a few requests). "
-                "Single requests always read the cached tables.")
-SERVE_BATCH_HELP = ("Time the uncached graph and the cached plans at this batch size on this machine and write "
-                    "the fastest; the choice and the timings go into the model's metadata.")
+                "Single requests always read the cached tables. Default: cached; --serve-batch N > 1 times both.")
+SERVE_BATCH_HELP = ("Time the uncached graph, the GEMM form and the cached plans (and, for batches, their "
+                    "hybrids) at this batch size on this machine and write the fastest; the choice and the "
+                    "timings go into the model's metadata.")
 
 
 @app.command()
@@ -50,7 +51,7 @@ def export(
     layout: Optional[str] = typer.Option(None, help=LAYOUT_HELP + " Default: fields for FmFM (pairs with --pair-major)."),
     cache_budget: str = typer.Option("unlimited", help=BUDGET_HELP),
     table_dtype: str = typer.Option("float32", help=DTYPE_HELP),
-    batched: str = typer.Option("cached", help=BATCHED_HELP),
+    batched: Optional[str] = typer.Option(None, help=BATCHED_HELP),
     serve_batch: Optional[int] = typer.Option(None, help=SERVE_BATCH_HELP),
 ) -> None:
     """Export a checkpoint to ONNX: uncached graph, cache rewrite, parity check against torch."""
