@@ -4,6 +4,7 @@ Nothing here is timed: the figures come from `fm2onnx bench --shape criteo` (REA
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,37 @@ def test_targets_carry_the_floors_ratio_hand_computed():
     assert "K = 16 = 1.60 (>= 2); the floor: 1.50, short of it too" in lines
     assert by_what[(t3, "batch 1: cached speed-up over torch eager")].floor is None  # node count rules batch 1
     assert "torch eager = 0.80 (>= 1); the floor: 1.33\n" in lines + "\n"
+
+
+def test_huge_pages_reach_every_measuring_process_or_fail_in_one_line(monkeypatch):
+    import subprocess
+
+    from export.bench import run
+    from fm2onnx.errors import Fm2OnnxError
+
+    seen = []
+
+    def fake_run(cmd, **kwargs):
+        seen.append(kwargs.get("env"))
+        return subprocess.CompletedProcess(cmd, 0, 'RESULT {"p50_us": {}}\n', "")
+
+    monkeypatch.setattr(run.subprocess, "run", fake_run)
+    assert run.run_child({"path": "m.onnx"}, 10, huge_pages=True) == {"p50_us": {}}
+    assert run.run_child({"path": "m.onnx"}, 10) == {"p50_us": {}}
+    assert seen[0]["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1" and seen[0]["PATH"] == os.environ["PATH"]
+    assert seen[1] is None  # the parent's environment, untouched
+    monkeypatch.setattr(run, "transparent_huge_pages", lambda: "never")
+    with pytest.raises(Fm2OnnxError, match="--huge-pages needs Linux with transparent huge pages"):
+        run.BenchConfig(huge_pages=True)
+    run.BenchConfig()  # without --huge-pages the kernel setting does not matter
+
+
+def test_transparent_huge_pages_reads_the_kernels_mode(monkeypatch, tmp_path):
+    from export.bench import run
+
+    setting = tmp_path / "enabled"
+    setting.write_text("always [madvise] never\n")
+    monkeypatch.setattr(run, "THP_SETTING", setting)
+    assert run.transparent_huge_pages() == "madvise"
+    monkeypatch.setattr(run, "THP_SETTING", tmp_path / "missing")
+    assert run.transparent_huge_pages() is None

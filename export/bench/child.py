@@ -25,6 +25,15 @@ def rss_mb(field: str = "VmRSS") -> float:
     return 0.0
 
 
+def huge_pages_mb() -> float:
+    """Anonymous memory in transparent huge pages (``bench --huge-pages``); 0 where the kernel does not say."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            return next((int(line.split()[1]) / 1024 for line in f if line.startswith("AnonHugePages:")), 0.0)
+    except OSError:
+        return 0.0
+
+
 def batches_of(vocab, batch: int, distribution: str, seed: int) -> list[np.ndarray]:
     from export.traffic import request_ids
 
@@ -94,6 +103,7 @@ def main(job: dict) -> dict:
         out["runs"][str(batch)] = len(times)
     out["load_mb"] = loaded - before
     out["peak_mb"] = rss_mb("VmHWM") - before
+    out["huge_mb"] = huge_pages_mb()
     return out
 
 

@@ -28,7 +28,7 @@ def table_lines(result: BenchResult) -> list[str]:
     for prepared in result.models:
         for threads in result.config.threads:
             lines.append(f"{prepared.name}, {threads} intra-op thread{'s' if threads > 1 else ''}, "
-                         f"{result.config.ids} ids")
+                         f"{result.config.ids} ids" + (", huge pages" if result.config.huge_pages else ""))
             head = (f"  {'form':<22}{'b1 p50 µs':>11}{'b1 p99 µs':>11}"
                     + "".join(f"{f'b{b} rows/s':>14}" for b in batches if b != 1) + f"{'peak MB':>9}{'file MB':>9}")
             lines.append(head)
@@ -41,6 +41,10 @@ def table_lines(result: BenchResult) -> list[str]:
                 lines.append(f"  {form:<22}{first}" + "".join(f"{m.rows_per_s(b):>14,.0f}" for b in batches if b != 1)
                              + f"{m.peak_mb:>9,.0f}" + (f"{size / 1e6:>9,.1f}" if size else f"{'':>9}"))
             lines.append("")
+    if result.config.huge_pages:
+        without = sorted({m.form for m in result.measurements if m.huge_mb == 0})
+        if without:
+            lines.append(f"warning: no memory in huge pages for {', '.join(without)} (glibc older than 2.35?)")
     return lines
 
 
