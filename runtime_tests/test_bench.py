@@ -167,3 +167,18 @@ def test_transparent_huge_pages_reads_the_kernels_mode(monkeypatch, tmp_path):
     assert run.transparent_huge_pages() == "madvise"
     monkeypatch.setattr(run, "THP_SETTING", tmp_path / "missing")
     assert run.transparent_huge_pages() is None
+
+
+@pytest.mark.skipif(__import__("export.bench.run", fromlist=["x"]).transparent_huge_pages() in (None, "never"),
+                    reason="the kernel offers no transparent huge pages")
+def test_huge_pages_rows_beside_the_plain_ones(cli, tiny_ckpt):
+    code, out, err = cli("bench", tiny_ckpt, "--batches", "1", "--threads", "1", "--seconds", "0.01", "--min-runs", "3",
+                         "--no-torch", "--huge-pages", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    forms = {m["form"] for m in result["measurements"]}
+    plain = {"uncached", "uncached gemm", "cached", "floor concat", "floor per_field"}
+    assert forms == plain | {f"huge pages: {f}" for f in plain}
+    assert result["config"]["huge_pages"] and result["machine"]["transparent_huge_pages"] in ("always", "madvise")
+    # the targets are the plain forms' own; the floor row is still the faster of its two shapes
+    assert all("huge pages" not in t["what"] for t in result["targets"])

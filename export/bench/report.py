@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .run import BenchResult, Measurement
+from .run import HUGE, BenchResult, Measurement, shown_form
 
 MAIN_FORMS = ("torch eager", "uncached", "uncached gemm", "cached", "floor")
 HYBRID = "cached + gemm batches"  # bench --batched gemm: cached tables for single requests, the GEMM for batches
@@ -16,33 +16,36 @@ def forms_of(result: BenchResult, model: str) -> list[str]:
     """Main forms first, then cached variants; the two floor shapes show as one floor row."""
     seen = []
     for m in result.measurements:
-        form = "floor" if m.form.startswith("floor ") else m.form
+        form = shown_form(m.form)
         if m.model == model and form not in seen:
             seen.append(form)
-    return [f for f in MAIN_FORMS if f in seen] + [f for f in seen if f not in MAIN_FORMS]
+    main = [f for f in MAIN_FORMS if f in seen] + [f for f in seen if f not in MAIN_FORMS and not f.startswith(HUGE)]
+    return main + [HUGE + f for f in main if HUGE + f in seen]
 
 
 def table_lines(result: BenchResult) -> list[str]:
     batches = result.config.batches
     lines = []
+    width = max([22] + [len(shown_form(m.form)) + 2 for m in result.measurements])
     for prepared in result.models:
         for threads in result.config.threads:
             lines.append(f"{prepared.name}, {threads} intra-op thread{'s' if threads > 1 else ''}, "
-                         f"{result.config.ids} ids" + (", huge pages" if result.config.huge_pages else ""))
-            head = (f"  {'form':<22}{'b1 p50 µs':>11}{'b1 p99 µs':>11}"
+                         f"{result.config.ids} ids")
+            head = (f"  {'form':<{width}}{'b1 p50 µs':>11}{'b1 p99 µs':>11}"
                     + "".join(f"{f'b{b} rows/s':>14}" for b in batches if b != 1) + f"{'peak MB':>9}{'file MB':>9}")
             lines.append(head)
             for form in forms_of(result, prepared.name):
                 m = result.find(prepared.name, form, threads)
                 if m is None:
                     continue
-                size = prepared.file_bytes.get(form) or prepared.file_bytes.get("floor concat" if form == "floor" else "")
+                base = form.removeprefix(HUGE)
+                size = prepared.file_bytes.get(base) or prepared.file_bytes.get("floor concat" if base == "floor" else "")
                 first = (f"{m.p50_us[1]:>11,.1f}{m.p99_us[1]:>11,.1f}" if 1 in m.p50_us else f"{'':>22}")
-                lines.append(f"  {form:<22}{first}" + "".join(f"{m.rows_per_s(b):>14,.0f}" for b in batches if b != 1)
+                lines.append(f"  {form:<{width}}{first}" + "".join(f"{m.rows_per_s(b):>14,.0f}" for b in batches if b != 1)
                              + f"{m.peak_mb:>9,.0f}" + (f"{size / 1e6:>9,.1f}" if size else f"{'':>9}"))
             lines.append("")
     if result.config.huge_pages:
-        without = sorted({m.form for m in result.measurements if m.huge_mb == 0})
+        without = sorted({m.form for m in result.measurements if m.form.startswith(HUGE) and m.huge_mb == 0})
         if without:
             lines.append(f"warning: no memory in huge pages for {', '.join(without)} (glibc older than 2.35?)")
     return lines

@@ -71,9 +71,9 @@ def bench(
     rounds: int = typer.Option(1, help="Measure every form this many times, interleaved, and report medians over "
                                "rounds (a slow spell of a shared machine then hits every form alike)."),
     no_torch: bool = typer.Option(False, "--no-torch", help="Skip torch eager."),
-    huge_pages: bool = typer.Option(False, "--huge-pages", help="Measure every form (torch too) with glibc's "
-                                    "malloc on transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, "
-                                    "glibc 2.35+): large tables cost fewer TLB misses."),
+    huge_pages: bool = typer.Option(False, "--huge-pages", help="Also measure every form (torch too) with "
+                                    "glibc's malloc on transparent huge pages (GLIBC_TUNABLES=glibc.malloc."
+                                    "hugetlb=1, glibc 2.35+), as rows 'huge pages: <form>'."),
     plot: Optional[Path] = typer.Option(None, help="Write a PNG of latency and throughput against batch size."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of the table."),
     workdir: Optional[Path] = typer.Option(None, help="Write the checkpoints and exported files here and keep them (default: a temporary directory)."),
