@@ -139,7 +139,7 @@ def run_bench(models: list[tuple[str, Path]], variants: list[CachedVariant], con
         forms = [(label, kind, path, False) for label, kind, path in forms] + \
             [(HUGE + label, kind, path, True) for label, kind, path in (forms if config.huge_pages else [])]
         taken: dict[tuple[str, int], list[dict]] = {}
-        width = max(24, *(len(label) for label, *_ in forms))
+        width = max([24] + [len(label) for label, *_ in forms])
         for round_ in range(config.rounds):  # interleaved, so a slow spell of the machine hits every form
             for threads in config.threads:
                 for label, kind, path, huge in forms:
