@@ -58,6 +58,11 @@ class CachedFormOptions:
         return tolerance_of(self.table_dtype)
 
 
+def batched_label(batched: str | None) -> str:
+    """How a cached variant's label names its batched form: nothing for the tables, " + gemm batches"."""
+    return "" if batched in (None, "cached") else f" + {batched} batches"
+
+
 @dataclass
 class CachedGraph:
     model: ir.Model

@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from models import ModelSpec
 
-from .cached_form import CachedFormOptions
+from .cached_form import CachedFormOptions, batched_label
 from .model_io import load_model, save_model
 from .to_onnx import INPUT_NAME
 from .traffic import request_ids
@@ -36,8 +36,8 @@ def serve_candidates(options: CachedFormOptions, batch: int) -> dict[str, Cached
         return {f"cached {options.layout}": options}
     budgets = [options.cache_budget] + [b for b in ("unlimited", "min") if b != options.cache_budget]
     forms = [options.batched] if options.batched else ["cached", "gemm"] if batch > 1 else ["cached"]
-    return {f"cached {budget_label(b)}{'' if form == 'cached' else f' + {form} batches'}":
-            replace(options, cache_budget=b, batched=form) for form in forms for b in budgets}
+    return {f"cached {budget_label(b)}{batched_label(form)}": replace(options, cache_budget=b, batched=form)
+            for form in forms for b in budgets}
 
 
 def budget_label(budget) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from export.bench.run import transparent_huge_pages
+
 from .conftest import VARIABLE_DIMS, randomized_model, write_checkpoint
 
 
@@ -169,8 +171,7 @@ def test_transparent_huge_pages_reads_the_kernels_mode(monkeypatch, tmp_path):
     assert run.transparent_huge_pages() is None
 
 
-@pytest.mark.skipif(__import__("export.bench.run", fromlist=["x"]).transparent_huge_pages() in (None, "never"),
-                    reason="the kernel offers no transparent huge pages")
+@pytest.mark.skipif(transparent_huge_pages() in (None, "never"), reason="the kernel offers no transparent huge pages")
 def test_huge_pages_rows_beside_the_plain_ones(cli, tiny_ckpt):
     code, out, err = cli("bench", tiny_ckpt, "--batches", "1", "--threads", "1", "--seconds", "0.01", "--min-runs", "3",
                          "--no-torch", "--huge-pages", "--json")

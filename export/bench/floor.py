@@ -4,9 +4,9 @@ cached model's time over the floor's is what its arithmetic costs; at small ones
 count, and the cached model's run Gathers beat the floor's one Gather per field.
 
 Built on the cached model's own tables (same rows, run padding included, same dtype, same scale
-lookups), in two shapes, and the bench keeps the faster at each batch size: ``concat`` (one Concat, one ReduceSum: fewest
-nodes, best for small batches) and ``per_field`` (a ReduceSum per gathered row while it is in cache,
-then one Sum: best for large batches).
+lookups), in two shapes, and the bench keeps the faster at each batch size: ``concat`` (one Concat,
+one ReduceSum: fewest nodes, best for small batches) and ``per_field`` (a ReduceSum per gathered row
+while it is in cache, then one Sum: best for large batches).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 
 from .. import metadata
-from ..cached_form import CachedFormOptions, make_cached
+from ..cached_form import CachedFormOptions, batched_label, make_cached
 from ..flops import count_flops
 from ..gemm_form import build_gemm_graph
 from ..model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD, tensor_bytes
@@ -36,9 +36,7 @@ class CachedVariant:
             parts.append(self.cache_budget if self.cache_budget == "min" else f"budget {self.cache_budget}")
         if self.table_dtype != "float32":
             parts.append(self.table_dtype)
-        if self.batched != "cached":
-            parts.append(f"+ {self.batched} batches")
-        return " ".join(parts)
+        return " ".join(parts) + batched_label(self.batched)
 
     def options(self) -> CachedFormOptions:
         return CachedFormOptions(layout=self.layout, cache_budget=self.cache_budget, table_dtype=self.table_dtype,

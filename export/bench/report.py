@@ -6,10 +6,11 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..cached_form import batched_label
 from .run import HUGE, BenchResult, Measurement, shown_form
 
 MAIN_FORMS = ("torch eager", "uncached", "uncached gemm", "cached", "floor")
-HYBRID = "cached + gemm batches"  # bench --batched gemm: cached tables for single requests, the GEMM for batches
+HYBRID = "cached" + batched_label("gemm")  # bench --batched gemm: cached tables for one request, the GEMM for batches
 
 
 def forms_of(result: BenchResult, model: str) -> list[str]:

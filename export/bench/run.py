@@ -38,9 +38,10 @@ class BenchConfig:
             raise Fm2OnnxError("--rounds must be >= 1")
         if self.seconds <= 0 or self.min_runs < 1:
             raise Fm2OnnxError("--seconds must be > 0 and --min-runs >= 1")
-        if self.huge_pages and transparent_huge_pages() in (None, "never"):
+        mode = transparent_huge_pages() if self.huge_pages else None
+        if self.huge_pages and mode in (None, "never"):
             raise Fm2OnnxError(f"--huge-pages needs Linux with transparent huge pages; {THP_SETTING} says "
-                               f"{transparent_huge_pages() or 'nothing (no such file)'}")
+                               f"{mode or 'nothing (no such file)'}")
 
 
 THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -52,8 +53,8 @@ HUGE = "huge pages: "  # label prefix of the forms measured that way
 
 def shown_form(form: str) -> str:
     """The table row of a measured form: the floor's two shapes share one."""
-    base = form.removeprefix(HUGE)
-    return form[:len(form) - len(base)] + ("floor" if base.startswith("floor ") else base)
+    prefix, base = (HUGE, form[len(HUGE):]) if form.startswith(HUGE) else ("", form)
+    return prefix + ("floor" if base.startswith("floor ") else base)
 
 
 def transparent_huge_pages() -> str | None:
