@@ -193,9 +193,7 @@ def gemm_batch_graph(model: FMFamilyModel, layout: FieldsLayout, g: Shared, main
     """Batches on the GEMM form (export/gemm_form.py), from the same clipped rows: faster than reading
     cached tables once a batch has a few requests (``fm2onnx bench``)."""
     w = GraphWriter("gemm_")
-    n = layout.num_fields
-    ids = w.op("Sub", [g.clean, w.const(layout.field_bases(), "row_bases")], "ids")  # back to 0..V per field
-    total = gemm_pairs(w, model, w.ops("Split", [ids], "column", n, axis=1, num_outputs=n), weights=main)
+    total = gemm_pairs(w, model, g.clean, row_bases=layout.field_bases(), weights=main)
     bias = w.const(model.bias.detach().float().numpy().reshape(1), "bias")
     return w.graph([w.op("Add", [total, bias], "pairs")], "gemm_batch")
 

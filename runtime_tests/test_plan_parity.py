@@ -65,19 +65,19 @@ def test_every_subgraph_and_table_dtype_matches_torch(table_dtype, batched):
             assert parity.ok, f"{plan.describe()}, batch {batch}: {parity.describe()}"
 
 
-@pytest.mark.parametrize("segments", [1, 3, 100])
-def test_gemm_form_matches_torch(segments, monkeypatch):
-    """The GEMM form, its block matrix split into column segments (none, some, more than columns)."""
+@pytest.mark.parametrize("groups", [1, 3, 100])
+def test_gemm_form_matches_torch(groups, monkeypatch):
+    """The GEMM form, its fields in width groups (one, some, one group per field)."""
     import export.gemm_form as gemm_form
 
     pairs = gemm_form.gemm_pairs
-    monkeypatch.setattr(gemm_form, "gemm_pairs", lambda *a, **k: pairs(*a, **k, segments=segments))
+    monkeypatch.setattr(gemm_form, "gemm_pairs", lambda *a, **k: pairs(*a, **k, groups=groups))
     model = randomized_model("fmfm", VARIABLE_DIMS, seed=3, vocab=[7, 30, 11, 2, 50, 9])
     graph = gemm_form.build_gemm_graph(model)
     for batch in (1, 300):
         ids = parity_ids(model.spec, batch, seed=batch)
         parity = compare(torch_logits(model, ids), ort_logits(graph, ids))
-        assert parity.ok, f"{segments} segments, batch {batch}: {parity.describe()}"
+        assert parity.ok, f"{groups} groups, batch {batch}: {parity.describe()}"
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,10 +1,14 @@
 """The torch serving modules (the uncached graphs, before ONNX) equal the model on any configuration."""
 
+import itertools
+
 import numpy as np
 import torch
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from export.field_order import PairLayout, canonical_order
+from export.gemm_form import gemm_tables, width_groups
 from export.serving import serving_module
 from models import ModelSpec, build_model
 from reference import reference_logits
@@ -41,3 +45,32 @@ def test_pair_layout_covers_every_pair_once_grouped_by_the_smaller_dim():
     assert sorted(pairs) == [(a, b) for a in range(6) for b in range(a + 1, 6)]
     for d in layout.group_dims:
         assert all(min(layout.dims[a], layout.dims[b]) == d for a, b in layout.pairs(d))
+
+
+@settings(max_examples=100, deadline=None)
+@given(configurations(kinds=["fmfm"]), st.integers(1, 8))
+def test_gemm_tables_give_the_reference_logit(config, groups):
+    """X gathered from the width groups' padded tables, Σ X ⊙ X·W + bias, in float64 numpy."""
+    spec, ids, seed = config
+    model = build_model(spec, seed=seed)
+    randomize(model, seed)
+    tables = gemm_tables(model, groups)
+    rows = np.clip(ids, 0, np.array(spec.vocab_sizes))  # past the vocabulary: row V, a copy of row 0
+    x = np.concatenate([g.table[rows[:, g.fields] + np.array(g.first_rows)].reshape(len(ids), -1)
+                        for g in tables.groups], axis=1).astype(np.float64)
+    got = (x * (x @ tables.matrix.astype(np.float64))).sum(axis=1) + model.bias.item()
+    np.testing.assert_allclose(got, reference_logits(spec, model.state_dict(), ids), rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 20), min_size=1, max_size=9), st.integers(1, 10))
+def test_width_groups_pad_least(widths, count):
+    """Against every way of cutting the fields sorted by width into that many groups."""
+    groups = width_groups(widths, count)
+    assert sorted(f for g in groups for f in g) == list(range(len(widths)))
+    assert len(groups) == min(count, len(widths))
+    padded = sum(len(g) * max(widths[f] for f in g) for g in groups)
+    ordered = sorted(widths)
+    best = min(sum((b - a) * ordered[b - 1] for a, b in zip((0,) + cuts, cuts + (len(widths),)))
+               for cuts in itertools.combinations(range(1, len(widths)), len(groups) - 1))
+    assert padded == best

@@ -19,8 +19,8 @@ def randomize(model, seed):
 
 
 @st.composite
-def configurations(draw):
-    kind = draw(st.sampled_from(MODEL_KINDS))
+def configurations(draw, kinds=MODEL_KINDS):
+    kind = draw(st.sampled_from(kinds))
     n = draw(st.integers(2, 7))
     vocab = draw(st.lists(st.integers(1, 9), min_size=n, max_size=n))
     variable = kind == "fmfm" and draw(st.booleans())
