@@ -136,6 +136,15 @@ def test_targets_carry_the_floors_ratio_hand_computed():
     assert by_what[(t3, "batch 1: cached speed-up over torch eager")].floor is None  # node count rules batch 1
     assert "torch eager = 0.80 (>= 1); the floor: 1.33\n" in lines + "\n"
 
+    # a run without batch 1 checks no batch-1 target, and labels none of its batch's figures as one
+    only_large = [Measurement(x.model, x.form, x.threads, {1024: x.p50_us[1024]}, {1024: x.p99_us[1024]}, {1024: 9},
+                              0, 0) for x in measurements]
+    large = BenchResult(BenchConfig(batches=(1024,), threads=(1, 2)), models, only_large)
+    speed_ups = sorted((t.what, t.threshold) for t in targets(large) if t.what.endswith(("eager", "uncached")))
+    assert speed_ups == sorted((f"batch 1024: {form} speed-up over {rival}", 1)
+                               for form in ("cached", "cached + gemm batches")
+                               for rival in ("torch eager", "onnxruntime uncached"))
+
 
 def test_huge_pages_reach_every_measuring_process_or_fail_in_one_line(monkeypatch):
     import subprocess

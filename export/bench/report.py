@@ -91,13 +91,12 @@ def targets(result: BenchResult) -> list[Target]:
         for form in ("cached", HYBRID):
             mine = result.find(name, form, 1)
             reads_tables = form == "cached"  # the hybrid's batches do not read the cached rows: no floor for them
-            for batch, rival, label, threshold in ((small, "torch eager", "torch eager", 20),
-                                                   (small, "uncached", "onnxruntime uncached", 4),
-                                                   (large, "torch eager", "torch eager", 1),
-                                                   (large, "uncached", "onnxruntime uncached", 1)):
+            single = ((1, "torch eager", "torch eager", 20), (1, "uncached", "onnxruntime uncached", 4))
+            batched = ((large, "torch eager", "torch eager", 1), (large, "uncached", "onnxruntime uncached", 1))
+            for batch, rival, label, threshold in (single if small == 1 else ()) + (batched if large > 1 else ()):
                 # at large batches the time is the rows' memory traffic, which the floor measures; at small
                 # ones it is node count, where fewer lookups (runs) beat the floor's one Gather per field
-                floor = ratio(one[rival], one["floor"], batch) if reads_tables and batch == large > small else None
+                floor = ratio(one[rival], one["floor"], batch) if reads_tables and batch > 1 else None
                 add(name, f"batch {batch}: {form} speed-up over {label}", ratio(one[rival], mine, batch), threshold,
                     floor=floor)
             add(name, f"batch {large}: {form} 2-thread / 1-thread throughput",

@@ -150,7 +150,7 @@ def run_bench(models: list[tuple[str, Path]], variants: list[CachedVariant], con
                     budget = 60 + len(config.batches) * (config.seconds * 20 + 30)
                     taken.setdefault((label, threads), []).append(run_child(job, budget, huge))
                     m = combine(name, label, threads, taken[(label, threads)][-1:])
-                    echo(f"  {label:<{width}} {threads} thread{'s' if threads > 1 else ' '}  batch 1 p50 "
+                    echo(f"  {label:<{width}} {threads} thread{'s' if threads > 1 else ' '}  batch {config.batches[0]} p50 "
                          f"{m.p50_us[config.batches[0]]:>10,.1f} µs   batch {config.batches[-1]} "
                          f"{m.rows_per_s(config.batches[-1]):>12,.0f} rows/s"
                          + (f"   (round {round_ + 1})" if config.rounds > 1 else ""))
