@@ -54,21 +54,27 @@ class GemmTables:
 
 
 def width_groups(widths: list[int], count: int) -> list[list[int]]:
-    """Fields (by index) in ``count`` groups of similar width, narrowest first, with the fewest padding
-    values: a partition of the fields sorted by width, by dynamic programming."""
+    """Fields (by index) in ``count`` groups of similar width, narrowest first: a partition of the fields
+    sorted by width with the fewest padding values and then, among those, groups of the most even
+    sizes (Σ size², which the block-triangular MatMuls' FLOPs grow with), by dynamic programming."""
     order = sorted(range(len(widths)), key=lambda f: (widths[f], f))
     sorted_widths = [widths[f] for f in order]
     n, count = len(order), max(1, min(count, len(order)))
 
+    def cost(start: int, end: int) -> tuple[int, int]:
+        size = (end - start) * sorted_widths[end - 1]
+        return size, size * size
+
     @lru_cache(maxsize=None)
-    def best(start: int, groups: int) -> tuple[int, tuple[int, ...]]:
-        """(padded width, group ends) for the fields from ``start`` on in ``groups`` groups."""
+    def best(start: int, groups: int) -> tuple[tuple[int, int], tuple[int, ...]]:
+        """((padded width, Σ size²), group ends) for the fields from ``start`` on in ``groups`` groups."""
         if groups == 1:
-            return (n - start) * sorted_widths[-1], (n,)
+            return cost(start, n), (n,)
         options = []
         for end in range(start + 1, n - groups + 2):
-            cost, ends = best(end, groups - 1)
-            options.append(((end - start) * sorted_widths[end - 1] + cost, (end,) + ends))
+            (padded, squares), ends = best(end, groups - 1)
+            here = cost(start, end)
+            options.append(((here[0] + padded, here[1] + squares), (end,) + ends))
         return min(options)
 
     ends = best(0, count)[1]
