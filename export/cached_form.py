@@ -31,7 +31,9 @@ class CachedFormOptions:
     layout: str = "fields"
     cache_budget: str | int = "unlimited"  # fields: "unlimited", "min" or bytes of cached vectors
     table_dtype: str = "float32"
-    batched: str | None = None  # fields: batches of 2 or more on the cached tables (None: "cached"), or "gemm"
+    # fields: what batches of 2 or more run on, "gemm" (the default: faster from a few requests on) or
+    # "cached" (the tables alone: the smallest file); the pairs layout has its tables only
+    batched: str | None = None
     pair_major: bool = False  # pairs: merge the cached lookups too (rewrite/merge.py)
     fields: FieldsLayoutConfig = field(default_factory=FieldsLayoutConfig)
 
@@ -50,8 +52,8 @@ class CachedFormOptions:
             what = f"{kind} models" if kind != "fmfm" else "the pairs layout"
             raise Fm2OnnxError(f"cache budgets, compact table dtypes and --batched gemm need the fields layout of an "
                                f"FmFM model, not {what}")
-        return replace(self, layout=layout, fields=replace(self.fields, table_dtype=self.table_dtype,
-                                                           batched=self.batched or "cached"))
+        batched = self.batched or ("gemm" if layout == "fields" else "cached")
+        return replace(self, layout=layout, fields=replace(self.fields, table_dtype=self.table_dtype, batched=batched))
 
     @property
     def tolerance(self) -> tuple[float, float]:
@@ -87,6 +89,6 @@ def make_cached(model: FMFamilyModel | None, uncached: ir.Model, options: Cached
              f"fields layout: {layout.describe()}",
              f"fields layout: {options.table_dtype} tables, {tensor_bytes(graph):,} bytes of tensors, "
              f"{layout.graph_flops():,} FLOPs per request read from the tables (run padding and own vectors included)"]
-    if options.batched == "gemm":  # the graph's count is its larger branch: the GEMM the batches run on
+    if options.fields.batched == "gemm":  # the graph's count is its larger branch: the GEMM the batches run on
         lines.append(f"batches of 2 or more run on the GEMM form: {count_flops(graph).total:,} FLOPs per row")
     return CachedGraph(graph, lines, plan)

@@ -187,7 +187,7 @@ def test_huge_pages_rows_beside_the_plain_ones(cli, tiny_ckpt):
     assert code == 0, err
     result = json.loads(out)
     forms = {m["form"] for m in result["measurements"]}
-    plain = {"uncached", "uncached gemm", "cached", "floor concat", "floor per_field"}
+    plain = {"uncached", "uncached gemm", "cached", "cached + gemm batches", "floor concat", "floor per_field"}
     assert forms == plain | {f"huge pages: {f}" for f in plain}
     assert result["config"]["huge_pages"] and result["machine"]["transparent_huge_pages"] in ("always", "madvise")
     # the targets are the plain forms' own; the floor row is still the faster of its two shapes

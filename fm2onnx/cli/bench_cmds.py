@@ -64,8 +64,8 @@ def bench(
     ids: str = typer.Option("zipf", help="Request ids: zipf (heavy-tailed like CTR traffic) | uniform (worst case)."),
     table_dtypes: str = typer.Option("float32", help="Cached variants by table dtype, e.g. float32,float16,int8."),
     cache_budgets: str = typer.Option("unlimited", help="Cached variants by cache budget, e.g. unlimited,min."),
-    batched: str = typer.Option("cached", help="Cached variants by what batches of 2 or more run on: cached | gemm "
-                                "(export --batched), e.g. cached,gemm."),
+    batched: str = typer.Option("cached,gemm", help="Cached variants by what batches of 2 or more run on: cached "
+                                "(the tables alone) | gemm (export's default, --batched), e.g. cached,gemm."),
     seconds: float = typer.Option(1.0, help="Timing per form, thread count and batch size, after warm-up."),
     min_runs: int = typer.Option(400, help="Runs at least this many times at small batches (1/20 at large ones)."),
     rounds: int = typer.Option(1, help="Measure every form this many times, interleaved, and report medians over "

@@ -22,9 +22,10 @@ BUDGET_HELP = ("Bytes of cached vectors (e.g. 100MB), min (every pair cached on 
                "right or computes v·M when serving; see `fm2onnx plan`.")
 DTYPE_HELP = ("Cached table values: float32 | float16 | int8 (per-row scales); rows are converted after the "
               "Gather, never the whole table. Parity tolerances: `fm2onnx check --help`.")
-BATCHED_HELP = ("What the cached graph runs batches of 2 or more on: cached (its tables) | gemm (one MatMul over the "
-                "embedding row, the uncached GEMM form, which CPUs run faster once a batch has a few requests). "
-                "Single requests always read the cached tables. Default: cached; --serve-batch N > 1 times both.")
+BATCHED_HELP = ("What the cached graph runs batches of 2 or more on: gemm (MatMuls over the embedding rows, the "
+                "uncached GEMM form, which CPUs run faster once a batch has a few requests; the default) | cached "
+                "(its tables alone: the smallest file). Single requests always read the cached tables. "
+                "--serve-batch N > 1 times both.")
 SERVE_BATCH_HELP = ("Time the uncached graph, the GEMM form and the cached plans (and, for batches, their "
                     "hybrids) at this batch size on this machine and write the fastest; the choice and the "
                     "timings go into the model's metadata.")
