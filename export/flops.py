@@ -10,7 +10,8 @@ Counted from the graph's value shapes after ONNX shape inference, with these con
 * reductions (ReduceSum, ReduceMean, ...): 1 per input element (n inputs -> n operations, the
   paper's "+1 per pair" when P dot products are summed);
 * MatMul, Gemm, Einsum: 2 per multiply-add (Gemm's bias adds 1 per output element);
-* If: the larger of its two branches (fm2onnx's branches compute the same values two ways).
+* If: the larger of its two branches (fm2onnx's branches compute the same values two ways, by batch
+  size); ``count_flops(..., branch=min)`` counts the smaller instead.
 
 Shapes are per row: the symbolic batch dim (and any other dim shape inference leaves unknown)
 counts as 1. Ops outside these lists are reported as uncounted rather than guessed.
@@ -50,13 +51,14 @@ class FlopsCount:
     uncounted: list[str] = field(default_factory=list)  # "OpType node-name" of ops with no rule or no shape
 
 
-def count_flops(model: ir.Model, *, infer_shapes: bool = True) -> FlopsCount:
-    """FLOPs per row of ``model``'s main graph (shape inference first unless told it was done)."""
+def count_flops(model: ir.Model, *, infer_shapes: bool = True, branch=max) -> FlopsCount:
+    """FLOPs per row of ``model``'s main graph (shape inference first unless told it was done); ``branch``
+    picks an If's count from its branches'."""
     if infer_shapes:
         ShapeInferencePass()(model)
     result = FlopsCount()
     for node in model.graph:
-        flops = node_flops(node)
+        flops = node_flops(node, branch)
         if flops is None:
             result.uncounted.append(f"{node.op_type} {node.name}")
             continue
@@ -65,7 +67,7 @@ def count_flops(model: ir.Model, *, infer_shapes: bool = True) -> FlopsCount:
     return result
 
 
-def node_flops(node: ir.Node) -> int | None:
+def node_flops(node: ir.Node, branch=max) -> int | None:
     op = node.op_type
     if node.domain not in ("", "ai.onnx"):
         return None
@@ -85,20 +87,20 @@ def node_flops(node: ir.Node) -> int | None:
     if op == "Einsum":
         return einsum_flops(node)
     if op == "If":
-        return if_flops(node)
+        return if_flops(node, branch)
     return None
 
 
-def if_flops(node: ir.Node) -> int | None:
+def if_flops(node: ir.Node, branch=max) -> int | None:
     branches = [node.attributes[name].as_graph() for name in ("then_branch", "else_branch") if name in node.attributes]
-    counts = [graph_flops(g) for g in branches]
-    return None if not counts or any(c is None for c in counts) else max(counts)
+    counts = [graph_flops(g, branch) for g in branches]
+    return None if not counts or any(c is None for c in counts) else branch(counts)
 
 
-def graph_flops(graph: ir.Graph) -> int | None:
+def graph_flops(graph: ir.Graph, branch=max) -> int | None:
     total = 0
     for node in graph:
-        flops = node_flops(node)
+        flops = node_flops(node, branch)
         if flops is None:
             return None
         total += flops

@@ -128,8 +128,8 @@ def test_check_command_json_and_exit_code(cli, exported, tmp_path):
     assert code == 0 and result["ok"]
     assert [g["form"] for g in result["graphs"]] == ["cached", "cached", "uncached"]
     hybrid, tables, plain = (g["flops_per_row"] for g in result["graphs"])
-    # the default runs batches on the GEMM form, and an If counts as its larger branch
-    assert tables < plain < hybrid
+    # the default runs batches on the GEMM form, and an If counts as its larger branch; one request is cached
+    assert tables < plain < hybrid and result["graphs"][0]["flops_per_row_cheaper_branch"] < plain
     code, out, _ = cli("check", ckpt, cached, "--tolerance", "0")
     assert code == 1 and "EXCEEDS TOLERANCE" in out
 

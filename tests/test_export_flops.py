@@ -64,3 +64,18 @@ def test_gemm_and_einsum():
                   [("w", np.zeros((4, 3), np.float32)), ("b", np.zeros(3, np.float32))])
     assert count_flops(model).by_op_type == {"Gemm": 27, "Einsum": 24}
     assert onnx  # the helper API is onnx's own
+
+
+def test_an_if_counts_as_its_larger_branch_or_on_request_its_smaller():
+    """fm2onnx's If on batch size: a MatMul for batches, an elementwise Mul for one request."""
+    big = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y_big"])], "batches", [],
+                            [tensor("y_big", TensorProto.FLOAT, ["batch", 8])])
+    small = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["y_small"])], "one", [],
+                              [tensor("y_small", TensorProto.FLOAT, ["batch", 8])])
+    nodes = [helper.make_node("Shape", ["x"], ["batch"], start=0, end=1),
+             helper.make_node("Greater", ["batch", "one"], ["is_batched"]),
+             helper.make_node("If", ["is_batched"], ["y"], then_branch=big, else_branch=small)]
+    model = graph(nodes, [tensor("x", TensorProto.FLOAT, ["batch", 8])], [tensor("y", TensorProto.FLOAT, ["batch", 8])],
+                  [("w", np.zeros((8, 8), np.float32)), ("one", np.array([1], np.int64))])
+    assert count_flops(model).total == 2 * 8 * 8
+    assert count_flops(model, branch=min).total == 8

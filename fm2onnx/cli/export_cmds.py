@@ -147,12 +147,15 @@ def flops(
         results[str(path)] = {"form": graph.metadata_props.get("form", "?"),
                               "kind": graph.metadata_props.get("model_kind", "?"),
                               "flops_per_row": count.total, "by_op_type": dict(count.by_op_type),
-                              "uncounted": count.uncounted}
+                              "uncounted": count.uncounted,
+                              "flops_per_row_cheaper_branch": count_flops(graph, infer_shapes=False, branch=min).total}
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
     for path, r in results.items():
-        typer.echo(f"{path}: {r['flops_per_row']:,} FLOPs per row ({r['kind']}, {r['form']})")
+        typer.echo(f"{path}: {r['flops_per_row']:,} FLOPs per row ({r['kind']}, {r['form']})"
+                   + (f"; its cheaper batch-size branch {r['flops_per_row_cheaper_branch']:,}"
+                      if r["flops_per_row_cheaper_branch"] != r["flops_per_row"] else ""))
         if by_op:
             for op, n in sorted(r["by_op_type"].items(), key=lambda kv: -kv[1]):
                 if n:

@@ -198,7 +198,7 @@ def demo(
     uncached = model_path.with_name("model.uncached.onnx")
     for check in check_graphs(ckpt_path, [uncached, model_path]):
         console.print(f"  {Path(check.path).name}: {check.form}, max |dlogit| {check.max_abs_logit_error:.2e}, "
-                      f"{check.flops_per_row:,} FLOPs/row, {check.table_bytes:,} table bytes, "
+                      f"{check.flops_text()} FLOPs/row, {check.table_bytes:,} table bytes, "
                       f"{'ok' if check.within_tolerance else 'FAILED'}")
 
 
