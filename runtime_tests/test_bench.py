@@ -131,6 +131,7 @@ def test_targets_carry_the_floors_ratio_hand_computed():
     hybrid = by_what[(t3, "batch 1024: cached + gemm batches Table 3 dims speed-up over K = 16")]
     assert (hybrid.value, hybrid.floor, hybrid.holds) == (3.0, None, True)
     assert by_what[(t3, "cached time / floor time at batch 1")].value == 25 / 40  # the faster floor shape
+    assert by_what[(t3, "cached + gemm batches time / floor time at batch 1024")].value == 2500 / 3000
     lines = "\n".join(target_lines(targets(result)))
     assert "K = 16 = 1.60 (>= 2); the floor: 1.50, short of it too" in lines
     assert by_what[(t3, "batch 1: cached speed-up over torch eager")].floor is None  # node count rules batch 1
