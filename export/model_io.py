@@ -22,8 +22,9 @@ DEFAULT_EXTERNAL_DATA_THRESHOLD = 1_500_000_000
 
 
 def tensor_bytes(model: ir.Model, *, float_only: bool = False) -> int:
+    """Bytes of the initializers of every graph, subgraphs included."""
     total = 0
-    for value in model.graph.initializers.values():
+    for value in (v for graph in model.graphs() for v in graph.initializers.values()):
         tensor = value.const_value
         if tensor is None or (float_only and not tensor.dtype.is_floating_point()):
             continue
@@ -59,11 +60,27 @@ def save_model(model: ir.Model, path: str | Path, *,
     sidecar = sidecar_path(path)
     external = tensor_bytes(model) > external_data_threshold
     if external:
-        ir.save(model, path, external_data=sidecar.name, size_threshold_bytes=1024)
+        save_with_sidecar(model, path, sidecar)
     else:
         ir.save(model, path)
     onnx.checker.check_model(str(path), full_check=True)
     return [path, sidecar] if external else [path]
+
+
+def save_with_sidecar(model: ir.Model, path: Path, sidecar: Path, min_bytes: int = 1024) -> None:
+    """The main graph's tensors of ``min_bytes`` or more go to ``sidecar``; a subgraph's stay in the
+    file (small ones: the GEMM branch's block matrices), as onnxruntime-web cannot resolve external
+    data inside subgraphs ("external data path could not be canonicalized")."""
+    large = [v for v in model.graph.initializers.values() if v.const_value.nbytes >= min_bytes]
+    originals = [v.const_value for v in large]
+    externals = ir.external_data.convert_tensors_to_external(originals, path.parent, sidecar.name)
+    try:
+        for value, tensor in zip(large, externals):
+            value.const_value = tensor
+        ir.save(model, path)
+    finally:  # the caller's model keeps its tensors in memory
+        for value, tensor in zip(large, originals):
+            value.const_value = tensor
 
 
 @contextmanager

@@ -179,6 +179,12 @@ def test_external_data_loads_from_any_working_directory(tmp_path, monkeypatch):
         logit = ort_outputs(session(moved / name), ids)["logit"]
         np.testing.assert_allclose(logit, reference_logits(ckpt.spec, ckpt.state_dict, ids), rtol=1e-4, atol=1e-4)
     assert os.path.getsize(moved / "model.onnx") < os.path.getsize(moved / "model.onnx.data")
+    # a subgraph's tensors (the GEMM branch's block matrices) stay in the file: onnxruntime-web
+    # cannot resolve external data inside subgraphs
+    branches = [a.g for n in onnx.load(str(moved / "model.onnx"), load_external_data=False).graph.node
+                if n.op_type == "If" for a in n.attribute if a.type == onnx.AttributeProto.GRAPH]
+    inner = [t for b in branches for t in b.initializer]
+    assert inner and all(t.data_location != onnx.TensorProto.EXTERNAL for t in inner)
 
 
 def test_a_model_failing_parity_is_not_written(fmfm_ckpt, tmp_path, monkeypatch):
