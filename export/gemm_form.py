@@ -119,10 +119,11 @@ def gemm_pairs(w: GraphWriter, model: FMFamilyModel, rows: ir.Value, row_bases: 
                weights: GraphWriter | None = None, groups: int = GROUPS) -> ir.Value:
     """The logit without the bias, [B]. ``rows``: [B, n] int64, field f's row (0..V) plus ``row_bases[f]``
     (the cached graph's clipped ids). ``weights``: where the tables go (the main graph's initializers,
-    when ``w`` writes a subgraph). The block matrices stay with ``w``: onnxruntime prepacks a MatMul's
-    constant weights only when they are its own graph's initializers; from the outer scope it packed
-    them again on every call, a fixed cost that made the hybrid's small batches slower than the GEMM
-    form alone."""
+    when ``w`` writes a subgraph). The block matrices go there too, though onnxruntime prepacks a
+    MatMul's weights only from its own graph's initializers and so packs them on every call of the
+    hybrid's branch. As the branch's own initializers, small batches ran faster, but in two
+    ``fm2onnx bench`` runs the hybrid's 2-thread throughput at batch 1024 fell to 50-62% of the
+    usual in 5 of 8 rounds (0 of 6 in the two runs before), and its median missed the target."""
     n, tables, weights = model.spec.num_fields, gemm_tables(model, groups), weights or w
     shift = np.zeros(n, np.int64) if row_bases is None else -np.asarray(row_bases, np.int64)
     for group in tables.groups:
@@ -144,7 +145,7 @@ def gemm_pairs(w: GraphWriter, model: FMFamilyModel, rows: ir.Value, row_bases: 
     terms, ends = [], tables.group_ends()
     for h, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
         prefix = w.op("Concat", xs[:h + 1], "prefix", axis=1) if h else xs[0]
-        block = w.const(np.ascontiguousarray(tables.matrix[:end, start:end]), f"block_matrix_{h}")
+        block = weights.const(np.ascontiguousarray(tables.matrix[:end, start:end]), f"block_matrix_{h}")
         projected = w.op("MatMul", [prefix, block], "projected")
         terms.append(w.op("ReduceSum", [w.op("Mul", [xs[h], projected], "products"), w.ints(1)], "terms", keepdims=0))
     return w.op("Sum", terms, "pairs") if len(terms) > 1 else terms[0]
