@@ -13,7 +13,8 @@ from fm2onnx.errors import Fm2OnnxError
 
 from .flops import count_flops
 from .model_io import load_model, tensor_bytes
-from .parity import ATOL, RTOL, TOLERANCES, compare, ort_outputs, parity_ids, session, torch_logits
+from .parity import (ATOL, RTOL, TOLERANCES, compare, ort_outputs, outputs_in_serving_batches, parity_ids,
+                     session, torch_logits)
 
 
 @dataclass
@@ -88,7 +89,7 @@ def run_raw_graph(ckpt: Checkpoint, path, rows: int) -> tuple[np.ndarray, np.nda
 
     pre = preprocessor_of(ckpt)
     probe = probe_rows(pre, rows)
-    logits = session(path).run(["logit"], graph_feeds(RawContract.of(pre), probe))[0]
+    logits = outputs_in_serving_batches(session(path), graph_feeds(RawContract.of(pre), probe))["logit"]
     return python_ids(pre, probe), logits
 
 

@@ -69,8 +69,8 @@ def save_model(model: ir.Model, path: str | Path, *,
 
 def save_with_sidecar(model: ir.Model, path: Path, sidecar: Path, min_bytes: int = 1024) -> None:
     """The main graph's tensors of ``min_bytes`` or more go to ``sidecar``; a subgraph's stay in the
-    file (small ones: the GEMM branch's block matrices), as onnxruntime-web cannot resolve external
-    data inside subgraphs ("external data path could not be canonicalized")."""
+    file (small ones, such as the cached branches' index arrays), as onnxruntime-web cannot resolve
+    external data inside subgraphs ("external data path could not be canonicalized")."""
     large = [v for v in model.graph.initializers.values() if v.const_value.nbytes >= min_bytes]
     originals = [v.const_value for v in large]
     externals = ir.external_data.convert_tensors_to_external(originals, path.parent, sidecar.name)

@@ -58,11 +58,16 @@ def serving_batches(rows: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(cuts, cuts[1:])] or [slice(0, rows)]
 
 
-def ort_outputs(sess: ort.InferenceSession, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Every output for ``ids``, fed in ``serving_batches``."""
+def outputs_in_serving_batches(sess: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every output, the feeds (rows along axis 0) cut into ``serving_batches``."""
     names = [o.name for o in sess.get_outputs()]
-    runs = [sess.run(None, {INPUT_NAME: ids[rows]}) for rows in serving_batches(len(ids))]
+    rows = len(next(iter(feeds.values())))
+    runs = [sess.run(None, {k: v[cut] for k, v in feeds.items()}) for cut in serving_batches(rows)]
     return {name: np.concatenate([run[i] for run in runs]) for i, name in enumerate(names)}
+
+
+def ort_outputs(sess: ort.InferenceSession, ids: np.ndarray) -> dict[str, np.ndarray]:
+    return outputs_in_serving_batches(sess, {INPUT_NAME: ids})
 
 
 @dataclass(frozen=True)

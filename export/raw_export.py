@@ -18,7 +18,7 @@ from fm2onnx.errors import Fm2OnnxError
 
 from .model_io import (DEFAULT_EXTERNAL_DATA_THRESHOLD, load_model, move_into_place, refuse_overwrite, save_model,
                        sidecar_path, staged_directory)
-from .parity import compare, session
+from .parity import compare, outputs_in_serving_batches, session
 from .pipeline import ExportResult, export_checkpoint, output_paths
 from .raw_input import RawContract, attach_raw_input, preprocessor_of
 from .raw_rows import Rows, graph_feeds, probe_rows, python_ids, read_rows
@@ -43,15 +43,11 @@ class RawParity:
         return f"{self.rows:,} rows, {ids}, max |Δlogit| vs the id graph {self.max_abs_logit:.2e}"
 
 
-def outputs(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
-
-
 def raw_parity(raw_session, id_session, pre: Preprocessor, contract: RawContract, rows: Rows) -> RawParity:
     """The raw graph on ``rows`` vs the id graph on the Python preprocessing of the same rows."""
-    got = outputs(raw_session, graph_feeds(contract, rows))
+    got = outputs_in_serving_batches(raw_session, graph_feeds(contract, rows))
     want_ids = python_ids(pre, rows)
-    want = outputs(id_session, {INPUT_NAME: want_ids})
+    want = outputs_in_serving_batches(id_session, {INPUT_NAME: want_ids})
     differs = np.flatnonzero((got[INPUT_NAME] != want_ids).any(axis=1))
     first = ""
     if len(differs):

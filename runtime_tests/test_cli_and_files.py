@@ -179,12 +179,37 @@ def test_external_data_loads_from_any_working_directory(tmp_path, monkeypatch):
         logit = ort_outputs(session(moved / name), ids)["logit"]
         np.testing.assert_allclose(logit, reference_logits(ckpt.spec, ckpt.state_dict, ids), rtol=1e-4, atol=1e-4)
     assert os.path.getsize(moved / "model.onnx") < os.path.getsize(moved / "model.onnx.data")
-    # a subgraph's tensors (the GEMM branch's block matrices) stay in the file: onnxruntime-web
-    # cannot resolve external data inside subgraphs
-    branches = [a.g for n in onnx.load(str(moved / "model.onnx"), load_external_data=False).graph.node
-                if n.op_type == "If" for a in n.attribute if a.type == onnx.AttributeProto.GRAPH]
-    inner = [t for b in branches for t in b.initializer]
-    assert inner and all(t.data_location != onnx.TensorProto.EXTERNAL for t in inner)
+
+
+def test_a_sidecar_takes_the_main_graphs_tensors_and_leaves_a_subgraphs(tmp_path):
+    """onnxruntime-web cannot resolve external data inside subgraphs, so a branch's tensors stay inline."""
+    import onnx_ir as ir
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.model_io import save_model
+
+    big = np.arange(512, dtype=np.float32)  # 2 KB each
+    branch = helper.make_graph([helper.make_node("Add", ["x", "inner"], ["y_then"])], "then", [],
+                               [helper.make_tensor_value_info("y_then", TensorProto.FLOAT, [512])],
+                               [numpy_helper.from_array(2 * big, "inner")])
+    other = helper.make_graph([helper.make_node("Add", ["x", "outer"], ["y_else"])], "else", [],
+                              [helper.make_tensor_value_info("y_else", TensorProto.FLOAT, [512])])
+    graph = helper.make_graph([helper.make_node("If", ["flag"], ["y"], then_branch=branch, else_branch=other)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [512]),
+                               helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [512])],
+                              [numpy_helper.from_array(big, "outer")])
+    model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    path = tmp_path / "m.onnx"
+    assert [p.name for p in save_model(model, path, external_data_threshold=0)] == ["m.onnx", "m.onnx.data"]
+    saved = onnx.load(str(path), load_external_data=False)
+    assert saved.graph.initializer[0].data_location == onnx.TensorProto.EXTERNAL
+    then = next(a.g for a in saved.graph.node[0].attribute if a.name == "then_branch")
+    assert then.initializer[0].data_location != onnx.TensorProto.EXTERNAL
+    assert model.graph.initializers["outer"].const_value.numpy()[3] == 3.0  # the caller's model is untouched
+    sess = session(path)
+    for flag, want in ((True, 3 * big), (False, 2 * big)):
+        np.testing.assert_array_equal(sess.run(None, {"x": big, "flag": np.array(flag)})[0], want)
 
 
 def test_a_model_failing_parity_is_not_written(fmfm_ckpt, tmp_path, monkeypatch):

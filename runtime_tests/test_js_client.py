@@ -24,7 +24,7 @@ import pytest
 
 from export import load_model, save_model
 from export.parity import ATOL, parity_ids, session
-from export.raw_export import outputs
+from export.parity import outputs_in_serving_batches as outputs
 from export.raw_input import RawContract
 from export.raw_rows import probe_rows, python_ids, read_rows
 from export.to_onnx import INPUT_NAME

@@ -18,8 +18,9 @@ import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper
 
+from export.parity import outputs_in_serving_batches as outputs
 from export.parity import session
-from export.raw_export import outputs, raw_parity
+from export.raw_export import raw_parity
 from export.raw_input import CATEGORICAL_INPUT, NUMERIC_INPUT, RawContract, attach_raw_input
 from export.raw_rows import graph_feeds, probe_rows, python_ids, read_rows
 from export.raw_tables import bucket_edge, numpy_buckets
