@@ -60,9 +60,9 @@ class CachedFormOptions:
         return tolerance_of(self.table_dtype)
 
 
-def batched_label(batched: str | None) -> str:
+def batched_label(batched: str) -> str:
     """How a cached variant's label names its batched form: nothing for the tables, " + gemm batches"."""
-    return "" if batched in (None, "cached") else f" + {batched} batches"
+    return "" if batched == "cached" else f" + {batched} batches"
 
 
 @dataclass

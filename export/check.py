@@ -36,7 +36,7 @@ class GraphCheck:
     flops_per_row_cheaper_branch: int | None = None  # an If counted as its smaller branch
 
     def flops_text(self) -> str:
-        """'27,604–540,103' when the graph's branches by batch size differ (one request on the cached
+        """'27,603–540,103' when the graph's branches by batch size differ (one request on the cached
         tables, batches on the GEMM form), else the one count."""
         low = self.flops_per_row_cheaper_branch
         return f"{self.flops_per_row:,}" if low in (None, self.flops_per_row) else f"{low:,}–{self.flops_per_row:,}"

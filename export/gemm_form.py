@@ -7,8 +7,8 @@ W holds M_ab in the (a, b) block when field a comes before b in X, zeros elsewhe
 from a constant-1 column of X to every linear slot (so X ⊙ X·W there is the linear term). That is more
 FLOPs than the per-pair products (the zero blocks), but in a few MatMuls over the batch, which is what a
 CPU does fastest: at large batches it beats tables of cached vectors that have to be fetched from
-memory. ``fm2onnx export --serve-batch`` times it against the cached plans, and the cached graph can
-run its batches on it (``--batched gemm``: cached tables for single requests).
+memory. ``fm2onnx export --serve-batch`` times it against the cached plans, and the cached graph
+runs its batches on it by default (``--batched gemm``; single requests read the cached tables).
 
 Fields are grouped by row width, each group's rows zero-padded to its widest and stacked in one table:
 one Gather per group fetches [B, fields in group] rows. onnxruntime splits a Gather (and a Concat)
@@ -93,7 +93,7 @@ def gemm_tables(model: FMFamilyModel, groups: int = GROUPS) -> GemmTables:
             width = max(widths[f] for f in fields)
             if i == 0 and widths[ones_field] == width:  # no spare value for the constant 1
                 width += 1
-            stacked, first_rows = [], []
+            stacked, first_rows, rows_so_far = [], [], 0
             for k, f in enumerate(fields):
                 own = model.embeddings.tables[f].weight.detach().double().numpy()
                 rows = np.zeros((len(own) + 1, width), np.float64)
@@ -101,8 +101,9 @@ def gemm_tables(model: FMFamilyModel, groups: int = GROUPS) -> GemmTables:
                 rows[-1] = rows[0]
                 if f == ones_field:
                     rows[:, -1] = 1.0
-                first_rows.append(sum(len(r) for r in stacked))
+                first_rows.append(rows_so_far)
                 stacked.append(rows)
+                rows_so_far += len(rows)
                 slots[f] = start + k * width
             out.append(GemmGroup(fields, width, np.concatenate(stacked).astype(np.float32), first_rows))
             start += len(fields) * width
