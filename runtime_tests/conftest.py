@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # reference.py, the float64 oracle
-
-from fm2onnx.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
-from models import ModelSpec, build_model  # noqa: E402
+from fm2onnx.checkpoint import Checkpoint, save_checkpoint
+from models import ModelSpec, build_model
 
 FIELDS = ["site", "app", "device", "hour", "banner", "city"]
 VOCAB = [7, 3, 11, 24, 2, 9]

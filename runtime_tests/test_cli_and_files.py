@@ -14,7 +14,7 @@ from export import check_graphs, export_checkpoint
 from export.parity import ort_outputs, parity_ids, session
 from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
-from reference import reference_logits
+from runtime_tests.reference import reference_logits
 
 from .conftest import randomized_model, write_checkpoint
 

@@ -10,7 +10,7 @@ from onnx.reference import ReferenceEvaluator
 
 from export.parity import ort_outputs, parity_ids, session
 from fm2onnx.checkpoint import load_checkpoint
-from reference import reference_logits
+from runtime_tests.reference import reference_logits
 
 from .conftest import CASES, case_id
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings, strategies as st
 from fm2onnx.compression import compress_model, select_dims
 from fm2onnx.errors import Fm2OnnxError
 from models import ModelSpec, build_model
-from reference import reference_logits
-from test_models import randomize
+from runtime_tests.reference import reference_logits
+from .test_models import randomize
 
 
 @st.composite

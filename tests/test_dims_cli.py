@@ -12,7 +12,7 @@ from fm2onnx.dims_file import read_dims
 from fm2onnx.errors import Fm2OnnxError
 from fm2onnx.train import predict_logits
 from models import ModelSpec, build_model
-from test_compress_planted import K, planted_run
+from .test_compress_planted import K, planted_run
 
 
 @pytest.fixture(scope="module")

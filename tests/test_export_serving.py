@@ -11,8 +11,8 @@ from export.field_order import PairLayout, canonical_order
 from export.gemm_form import gemm_tables, width_groups
 from export.serving import serving_module
 from models import ModelSpec, build_model
-from reference import reference_logits
-from test_models import configurations, randomize
+from runtime_tests.reference import reference_logits
+from .test_models import configurations, randomize
 
 
 @settings(max_examples=100, deadline=None)

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from fm2onnx.errors import Fm2OnnxError
 from models import MODEL_KINDS, L2Config, ModelSpec, build_model
-from reference import reference_logits
+from runtime_tests.reference import reference_logits
 
 
 def randomize(model, seed):

@@ -14,7 +14,7 @@ from fm2onnx.dims_file import read_dims
 from fm2onnx.errors import Fm2OnnxError
 from fm2onnx.sweep import parse_thresholds, run_sweep, write_sweep
 from fm2onnx.train import TrainConfig
-from test_compress_planted import K, planted_run
+from .test_compress_planted import K, planted_run
 
 
 @pytest.fixture(scope="module")
