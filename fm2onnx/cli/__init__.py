@@ -6,7 +6,7 @@ import importlib
 
 from .app import app, run
 
-COMMAND_MODULES = ("data_cmds", "train_cmds", "export_cmds", "dims_cmds", "bench_cmds")
+COMMAND_MODULES = ("data_cmds", "train_cmds", "export_cmds", "dims_cmds", "bench_cmds", "import_cmds")
 
 
 def main() -> None:

@@ -1,0 +1,342 @@
+"""`fm2onnx import fuxictr` against FuxiCTR itself: models built from the fuxictr wheel's layers, trained
+a few steps on a generated CSV, saved as FuxiCTR saves them, imported, exported (cached + uncached id
+graphs and raw graphs) and compared with FuxiCTR's own forward on the same rows.
+
+The wheel ships no model_zoo, so the models below are written from the model definitions with
+FuxiCTR's attribute names (their state-dict keys are what the importer reads). FuxiCTR's
+FeatureProcessor is not used (it needs ray and polars < 2): feature_map.json and feature_vocab.json
+are written here in its format, with its Tokenizer's rules (``__PAD__`` 0, tokens by descending
+count, ``__OOV__`` last; the empty value is never a token).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+fuxictr_layers = pytest.importorskip("fuxictr.pytorch.layers")
+from fuxictr.features import FeatureMap  # noqa: E402
+from fuxictr.pytorch.layers import (FactorizationMachine, FeatureEmbedding, InnerProductInteraction,  # noqa: E402
+                                    LogisticRegression)
+from fuxictr.pytorch.models import BaseModel  # noqa: E402
+
+from fm2onnx.checkpoint import load_checkpoint  # noqa: E402
+from fm2onnx.cli import export_cmds, import_cmds  # noqa: E402,F401  (register the commands)
+from fm2onnx.cli.app import app  # noqa: E402
+from fm2onnx.data import Preprocessor  # noqa: E402
+from fm2onnx.errors import Fm2OnnxError  # noqa: E402
+
+FEATURES = ("site", "ad", "device", "hour")
+CARDINALITY = (40, 25, 6, 24)
+K = 4
+TOLERANCE = 1e-4
+FIT = dict(gpu=-1, verbose=0, model_root="unused", metrics=["logloss"], optimizer="adam",
+           loss="binary_crossentropy", learning_rate=0.05)
+
+
+# ----------------------------------------------------------------------------- FuxiCTR's models
+
+
+class LR(BaseModel):
+    def __init__(self, feature_map, **kw):
+        super().__init__(feature_map, model_id="LR", **kw)
+        self.lr_layer = LogisticRegression(feature_map, use_bias=True)
+        self.compile(kw["optimizer"], kw["loss"], kw["learning_rate"])
+        self.reset_parameters()
+
+    def forward(self, inputs):
+        return {"y_pred": self.output_activation(self.lr_layer(self.get_inputs(inputs)))}
+
+
+class FM(BaseModel):
+    def __init__(self, feature_map, embedding_dim=K, **kw):
+        super().__init__(feature_map, model_id="FM", **kw)
+        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.fm = FactorizationMachine(feature_map)
+        self.compile(kw["optimizer"], kw["loss"], kw["learning_rate"])
+        self.reset_parameters()
+
+    def forward(self, inputs):
+        X = self.get_inputs(inputs)
+        return {"y_pred": self.output_activation(self.fm(X, self.embedding_layer(X)))}
+
+
+class FwFM(BaseModel):
+    """poly2 = Linear(P, 1) over the upper-triangle inner products; linear part by linear_type."""
+
+    def __init__(self, feature_map, embedding_dim=K, linear_type="FiLV", **kw):
+        super().__init__(feature_map, model_id="FwFM", **kw)
+        n = feature_map.num_fields
+        self.interaction_weight = nn.Linear(n * (n - 1) // 2, 1)
+        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.inner_product_layer = InnerProductInteraction(n, output="inner_product")
+        self._linear_type = linear_type
+        if linear_type == "LW":
+            self.linear_weight_layer = FeatureEmbedding(feature_map, 1, use_pretrain=False)
+        elif linear_type == "FeLV":
+            self.linear_weight_layer = FeatureEmbedding(feature_map, embedding_dim)
+        else:
+            self.linear_weight_layer = nn.Linear(n * embedding_dim, 1, bias=False)
+        self.compile(kw["optimizer"], kw["loss"], kw["learning_rate"])
+        self.reset_parameters()
+
+    def forward(self, inputs):
+        X = self.get_inputs(inputs)
+        emb = self.embedding_layer(X)
+        out = self.interaction_weight(self.inner_product_layer(emb))
+        if self._linear_type == "LW":
+            out = out + self.linear_weight_layer(X).sum(dim=1)
+        elif self._linear_type == "FeLV":
+            out = out + (emb * self.linear_weight_layer(X)).sum((1, 2)).view(-1, 1)
+        else:
+            out = out + self.linear_weight_layer(emb.flatten(start_dim=1))
+        return {"y_pred": self.output_activation(out)}
+
+
+class FmFM(BaseModel):
+    """Pair p = (triu_index[0][p], triu_index[1][p]): left embedding times its matrix (or vector) . right."""
+
+    def __init__(self, feature_map, embedding_dim=K, field_interaction_type="matrixed", **kw):
+        super().__init__(feature_map, model_id="FmFM", **kw)
+        n = feature_map.num_fields
+        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        shape = (n * (n - 1) // 2, embedding_dim) + ((embedding_dim,) if field_interaction_type == "matrixed" else ())
+        self.field_interaction_type = field_interaction_type
+        self.interaction_weight = nn.Parameter(torch.empty(shape))
+        nn.init.xavier_normal_(self.interaction_weight)
+        self.lr_layer = LogisticRegression(feature_map)
+        self.triu_index = torch.triu_indices(n, n, offset=1)
+        self.compile(kw["optimizer"], kw["loss"], kw["learning_rate"])
+        self.reset_parameters()
+
+    def forward(self, inputs):
+        X = self.get_inputs(inputs)
+        emb = self.embedding_layer(X)
+        left, right = emb[:, self.triu_index[0]], emb[:, self.triu_index[1]]
+        if self.field_interaction_type == "vectorized":
+            left = left * self.interaction_weight
+        else:
+            left = torch.matmul(left.unsqueeze(2), self.interaction_weight).squeeze(2)
+        out = (left * right).sum(dim=-1).sum(dim=-1, keepdim=True) + self.lr_layer(X)
+        return {"y_pred": self.output_activation(out)}
+
+
+class FFM(BaseModel):
+    """Table s holds every feature's vector towards its s-th other field: pair (i, j) reads table j-1 at
+    field i and table i at field j."""
+
+    def __init__(self, feature_map, embedding_dim=2, **kw):
+        super().__init__(feature_map, model_id="FFM", **kw)
+        self.num_fields = feature_map.num_fields
+        self.lr_layer = LogisticRegression(feature_map)
+        self.embedding_layers = nn.ModuleList(FeatureEmbedding(feature_map, embedding_dim)
+                                              for _ in range(self.num_fields - 1))
+        self.compile(kw["optimizer"], kw["loss"], kw["learning_rate"])
+        self.reset_parameters()
+
+    def forward(self, inputs):
+        X = self.get_inputs(inputs)
+        tables = [layer(X) for layer in self.embedding_layers]
+        out = self.lr_layer(X)
+        for i in range(self.num_fields - 1):
+            for j in range(i + 1, self.num_fields):
+                out = out + (tables[j - 1][:, i] * tables[i][:, j]).sum(dim=1, keepdim=True)
+        return {"y_pred": self.output_activation(out)}
+
+
+class FFMv2(BaseModel):
+    """One table of (n-1)*K columns: feature of field i, slot s; pair (i, j) = slot j-1 of i . slot i of j."""
+
+    def __init__(self, feature_map, embedding_dim=2, **kw):
+        super().__init__(feature_map, model_id="FFMv2", **kw)
+        self.num_fields, self.embedding_dim = feature_map.num_fields, embedding_dim
+        self.lr_layer = LogisticRegression(feature_map, use_bias=True)
+        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim * (self.num_fields - 1))
+        self.compile(kw["optimizer"], kw["loss"], kw["learning_rate"])
+        self.reset_parameters()
+
+    def forward(self, inputs):
+        X = self.get_inputs(inputs)
+        n, k = self.num_fields, self.embedding_dim
+        slots = self.embedding_layer(X).view(-1, n, n - 1, k)
+        out = self.lr_layer(X)
+        for i in range(n - 1):
+            for j in range(i + 1, n):
+                out = out + (slots[:, i, j - 1] * slots[:, j, i]).sum(dim=1, keepdim=True)
+        return {"y_pred": self.output_activation(out)}
+
+
+# name -> (class, constructor options, expected fm2onnx kind, expected fm2onnx linear form)
+CASES = {
+    "LR": (LR, {}, "lr", "feature"),
+    "FM": (FM, {}, "fm", "feature"),
+    "FwFM-FiLV": (FwFM, {"linear_type": "FiLV"}, "fwfm", "field_vector"),
+    "FwFM-LW": (FwFM, {"linear_type": "LW"}, "fwfm", "feature"),
+    "FwFM-FeLV": (FwFM, {"linear_type": "FeLV"}, "fwfm", "feature"),
+    "FmFM-matrixed": (FmFM, {"field_interaction_type": "matrixed"}, "fmfm", "feature"),
+    "FmFM-vectorized": (FmFM, {"field_interaction_type": "vectorized"}, "fvfm", "feature"),
+    "FFM": (FFM, {}, "ffm", "feature"),
+    "FFMv2": (FFMv2, {}, "ffm", "feature"),
+}
+
+
+# ----------------------------------------------------------------------------- data in FuxiCTR's format
+
+
+def generated_rows(rows: int = 700, seed: int = 0) -> list[dict[str, str]]:
+    """Zipf-distributed tokens, a few empty values; the label depends on two features."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(rows):
+        row = {}
+        for name, card in zip(FEATURES, CARDINALITY):
+            idx = min(int(rng.zipf(1.4)), card + 5) - 1  # values past the cardinality: rare, often unseen
+            row[name] = "" if rng.random() < 0.05 else f"{name[0]}{idx}"
+        score = (row["site"] in ("s0", "s2")) + 0.5 * (row["ad"] == "a1")
+        row["label"] = str(int(rng.random() < 0.2 + 0.4 * score / 1.5))
+        out.append(row)
+    return out
+
+
+def write_fuxictr_dir(root, rows, min_count: int = 2, extra_features: dict | None = None):
+    """feature_map.json and feature_vocab.json as FuxiCTR's FeatureProcessor writes them."""
+    vocab, specs = {}, []
+    for name in FEATURES:
+        counts = Counter(r[name] for r in rows)
+        words = [t for t, c in counts.most_common() if c >= min_count and t != ""]
+        v = {t: i for i, t in enumerate(words, 1)}
+        v["__PAD__"], v["__OOV__"] = 0, len(words) + 1
+        vocab[name] = dict(sorted(v.items(), key=lambda kv: kv[1]))
+        specs.append({name: {"source": "", "type": "categorical", "padding_idx": 0, "vocab_size": len(words) + 2}})
+    for name, spec in (extra_features or {}).items():
+        specs.append({name: spec})
+    fmap = {"dataset_id": "tiny", "num_fields": len(specs), "total_features": sum(len(v) for v in vocab.values()),
+            "input_length": len(specs), "labels": ["label"], "features": specs}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "feature_map.json").write_text(json.dumps(fmap, indent=4))
+    (root / "feature_vocab.json").write_text(json.dumps(vocab, indent=4))
+    return vocab
+
+
+def fuxictr_ids(vocab, rows) -> dict[str, torch.Tensor]:
+    """FuxiCTR's encode_category: vocab.get(value, OOV); an empty value (fill_na "") is never a token."""
+    return {name: torch.tensor([vocab[name].get(r[name], vocab[name]["__OOV__"]) for r in rows])
+            for name in FEATURES}
+
+
+def train_briefly(model, vocab, rows, steps: int = 6):
+    """Weights scaled up first (FuxiCTR initializes embeddings at std 1e-4, which hides the interactions)."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dtype.is_floating_point:
+                p.normal_(0.0, 0.3)
+    batch = fuxictr_ids(vocab, rows)
+    batch["label"] = torch.tensor([[float(r["label"])] for r in rows])
+    model.train()
+    for _ in range(steps):
+        out = model(batch)
+        loss = model.compute_loss(out, batch["label"])
+        model.optimizer.zero_grad()
+        loss.backward()
+        model.optimizer.step()
+    model.eval()
+
+
+def fuxictr_logits(model, vocab, rows) -> np.ndarray:
+    model.output_activation = nn.Identity()  # the logit: FuxiCTR's forward before its sigmoid
+    with torch.no_grad():
+        return model(fuxictr_ids(vocab, rows))["y_pred"].reshape(-1).double().numpy()
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def error_of(result) -> str:
+    assert isinstance(result.exception, Fm2OnnxError), (result.output, result.exception)
+    message = str(result.exception)
+    assert "\n" not in message
+    return message
+
+
+# ----------------------------------------------------------------------------- round trips
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuxictr")
+    rows = generated_rows()
+    train, test = rows[:500], rows[500:]
+    with open(root / "tiny.csv", "w") as f:  # the CSV the vocabularies were counted on (and its test rows)
+        f.write(",".join(("label",) + FEATURES) + "\n")
+        f.writelines(",".join([r["label"]] + [r[c] for c in FEATURES]) + "\n" for r in rows)
+    vocab = write_fuxictr_dir(root / "data", train)
+    feature_map = FeatureMap("tiny", str(root / "data"))
+    feature_map.load(str(root / "data" / "feature_map.json"), {"embedding_dim": K})
+    # test rows plus values no vocabulary has, an all-empty row and a row of the most common tokens
+    probes = [{c: "never-seen" for c in FEATURES}, {c: "" for c in FEATURES},
+              {c: next(iter(t for t in vocab[c] if not t.startswith("__"))) for c in FEATURES}]
+    return root, vocab, feature_map, train, test + probes
+
+
+def id_sessions_and_raw(root, ckpt):
+    import onnxruntime as ort
+
+    for args in (("--form", "both", "-o", root / "m.onnx"),
+                 ("--form", "both", "--input", "raw", "-o", root / "m.raw.onnx")):
+        result = invoke("export", ckpt, *args)
+        assert result.exit_code == 0, (result.output, result.exception)
+    names = {"cached": "m.onnx", "uncached": "m.uncached.onnx",
+             "raw cached": "m.raw.onnx", "raw uncached": "m.raw.uncached.onnx"}
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return {form: ort.InferenceSession(str(root / name), options, providers=["CPUExecutionProvider"])
+            for form, name in names.items()}
+
+
+MAX_DELTA: dict[str, dict[str, float]] = {}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_imported_model_matches_fuxictr_forward(dataset, tmp_path, case):
+    root, vocab, feature_map, train, rows = dataset
+    cls, options, kind, linear = CASES[case]
+    model = cls(feature_map, **options, **FIT)
+    train_briefly(model, vocab, train)
+    model_file = tmp_path / f"{cls.__name__}_tiny.model"
+    model.save_weights(str(model_file))  # torch.save(model.state_dict()), as FuxiCTR does
+    ckpt = tmp_path / "ckpt.pt"
+    result = invoke("import", "fuxictr", model_file, "--data-dir", root / "data", "-o", ckpt)
+    assert result.exit_code == 0, (result.output, result.exception)
+    loaded = load_checkpoint(ckpt)
+    assert (loaded.spec.kind, loaded.spec.linear) == (kind, linear)
+    want = fuxictr_logits(model, vocab, rows)
+
+    pre = Preprocessor.from_dict(loaded.preprocessor)
+    ids = pre.encode_records(rows).astype(np.int64)
+    oov_ids = fuxictr_ids(vocab, rows)
+    fuxictr_id_matrix = np.stack([oov_ids[c].numpy() for c in FEATURES], axis=1)  # OOV = one past the table
+    with torch.no_grad():
+        torch_logits = loaded.model()(torch.from_numpy(ids)).double().numpy()
+    deltas = {"checkpoint": np.abs(torch_logits - want).max()}
+    sessions = id_sessions_and_raw(tmp_path, ckpt)
+    strings = np.array([[r[c] for c in FEATURES] for r in rows], dtype=object)
+    for form, sess in sessions.items():
+        if form.startswith("raw"):
+            got = sess.run(["logit"], {"categorical": strings})[0]
+        else:
+            got = sess.run(["logit"], {"feature_ids": ids})[0]
+            same = sess.run(["logit"], {"feature_ids": fuxictr_id_matrix})[0]
+            np.testing.assert_allclose(same, got, atol=1e-6)  # FuxiCTR's own ids serve as they are
+        deltas[form] = float(np.abs(got.astype(np.float64) - want).max())
+    MAX_DELTA[case] = deltas
+    print(f"\n{case}: max |Δlogit| " + ", ".join(f"{k} {v:.2e}" for k, v in deltas.items()))
+    assert max(deltas.values()) <= TOLERANCE, deltas
+    assert np.ptp(want) > 0.1  # the rows really exercise the model
