@@ -340,3 +340,89 @@ def test_imported_model_matches_fuxictr_forward(dataset, tmp_path, case):
     print(f"\n{case}: max |Δlogit| " + ", ".join(f"{k} {v:.2e}" for k, v in deltas.items()))
     assert max(deltas.values()) <= TOLERANCE, deltas
     assert np.ptp(want) > 0.1  # the rows really exercise the model
+
+
+# ----------------------------------------------------------------------------- refusals, one line each
+
+
+@pytest.fixture(scope="module")
+def saved_fmfm(dataset, tmp_path_factory):
+    root, vocab, feature_map, train, _ = dataset
+    model = FmFM(feature_map, **FIT)
+    path = tmp_path_factory.mktemp("fmfm") / "FmFM_tiny.model"
+    model.save_weights(str(path))
+    return path, model.state_dict()
+
+
+def test_model_override_and_existing_output(dataset, saved_fmfm, tmp_path):
+    root = dataset[0]
+    model_file, _ = saved_fmfm
+    out = tmp_path / "ckpt.pt"
+    assert invoke("import", "fuxictr", model_file, "--data-dir", root / "data", "--model", "fmfm", "-o", out).exit_code == 0
+    assert "already exists" in error_of(invoke("import", "fuxictr", model_file, "--data-dir", root / "data", "-o", out))
+    assert invoke("import", "fuxictr", model_file, "--data-dir", root / "data", "-o", out, "--force").exit_code == 0
+    message = error_of(invoke("import", "fuxictr", model_file, "--data-dir", root / "data", "--model", "FM",
+                              "-o", tmp_path / "fm.pt"))
+    assert "fm.lr_layer" in message  # the tensor an FM would have
+    assert "DeepFM" in error_of(invoke("import", "fuxictr", model_file, "--data-dir", root / "data",
+                                       "--model", "DeepFM", "-o", tmp_path / "x.pt"))
+
+
+@pytest.mark.parametrize("feature, spec, words", [
+    ("price", {"source": "", "type": "numeric"}, "'price' is numeric"),
+    ("price", {"source": "", "type": "numeric", "normalizer": "MinMaxScaler"}, "'price' is numeric"),
+    ("history", {"source": "", "type": "sequence", "splitter": "^", "max_len": 5, "padding_idx": 0,
+                 "vocab_size": 9}, "'history' has type 'sequence'"),
+    ("bucketed", {"source": "", "type": "categorical", "category_processor": "hash_bucket", "vocab_size": 10},
+     "'bucketed' uses a category processor"),
+])
+def test_features_fm2onnx_cannot_express_are_refused_by_name(dataset, saved_fmfm, tmp_path, feature, spec, words):
+    _, _, _, train, _ = dataset
+    write_fuxictr_dir(tmp_path / "data", train, extra_features={feature: spec})
+    message = error_of(invoke("import", "fuxictr", saved_fmfm[0], "--data-dir", tmp_path / "data",
+                              "-o", tmp_path / "x.pt"))
+    assert words in message and "feature_map.json" in message
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_bad_files_name_the_file_or_tensor(dataset, saved_fmfm, tmp_path):
+    root, vocab, _, train, _ = dataset
+    model_file, state = saved_fmfm
+    data = root / "data"
+
+    def error(model, data_dir=data):
+        return error_of(invoke("import", "fuxictr", model, "--data-dir", data_dir, "-o", tmp_path / "x.pt"))
+
+    assert "feature_map.json: no such file" in error(model_file, tmp_path)
+    (tmp_path / "feature_map.json").write_text((data / "feature_map.json").read_text())
+    assert "feature_vocab.json: no such file" in error(model_file, tmp_path)
+    (tmp_path / "feature_vocab.json").write_text("{not json")
+    assert "feature_vocab.json: not valid JSON" in error(model_file, tmp_path)
+    cut = tmp_path / "cut.model"
+    cut.write_bytes(model_file.read_bytes()[:200])
+    assert "cut.model" in error(cut)
+    pickled = tmp_path / "object.model"
+    torch.save({"model": nn.Linear(2, 2)}, pickled)  # a whole module: unpickling it could run code
+    assert "refused" in error(pickled)
+    wrong = dict(state)
+    key = "embedding_layer.embedding_layer.embedding_layers.ad.weight"
+    wrong[key] = wrong[key][:-1]
+    torch.save(wrong, tmp_path / "short.model")
+    assert f"'{key}' has shape" in error(tmp_path / "short.model")
+    deep = dict(state, **{"mlp.0.weight": torch.zeros(2, 2)})
+    torch.save(deep, tmp_path / "deep.model")
+    assert "'mlp.0.weight' is not part of a FuxiCTR FmFM" in error(tmp_path / "deep.model")
+    bad_vocab = json.loads((data / "feature_vocab.json").read_text())
+    del bad_vocab["ad"]["__OOV__"]
+    (tmp_path / "feature_vocab.json").write_text(json.dumps(bad_vocab))
+    assert "'ad': __OOV__" in error(model_file, tmp_path)
+
+
+def test_fwfm_linear_type_choice(dataset, tmp_path):
+    root, _, feature_map, _, _ = dataset
+    model = FwFM(feature_map, linear_type="LW", **FIT)
+    model.save_weights(str(tmp_path / "FwFM.model"))
+    args = ("import", "fuxictr", tmp_path / "FwFM.model", "--data-dir", root / "data", "-o", tmp_path / "x.pt")
+    assert "'XYZ' is not one fm2onnx can express" in error_of(invoke(*args, "--linear-type", "XYZ"))
+    assert invoke(*args, "--linear-type", "LW").exit_code == 0
+    assert load_checkpoint(tmp_path / "x.pt").training["imported_from"]["linear_type"] == "LW"
