@@ -73,15 +73,15 @@ def export(checkpoint: Path, form: str) -> dict:
 def latency(checkpoint: Path) -> dict:
     import numpy as np
 
-    from export import load_model, rewrite_to_cached, save_model
-    from export.parity import parity_ids, session
+    from export import CachedFormOptions, load_model, make_cached, save_model
+    from export.ort import session
+    from export.parity import parity_ids
     from fm2onnx.checkpoint import load_checkpoint
 
     models = sorted(checkpoint.parent.glob("*.onnx"))
     uncached = checkpoint.with_suffix(".uncached.onnx")
     if uncached.exists():
-        graph = load_model(uncached)
-        rewrite_to_cached(graph, pair_major=True)
+        graph = make_cached(load_model(uncached), CachedFormOptions(layout="pairs", pair_major=True)).model
         save_model(graph, checkpoint.with_suffix(".pair-major.onnx"))
         models.append(checkpoint.with_suffix(".pair-major.onnx"))
     spec = load_checkpoint(checkpoint).spec

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from export import count_flops, export_uncached
-from export.metadata import describe
-from export.rewrite import rewrite_to_cached
+from export.cached_form import CachedFormOptions, make_cached
+from export.contract import describe
 from models import ModelSpec, build_model
 from models.paper_shapes import CRITEO_FEATURES_PER_FIELD, CRITEO_FIELD_NAMES, CRITEO_TABLE3_DIMS
 
@@ -33,7 +33,7 @@ def flops(kind, dims, linear, cached) -> int:
         graph = export_uncached(model)
     if cached:
         graph.metadata_props.update(describe(spec, form="uncached", checkpoint_sha256=""))
-        rewrite_to_cached(graph)
+        graph = make_cached(graph, CachedFormOptions(layout="pairs")).model
     return count_flops(graph).total
 
 

@@ -1,9 +1,8 @@
-"""The cached graph of a checkpoint's model, in one of two layouts:
+"""The cached graph of an uncached graph, in one of two layouts, each a pipeline of passes (export/passes):
 
     fields  FmFM only: a cache plan (export/plan.py) laid out one table row per field, with compact
             table dtypes (export/fields_layout.py). The default for FmFM.
-    pairs   the rule-based rewrite of the uncached graph (export/rewrite): per-pair dot products in
-            Table 4's shape, every kind; float32 tables.
+    pairs   the rule-based rewrite: per-pair dot products in Table 4's shape, every kind; float32 tables.
 """
 
 from __future__ import annotations
@@ -13,15 +12,12 @@ from dataclasses import dataclass, field, replace
 import onnx_ir as ir
 
 from fm2onnx.errors import Fm2OnnxError
-from models import FMFamilyModel
 
-from .fields_graph import build_fields_graph
-from .fields_layout import TABLE_DTYPES, FieldsLayout, FieldsLayoutConfig
-from .flops import count_flops
-from .model_io import tensor_bytes
+from .fields_layout import FieldsLayoutConfig
+from .folds import TABLE_DTYPES
 from .parity import tolerance_of
-from .plan import BYTES_PER_VALUE, CachePlan, parse_budget, plan_for_budget
-from .rewrite import RewriteReport, rewrite_to_cached
+from .passes import RewriteReport, fields_pipeline, pairs_pipeline, rewrite
+from .plan import CachePlan, parse_budget
 
 LAYOUTS = ("fields", "pairs")
 
@@ -36,6 +32,13 @@ class CachedFormOptions:
     batched: str | None = None
     pair_major: bool = False  # pairs: merge the cached lookups too (rewrite/merge.py)
     fields: FieldsLayoutConfig = field(default_factory=FieldsLayoutConfig)
+
+    @classmethod
+    def of_cli(cls, layout: str | None, pair_major: bool, cache_budget: str = "unlimited",
+               table_dtype: str = "float32", batched: str | None = None) -> "CachedFormOptions":
+        """The options as ``export`` and ``rewrite`` take them: ``--pair-major`` implies the pairs layout."""
+        return cls(layout=layout or ("pairs" if pair_major else "fields"), cache_budget=cache_budget,
+                   table_dtype=table_dtype, batched=batched, pair_major=pair_major)
 
     def for_kind(self, kind: str) -> "CachedFormOptions":
         """Check the options against the model kind; the fields layout exists for FmFM only."""
@@ -68,27 +71,19 @@ def batched_label(batched: str) -> str:
 @dataclass
 class CachedGraph:
     model: ir.Model
-    lines: list[str]  # what to report
+    report: RewriteReport
     plan: CachePlan | None = None  # fields layout
-    report: RewriteReport | None = None  # pairs layout
+
+    @property
+    def lines(self) -> list[str]:
+        return self.report.lines()
 
 
-def make_cached(model: FMFamilyModel | None, uncached: ir.Model, options: CachedFormOptions, *,
-                checkpoint_sha256: str = "") -> CachedGraph:
-    """The cached graph: the fields layout from the torch ``model``; the pairs layout by rewriting
-    ``uncached`` in place (save it first if it is needed too)."""
+def make_cached(uncached: ir.Model, options: CachedFormOptions) -> CachedGraph:
+    """The cached graph of an uncached fm2onnx graph (which is left as it was)."""
     options = options.for_kind(uncached.metadata_props.get("model_kind", ""))
     if options.layout == "pairs":
-        report = rewrite_to_cached(uncached, pair_major=options.pair_major)
-        uncached.metadata_props["layout"] = "pairs"
-        return CachedGraph(uncached, report.lines(), report=report)
-    plan = plan_for_budget(model.spec, options.cache_budget, BYTES_PER_VALUE[options.table_dtype])
-    graph = build_fields_graph(model, plan, options.fields, checkpoint_sha256=checkpoint_sha256)
-    layout = FieldsLayout(plan, options.fields)
-    lines = [f"cache plan {plan.describe(BYTES_PER_VALUE[options.table_dtype])}",
-             f"fields layout: {layout.describe()}",
-             f"fields layout: {options.table_dtype} tables, {tensor_bytes(graph):,} bytes of tensors, "
-             f"{layout.graph_flops():,} FLOPs per request read from the tables (run padding and own vectors included)"]
-    if options.fields.batched == "gemm":  # the graph's count is its larger branch: the GEMM the batches run on
-        lines.append(f"batches of 2 or more run on the GEMM form: {count_flops(graph).total:,} FLOPs per row")
-    return CachedGraph(graph, lines, plan)
+        return CachedGraph(*rewrite(uncached, pairs_pipeline(pair_major=options.pair_major)))
+    passes = fields_pipeline(options.fields, options.cache_budget)
+    model, report = rewrite(uncached, passes)
+    return CachedGraph(model, report, passes[0].plan)

@@ -11,10 +11,10 @@ import numpy as np
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 
-from .flops import count_flops
+from .flops import flops_by_batch
 from .model_io import load_model, tensor_bytes
-from .parity import (ATOL, RTOL, TOLERANCES, compare, ort_outputs, outputs_in_serving_batches, parity_ids,
-                     session, torch_logits)
+from .ort import session
+from .parity import ATOL, RTOL, TOLERANCES, compare, ort_outputs, outputs_in_serving_batches, parity_ids, torch_logits
 
 
 @dataclass
@@ -24,7 +24,7 @@ class GraphCheck:
     max_abs_logit_error: float
     max_rel_logit_error: float
     within_tolerance: bool
-    flops_per_row: int  # an If counted as its larger branch
+    flops_one_request: int
     table_bytes: int
     table_dtype: str = "float32"
     atol: float = ATOL
@@ -33,13 +33,15 @@ class GraphCheck:
     log_loss: float | None = None
     torch_auc: float | None = None
     torch_log_loss: float | None = None
-    flops_per_row_cheaper_branch: int | None = None  # an If counted as its smaller branch
+    flops_batches: int | None = None  # per row of a batch of 2 or more
 
     def flops_text(self) -> str:
-        """'27,603–540,103' when the graph's branches by batch size differ (one request on the cached
-        tables, batches on the GEMM form), else the one count."""
-        low = self.flops_per_row_cheaper_branch
-        return f"{self.flops_per_row:,}" if low in (None, self.flops_per_row) else f"{low:,}–{self.flops_per_row:,}"
+        """'10,858 / 164,687' (one request / per row of a batch) when a graph's batch-size branches
+        differ (one request on the cached tables, batches on the GEMM form), else the one count."""
+        batches = self.flops_batches
+        if batches in (None, self.flops_one_request):
+            return f"{self.flops_one_request:,}"
+        return f"{self.flops_one_request:,} / {batches:,}"
 
 
 def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int = 2048, seed: int = 0,
@@ -56,8 +58,9 @@ def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int 
     for path in graphs:
         model = load_model(path)
         ensure_same_model(ckpt, model.metadata_props, path)
-        stats = dict(flops_per_row=count_flops(model).total, table_bytes=tensor_bytes(model, float_only=True),
-                     flops_per_row_cheaper_branch=count_flops(model, infer_shapes=False, branch=min).total)
+        flops = flops_by_batch(model)
+        stats = dict(flops_one_request=flops.one_request, flops_batches=flops.batches,
+                     table_bytes=tensor_bytes(model, float_only=True))
         form = model.metadata_props.get("form", "?")
         dtype = model.metadata_props.get("table_dtype", "float32")
         raw_input = model.metadata_props.get("input") == "raw"
@@ -120,12 +123,12 @@ def as_json(checks: list[GraphCheck]) -> str:
 
 def as_table(checks: list[GraphCheck]) -> list[str]:
     header = (f"{'graph':<40}{'form':<14}{'tables':<9}{'max |Δlogit|':>14}{'max rel':>10}{'tolerance':>11}"
-              f"{'FLOPs/row':>18}{'table bytes':>16}")
+              f"{'FLOPs 1 req / batch row':>25}{'table bytes':>16}")
     lines = [header]
     for c in checks:
         verdict = "" if c.within_tolerance else "  EXCEEDS TOLERANCE"
         lines.append(f"{Path(c.path).name:<40}{c.form:<14}{c.table_dtype:<9}{c.max_abs_logit_error:>14.2e}"
-                     f"{c.max_rel_logit_error:>10.1e}{c.atol:>11.0e}{c.flops_text():>18}{c.table_bytes:>16,}{verdict}")
+                     f"{c.max_rel_logit_error:>10.1e}{c.atol:>11.0e}{c.flops_text():>25}{c.table_bytes:>16,}{verdict}")
         if c.auc is not None:
             lines.append(f"{'':<54}AUC {c.auc:.5f} (torch {c.torch_auc:.5f}), "
                          f"log loss {c.log_loss:.5f} (torch {c.torch_log_loss:.5f})")

@@ -54,8 +54,3 @@ class PairLayout:
 
     def pairs(self, d: int) -> list[tuple[int, int]]:
         return [(a, b) for a in range(len(self.order)) for b in self.partners(a, d)]
-
-    @property
-    def num_pairs(self) -> int:
-        n = len(self.order)
-        return n * (n - 1) // 2

@@ -24,17 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx_ir as ir
-import torch
 
 from fm2onnx.errors import Fm2OnnxError
-from models import FMFamilyModel
 
-from . import metadata
+from .contract import INPUT_NAME, clamp_rows
 from .fields_layout import FieldsLayout, FieldsLayoutConfig, run_tables
+from .folds import FieldWeights
 from .gemm_form import gemm_pairs
 from .graph_writer import FLOAT, INT64, GraphWriter
 from .plan import CachePlan
-from .to_onnx import INPUT_NAME
 
 
 @dataclass
@@ -49,10 +47,11 @@ class Shared:
     computed: dict[int, ir.Value]  # position -> [d, width] float32 matrices of its computed pairs
 
 
-def build_fields_graph(model: FMFamilyModel, plan: CachePlan, config: FieldsLayoutConfig = FieldsLayoutConfig(),
-                       *, checkpoint_sha256: str = "") -> ir.Model:
-    """The cached graph of an FmFM ``model`` for a cache ``plan``: one request | batches (module docstring)."""
-    spec = model.spec
+def build_fields_graph(weights: FieldWeights, plan: CachePlan, config: FieldsLayoutConfig = FieldsLayoutConfig(),
+                       props: dict[str, str] | None = None) -> ir.Model:
+    """The cached graph of an FmFM model's ``weights`` for a cache ``plan``: one request | batches
+    (module docstring). ``props``: the uncached graph's metadata, which the cached graph keeps."""
+    spec = weights.spec
     if spec.kind != "fmfm":
         raise Fm2OnnxError(f"the fields layout is for FmFM models, not {spec.kind}")
     if tuple(plan.dims) != tuple(spec.dims) or tuple(plan.vocab_sizes) != tuple(spec.vocab_sizes):
@@ -60,33 +59,27 @@ def build_fields_graph(model: FMFamilyModel, plan: CachePlan, config: FieldsLayo
     layout = FieldsLayout(plan, config)
     main = GraphWriter()
     ids = ir.val(INPUT_NAME, dtype=INT64, shape=ir.Shape(["batch", plan.num_fields]))
-    shared = shared_values(main, model, layout, ids)
+    shared = shared_values(main, weights, layout, ids)
     is_batched = main.op("Greater", [shared.batch, main.ints(1)], "is_batched")
-    logit = main.op("If", [is_batched], "interaction", then_branch=batched_graph(model, layout, shared, main),
+    logit = main.op("If", [is_batched], "interaction", then_branch=batched_graph(weights, layout, shared, main),
                     else_branch=small_batch_graph(layout, shared, one_request=True))  # the bias is in the tables
-    props = metadata.describe(spec, form="cached", checkpoint_sha256=checkpoint_sha256) | layout_metadata(layout)
+    props = (props or {}) | {"form": "cached"} | layout_metadata(layout)
     return main.serving_model(ids, logit, "fm2onnx_fields", props)
 
 
-def shared_values(main: GraphWriter, model: FMFamilyModel, layout: FieldsLayout, ids: ir.Value) -> Shared:
+def shared_values(main: GraphWriter, weights: FieldWeights, layout: FieldsLayout, ids: ir.Value) -> Shared:
     """The tables and what every subgraph computes from the ids first."""
-    plan, spec, n = layout.plan, model.spec, layout.num_fields
-    # Each field's row in its run's table: negative ids -> row 0 (unknown), ids past the vocabulary -> row V
-    # (a copy of row 0).
+    plan, spec, n = layout.plan, weights.spec, layout.num_fields
     bases = layout.field_bases()
-    first = main.const(bases, "row_bases")
-    shifted = main.op("Add", [ids, first], "ids_shifted")
-    last = main.const(bases + np.array(spec.vocab_sizes, np.int64), "row_bases_past_vocabulary")
-    clean = main.op("Max", [main.op("Min", [shifted, last], "rows_capped"), first], "rows")
+    clean = clamp_rows(main, ids, bases, bases + np.array(spec.vocab_sizes, np.int64))
     shared = Shared(clean, main.op("Shape", [ids], "batch", start=0, end=1), [], None, None, {})
     scale_tables = []
-    with torch.no_grad():
-        for r, run in enumerate(layout.runs):
-            tables = run_tables(model, layout, run)
-            shared.tables.append(main.const(tables.values, "table", name=f"table_run{r}"))
-            scale_tables += tables.scales
-            for p, matrices in tables.computed.items():
-                shared.computed[p] = main.const(matrices, f"field_matrices_{spec.field_names[plan.order[p]]}")
+    for r, run in enumerate(layout.runs):
+        tables = run_tables(weights, layout, run)
+        shared.tables.append(main.const(tables.values, "table", name=f"table_run{r}"))
+        scale_tables += tables.scales
+        for p, matrices in tables.computed.items():
+            shared.computed[p] = main.const(matrices, f"field_matrices_{spec.field_names[plan.order[p]]}")
     if scale_tables:
         shared.ordered = main.op("Gather", [clean, main.const(np.array(plan.order, np.int64), "order")], "rows_ordered",
                                  axis=1)
@@ -99,12 +92,12 @@ def shared_values(main: GraphWriter, model: FMFamilyModel, layout: FieldsLayout,
     return shared
 
 
-def batched_graph(model: FMFamilyModel, layout: FieldsLayout, g: Shared, main: GraphWriter) -> ir.Graph:
+def batched_graph(weights: FieldWeights, layout: FieldsLayout, g: Shared, main: GraphWriter) -> ir.Graph:
     """Batches of 2 or more: on the GEMM form, or up to small_batch_max on the small-batch subgraph and
     beyond on the large-batch one."""
     config = layout.config
     if config.batched == "gemm":
-        return gemm_batch_graph(model, layout, g, main)
+        return gemm_batch_graph(weights, layout, g, main)
     large = large_batch_graph(layout, g)
     if config.small_batch_max <= 1:
         return large
@@ -189,12 +182,12 @@ def small_batch_graph(layout: FieldsLayout, g: Shared, one_request: bool) -> ir.
     return w.graph([total], "small_batch")
 
 
-def gemm_batch_graph(model: FMFamilyModel, layout: FieldsLayout, g: Shared, main: GraphWriter) -> ir.Graph:
+def gemm_batch_graph(weights: FieldWeights, layout: FieldsLayout, g: Shared, main: GraphWriter) -> ir.Graph:
     """Batches on the GEMM form (export/gemm_form.py), from the same clipped rows: faster than reading
     cached tables once a batch has a few requests (``fm2onnx bench``)."""
     w = GraphWriter("gemm_")
-    total = gemm_pairs(w, model, g.clean, row_bases=layout.field_bases(), weights=main)
-    bias = w.const(model.bias.detach().float().numpy().reshape(1), "bias")
+    total = gemm_pairs(w, weights, g.clean, row_bases=layout.field_bases(), store=main)
+    bias = w.const(np.array([weights.bias], np.float32), "bias")
     return w.graph([w.op("Add", [total, bias], "pairs")], "gemm_batch")
 
 

@@ -31,11 +31,10 @@ from functools import cached_property
 import numpy as np
 
 from fm2onnx.errors import Fm2OnnxError
-from models import FMFamilyModel
 
+from .folds import TABLE_DTYPES, FieldWeights, encode, project
 from .plan import CachePlan
 
-TABLE_DTYPES = ("float32", "float16", "int8")
 BATCHED_FORMS = ("cached", "gemm")
 
 
@@ -241,22 +240,6 @@ class FieldsLayout:
 # -- table values ------------------------------------------------------------------------------------
 
 
-def pair_matrix(model: FMFamilyModel, fa: int, fb: int) -> np.ndarray:
-    """M between original fields fa (left, projected) and fb, as float64 [d_fa, d_fb] (Eq. 10 when fa > fb)."""
-    fm = model.interaction.field_matrices
-    m = fm.pair_matrix(fa, fb) if fa < fb else fm.pair_matrix(fb, fa).T
-    return m.detach().double().numpy()
-
-
-def linear_values(model: FMFamilyModel, f: int, own: np.ndarray) -> np.ndarray:
-    """Per-feature linear term of field f, [V]: the weight (Eq. 2) or <v, w_f> (Eq. 12) folded."""
-    spec = model.spec
-    if spec.linear == "feature":
-        return model.linear.weights[f].weight.detach().double().numpy()[:, 0]
-    o = spec.offsets[f]
-    return own @ model.linear.field_vectors.detach().double().numpy()[o:o + spec.dims[f]]
-
-
 @dataclass
 class RunTables:
     values: np.ndarray  # [Σ V of the run, width] in the table dtype
@@ -264,46 +247,36 @@ class RunTables:
     computed: dict[int, np.ndarray]  # position -> float32 [d, width of its computed partners]
 
 
-def run_tables(model: FMFamilyModel, layout: FieldsLayout, run: Run) -> RunTables:
+def row_values(weights: FieldWeights, layout: FieldsLayout, p: int) -> np.ndarray:
+    """Position p's float64 table rows, [V + 1, width]: row V, a copy of the unknown row 0, is where
+    ids past the vocabulary land."""
+    row, f, plan = layout.rows[p], layout.plan.order[p], layout.plan
+    own = weights.tables[f]
+    values = np.zeros((len(own), row.width), np.float64)
+    cached = [weights.pair_matrix(f, plan.order[q]) for q in plan.cached_partners(p)]
+    if cached:
+        values[:, row.body_start:row.lin] = project(own, np.concatenate(cached, axis=1))
+    values[:, row.lin] = weights.linear_values(f)
+    if p == 0:
+        values[:, row.lin] += weights.bias
+    values[:, row.own] = own
+    if row.units:
+        values[:, -2] = 1.0
+    return np.concatenate([values, values[:1]])
+
+
+def run_tables(weights: FieldWeights, layout: FieldsLayout, run: Run) -> RunTables:
     plan, dtype = layout.plan, layout.config.table_dtype
     blocks, scales, computed = [], [], {}
     for p in run.positions:
-        row, f = layout.rows[p], plan.order[p]
-        own = model.embeddings.tables[f].weight.detach().double().numpy()
-        values = np.zeros((len(own), row.width), np.float64)
-        cached = [pair_matrix(model, f, plan.order[q]) for q in plan.cached_partners(p)]
-        if cached:
-            values[:, row.body_start:row.lin] = own @ np.concatenate(cached, axis=1)
-        values[:, row.lin] = linear_values(model, f, own)
-        if p == 0:
-            values[:, row.lin] += float(model.bias)
-        values[:, row.own] = own
-        if row.units:
-            values[:, -2] = 1.0
-        values = np.concatenate([values, values[:1]])  # row V: where ids past the vocabulary land
-        if plan.computed_partners(p):
-            matrices = [pair_matrix(model, f, plan.order[q]) for q in plan.computed_partners(p)]
-            computed[p] = np.concatenate(matrices, axis=1).astype(np.float32)
-        encoded, row_scales = encode(values, row, dtype)
+        own = np.zeros(layout.rows[p].width, bool)
+        own[layout.rows[p].own] = True
+        encoded, row_scales = encode(row_values(weights, layout, p), own, dtype)
         blocks.append(encoded)
         if row_scales is not None:
             scales.append(row_scales)
+        if plan.computed_partners(p):
+            f = plan.order[p]
+            matrices = [weights.pair_matrix(f, plan.order[q]) for q in plan.computed_partners(p)]
+            computed[p] = np.concatenate(matrices, axis=1).astype(np.float32)
     return RunTables(np.concatenate(blocks) if len(blocks) > 1 else blocks[0], scales, computed)
-
-
-def encode(values: np.ndarray, row: RowLayout, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
-    if dtype == "float32":
-        return values.astype(np.float32), None
-    if dtype == "float16":
-        if np.abs(values).max(initial=0) > np.finfo(np.float16).max:
-            raise Fm2OnnxError("a table value exceeds the float16 range; use --table-dtype float32 or int8")
-        return values.astype(np.float16), None
-    # int8: the cached vectors and the linear term share a scale (they are summed together into the
-    # dot product); the own vector has its own.
-    own = np.zeros(values.shape[1], bool)
-    own[row.own] = True
-    scale_dot = np.maximum(np.abs(values[:, ~own]).max(axis=1), 1e-30) / 127
-    scale_own = np.maximum(np.abs(values[:, own]).max(axis=1), 1e-30) / 127
-    scaled = values / np.where(own, scale_own[:, None], scale_dot[:, None])
-    scales = np.stack([scale_dot, scale_own], axis=1).astype(np.float32)
-    return np.clip(np.rint(scaled), -127, 127).astype(np.int8), scales

@@ -10,8 +10,10 @@ Counted from the graph's value shapes after ONNX shape inference, with these con
 * reductions (ReduceSum, ReduceMean, ...): 1 per input element (n inputs -> n operations, the
   paper's "+1 per pair" when P dot products are summed);
 * MatMul, Gemm, Einsum: 2 per multiply-add (Gemm's bias adds 1 per output element);
-* If: the larger of its two branches (fm2onnx's branches compute the same values two ways, by batch
-  size); ``count_flops(..., branch=min)`` counts the smaller instead.
+* If: fm2onnx's branches compute the same values two ways, by batch size (``Greater(batch, k)``).
+  ``count_flops(model, batch=(lo, hi))`` counts the branches batches of lo..hi requests can take,
+  ``flops_by_batch`` one request and batches of 2 or more apart; an If whose branches are all
+  reachable counts its larger branch (``branch=min``: its smaller).
 
 Shapes are per row: the symbolic batch dim (and any other dim shape inference leaves unknown)
 counts as 1. Ops outside these lists are reported as uncounted rather than guessed.
@@ -51,14 +53,43 @@ class FlopsCount:
     uncounted: list[str] = field(default_factory=list)  # "OpType node-name" of ops with no rule or no shape
 
 
-def count_flops(model: ir.Model, *, infer_shapes: bool = True, branch=max) -> FlopsCount:
-    """FLOPs per row of ``model``'s main graph (shape inference first unless told it was done); ``branch``
-    picks an If's count from its branches'."""
+@dataclass(frozen=True)
+class BatchFlops:
+    """FLOPs per row for a single request and for batches of 2 or more (equal for an If-free graph)."""
+
+    one_request: int
+    batches: int
+
+    @property
+    def branched(self) -> bool:
+        return self.one_request != self.batches
+
+    def describe(self) -> str:
+        if not self.branched:
+            return f"{self.one_request:,} FLOPs per row"
+        return f"one request: {self.one_request:,} FLOPs; batches: {self.batches:,} FLOPs per row"
+
+    def to_dict(self) -> dict:
+        return {"one_request": self.one_request, "batches": self.batches}
+
+
+def flops_by_batch(model: ir.Model, *, infer_shapes: bool = True) -> BatchFlops:
+    if infer_shapes:
+        ShapeInferencePass()(model)
+    return BatchFlops(count_flops(model, infer_shapes=False, batch=(1, 1)).total,
+                      count_flops(model, infer_shapes=False, batch=(2, math.inf)).total)
+
+
+def count_flops(model: ir.Model, *, infer_shapes: bool = True, branch=max,
+                batch: tuple[float, float] | None = None) -> FlopsCount:
+    """FLOPs per row of ``model``'s main graph (shape inference first unless told it was done); ``batch``
+    (lo, hi) keeps the If branches such batches take, ``branch`` picks among those left."""
     if infer_shapes:
         ShapeInferencePass()(model)
     result = FlopsCount()
+    choose = branch if batch is None else BatchChooser(batch, branch)
     for node in model.graph:
-        flops = node_flops(node, branch)
+        flops = node_flops(node, choose)
         if flops is None:
             result.uncounted.append(f"{node.op_type} {node.name}")
             continue
@@ -91,10 +122,41 @@ def node_flops(node: ir.Node, branch=max) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class BatchChooser:
+    """Picks an If's count among the branches a batch of ``batch`` = (lo, hi) requests can take."""
+
+    batch: tuple[float, float]
+    among: object = max
+
+    def __call__(self, counts: list[int], node: ir.Node | None = None) -> int:
+        threshold = batch_threshold(node) if node is not None else None
+        if threshold is None or len(counts) != 2:
+            return self.among(counts)
+        lo, hi = self.batch
+        reachable = [c for c, taken in zip(counts, (hi > threshold, lo <= threshold)) if taken]
+        return self.among(reachable or counts)
+
+
+def batch_threshold(node: ir.Node) -> int | None:
+    """k when the If's condition is Greater(batch size, k), the batch size a Shape's first dim."""
+    cond = node.inputs[0].producer() if node.inputs and node.inputs[0] is not None else None
+    if cond is None or cond.op_type != "Greater":
+        return None
+    shape, k = cond.inputs[0].producer(), cond.inputs[1].const_value
+    if shape is None or shape.op_type != "Shape" or k is None or k.size != 1:
+        return None
+    if shape.attributes.get_int("start", 0) != 0 or shape.attributes.get_int("end", 1) != 1:
+        return None
+    return int(k.numpy().reshape(-1)[0])
+
+
 def if_flops(node: ir.Node, branch=max) -> int | None:
     branches = [node.attributes[name].as_graph() for name in ("then_branch", "else_branch") if name in node.attributes]
     counts = [graph_flops(g, branch) for g in branches]
-    return None if not counts or any(c is None for c in counts) else branch(counts)
+    if not counts or any(c is None for c in counts):
+        return None
+    return branch(counts, node) if isinstance(branch, BatchChooser) else branch(counts)
 
 
 def graph_flops(graph: ir.Graph, branch=max) -> int | None:

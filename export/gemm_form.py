@@ -23,15 +23,10 @@ from functools import lru_cache
 
 import numpy as np
 import onnx_ir as ir
-import torch
 
-from fm2onnx.errors import Fm2OnnxError
-from models import FMFamilyModel
-
-from . import metadata
-from .fields_layout import linear_values, pair_matrix
+from .contract import INPUT_NAME, clamp_rows
+from .folds import FieldWeights
 from .graph_writer import INT64, GraphWriter
-from .to_onnx import INPUT_NAME
 
 GROUPS = 5  # on Table 3's fields: 8% padding values, and most Gathers large enough for two threads
 
@@ -81,51 +76,51 @@ def width_groups(widths: list[int], count: int) -> list[list[int]]:
     return [order[a:b] for a, b in zip((0,) + ends[:-1], ends)]
 
 
-def gemm_tables(model: FMFamilyModel, groups: int = GROUPS) -> GemmTables:
-    spec = model.spec
-    widths = [1 + d for d in spec.dims]  # [lin | v]
+def gemm_tables(weights: FieldWeights, groups: int = GROUPS) -> GemmTables:
+    widths = [1 + d for d in weights.spec.dims]  # [lin | v]
     parts = width_groups(widths, groups)
     # X's constant 1: the spare last value of the narrowest field's rows (its group widened if it has none)
     ones_field = parts[0][0]
     out, slots, start = [], {}, 0
-    with torch.no_grad():
-        for i, fields in enumerate(parts):
-            width = max(widths[f] for f in fields)
-            if i == 0 and widths[ones_field] == width:  # no spare value for the constant 1
-                width += 1
-            stacked, first_rows, rows_so_far = [], [], 0
-            for k, f in enumerate(fields):
-                own = model.embeddings.tables[f].weight.detach().double().numpy()
-                rows = np.zeros((len(own) + 1, width), np.float64)
-                rows[:-1, 0], rows[:-1, 1:widths[f]] = linear_values(model, f, own), own
-                rows[-1] = rows[0]
-                if f == ones_field:
-                    rows[:, -1] = 1.0
-                first_rows.append(rows_so_far)
-                stacked.append(rows)
-                rows_so_far += len(rows)
-                slots[f] = start + k * width
-            out.append(GemmGroup(fields, width, np.concatenate(stacked).astype(np.float32), first_rows))
-            start += len(fields) * width
+    for i, fields in enumerate(parts):
+        width = max(widths[f] for f in fields)
+        if i == 0 and widths[ones_field] == width:  # no spare value for the constant 1
+            width += 1
+        stacked = [field_rows(weights, f, width, f == ones_field) for f in fields]
+        first_rows = np.cumsum([0] + [len(rows) for rows in stacked[:-1]]).tolist()
+        slots.update({f: start + k * width for k, f in enumerate(fields)})
+        out.append(GemmGroup(fields, width, np.concatenate(stacked).astype(np.float32), first_rows))
+        start += len(fields) * width
     matrix = np.zeros((start, start), np.float64)
     placed = [f for fields in parts for f in fields]
     for i, a in enumerate(placed):
         for b in placed[i + 1:]:
-            matrix[slots[a] + 1:slots[a] + widths[a], slots[b] + 1:slots[b] + widths[b]] = pair_matrix(model, a, b)
+            matrix[slots[a] + 1:slots[a] + widths[a], slots[b] + 1:slots[b] + widths[b]] = weights.pair_matrix(a, b)
     matrix[slots[ones_field] + out[0].width - 1, [slots[f] for f in placed]] = 1.0
     return GemmTables(out, matrix.astype(np.float32))
 
 
-def gemm_pairs(w: GraphWriter, model: FMFamilyModel, rows: ir.Value, row_bases: np.ndarray | None = None,
-               weights: GraphWriter | None = None, groups: int = GROUPS) -> ir.Value:
+def field_rows(weights: FieldWeights, f: int, width: int, carries_one: bool) -> np.ndarray:
+    """Field f's rows [lin | v | 0…] in float64, row V a copy of the unknown row 0; the field that
+    carries X's constant 1 has it in its last value."""
+    own = weights.tables[f]
+    rows = np.zeros((len(own) + 1, width), np.float64)
+    rows[:-1, 0], rows[:-1, 1:1 + own.shape[1]] = weights.linear_values(f), own
+    rows[-1] = rows[0]
+    if carries_one:
+        rows[:, -1] = 1.0
+    return rows
+
+
+def gemm_pairs(w: GraphWriter, weights: FieldWeights, rows: ir.Value, row_bases: np.ndarray | None = None,
+               store: GraphWriter | None = None, groups: int = GROUPS) -> ir.Value:
     """The logit without the bias, [B]. ``rows``: [B, n] int64, field f's row (0..V) plus ``row_bases[f]``
-    (the cached graph's clipped ids). ``weights``: where the tables go (the main graph's initializers,
-    when ``w`` writes a subgraph). The block matrices go there too, though onnxruntime prepacks a
-    MatMul's weights only from its own graph's initializers and so packs them on every call of the
-    hybrid's branch. As the branch's own initializers, small batches ran faster, but in two
-    ``fm2onnx bench`` runs the hybrid's 2-thread throughput at batch 1024 fell to 50-62% of the
-    usual in 5 of 8 rounds (0 of 6 in the two runs before), and its median missed the target."""
-    n, tables, weights = model.spec.num_fields, gemm_tables(model, groups), weights or w
+    (the cached graph's clipped ids). ``store``: where the tables and block matrices go (the main
+    graph's initializers, when ``w`` writes a subgraph). onnxruntime prepacks a MatMul's weights only
+    from its own graph's initializers, so a subgraph repacks them per call; kept in the main graph
+    all the same, because as the branch's own initializers the 2-thread throughput at large batches
+    became erratic (``fm2onnx bench``)."""
+    n, tables, store = weights.spec.num_fields, gemm_tables(weights, groups), store or w
     shift = np.zeros(n, np.int64) if row_bases is None else -np.asarray(row_bases, np.int64)
     for group in tables.groups:
         shift[group.fields] += group.first_rows
@@ -140,29 +135,23 @@ def gemm_pairs(w: GraphWriter, model: FMFamilyModel, rows: ir.Value, row_bases: 
             index = columns[group.fields[0]]
         else:  # [B, fields in group]
             index = w.op("Concat", [columns[f] for f in group.fields], "group_index", axis=1)
-        gathered = w.op("Gather", [weights.const(group.table, f"gemm_table_{i}"), index], "group_rows", axis=0)
+        gathered = w.op("Gather", [store.const(group.table, f"gemm_table_{i}"), index], "group_rows", axis=0)
         xs.append(w.op("Reshape", [gathered, w.ints(-1, len(group.fields) * group.width)], "x"))
     # W is zero below its diagonal blocks, so group h's columns of X·W need only X's columns up to h's end
     terms, ends = [], tables.group_ends()
     for h, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
         prefix = w.op("Concat", xs[:h + 1], "prefix", axis=1) if h else xs[0]
-        block = weights.const(np.ascontiguousarray(tables.matrix[:end, start:end]), f"block_matrix_{h}")
+        block = store.const(np.ascontiguousarray(tables.matrix[:end, start:end]), f"block_matrix_{h}")
         projected = w.op("MatMul", [prefix, block], "projected")
         terms.append(w.op("ReduceSum", [w.op("Mul", [xs[h], projected], "products"), w.ints(1)], "terms", keepdims=0))
     return w.op("Sum", terms, "pairs") if len(terms) > 1 else terms[0]
 
 
-def build_gemm_graph(model: FMFamilyModel, *, checkpoint_sha256: str = "") -> ir.Model:
-    spec = model.spec
-    if spec.kind != "fmfm":
-        raise Fm2OnnxError(f"the GEMM form is for FmFM models, not {spec.kind}")
-    n = spec.num_fields
-    w = GraphWriter()
+def build_gemm_graph(weights: FieldWeights, props: dict[str, str]) -> ir.Model:
+    """The GEMM form as a model of its own (``props``: the uncached graph's metadata)."""
+    n, w = weights.spec.num_fields, GraphWriter()
     ids = ir.val(INPUT_NAME, dtype=INT64, shape=ir.Shape(["batch", n]))
-    vocab = w.const(np.array(spec.vocab_sizes, np.int64), "vocab_sizes")
-    # negative ids -> row 0 (unknown), ids past the vocabulary -> row V (a copy of row 0)
-    clean = w.op("Max", [w.op("Min", [ids, vocab], "ids_capped"), w.ints(0)], "ids")
-    total = gemm_pairs(w, model, clean)
-    logit = w.op("Add", [total, w.const(model.bias.detach().float().numpy().reshape(1), "bias")], "logit_sum")
-    props = metadata.describe(spec, form="uncached", checkpoint_sha256=checkpoint_sha256)
+    clean = clamp_rows(w, ids, np.zeros(n, np.int64), np.array(weights.spec.vocab_sizes, np.int64))
+    total = gemm_pairs(w, weights, clean)
+    logit = w.op("Add", [total, w.const(np.array([weights.bias], np.float32), "bias")], "logit_sum")
     return w.serving_model(ids, logit, "fm2onnx_gemm", props | {"layout": "gemm", "field_order": str(list(range(n)))})

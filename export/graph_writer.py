@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from . import metadata
-from .to_onnx import DEFAULT_OPSET, OUTPUT_NAMES
+from .contract import OUTPUT_NAMES, stamp
+from .to_onnx import DEFAULT_OPSET
 
 FLOAT = ir.DataType.FLOAT
 INT64 = ir.DataType.INT64
@@ -57,5 +57,5 @@ class GraphWriter:
         for value in (probability, logit):
             value.dtype, value.shape = FLOAT, ir.Shape(["batch"])
         out = ir.Model(self.graph([probability, logit], name, inputs=[ids]), ir_version=10)
-        metadata.stamp(out, props)
+        stamp(out, props)
         return out

@@ -7,10 +7,6 @@ so the pair loads from any working directory.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
@@ -47,12 +43,6 @@ def load_model(path: str | Path) -> ir.Model:
         raise Fm2OnnxError(f"{path}: not a readable ONNX model ({first})") from None
 
 
-def refuse_overwrite(*paths: Path, force: bool) -> None:
-    for path in paths:
-        if path.exists() and not force:
-            raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
-
-
 def save_model(model: ir.Model, path: str | Path, *,
                external_data_threshold: int = DEFAULT_EXTERNAL_DATA_THRESHOLD) -> list[Path]:
     """Write ``model`` (and its sidecar when large), then run the full ONNX checker on the file."""
@@ -81,25 +71,3 @@ def save_with_sidecar(model: ir.Model, path: Path, sidecar: Path, min_bytes: int
     finally:  # the caller's model keeps its tensors in memory
         for value, tensor in zip(large, originals):
             value.const_value = tensor
-
-
-@contextmanager
-def staged_directory(final_dir: Path):
-    """A scratch directory beside the destination: files are written and checked there, then moved
-    into place, so a model failing a check never appears under its real name."""
-    final_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".fm2onnx-", dir=final_dir))
-    try:
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def move_into_place(files: list[Path], final_dir: Path) -> list[Path]:
-    """Sidecars first, so the model file never points at a missing or stale sidecar."""
-    moved = []
-    for src in sorted(files, key=lambda p: p.suffix != ".data"):
-        dst = final_dir / src.name
-        os.replace(src, dst)
-        moved.append(dst)
-    return sorted(moved, key=lambda p: p.suffix == ".data")

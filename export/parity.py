@@ -11,7 +11,7 @@ import torch
 
 from models import FMFamilyModel, ModelSpec
 
-from .to_onnx import INPUT_NAME
+from .contract import INPUT_NAME
 
 ATOL = 1e-4
 RTOL = 1e-4
@@ -39,12 +39,6 @@ def parity_ids(spec: ModelSpec, rows: int = 512, seed: int = 0) -> np.ndarray:
 def torch_logits(model: FMFamilyModel, ids: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return model(torch.from_numpy(ids)).double().numpy()
-
-
-def session(path: str | Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 # A cached graph branches on the batch size (one request, a few, many; or the GEMM for 2+), so parity

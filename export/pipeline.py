@@ -1,7 +1,9 @@
-"""``fm2onnx export``: checkpoint -> uncached graph -> cached graph -> parity gate -> files.
+"""``fm2onnx export``: checkpoint -> traced uncached graph -> passes -> parity gate -> files.
 
-Each step reports one line. Files are written and checked in a scratch directory beside the
-destination and moved into place only when every written graph passes parity with torch.
+The checkpoint's model is traced once; every cached graph is a pipeline of passes over that trace
+(export/passes), exactly what ``fm2onnx rewrite`` runs on an uncached ``.onnx`` file. Each step
+reports; files are written and checked in a scratch directory beside the destination and moved into
+place only when every written graph passes parity with torch (export/staging.py).
 """
 
 from __future__ import annotations
@@ -10,20 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+import onnx_ir as ir
 
 from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
+from fm2onnx.files import refuse_overwrite
 
-from . import metadata
 from .cached_form import CachedFormOptions, make_cached
-from .gemm_form import build_gemm_graph
-from .model_io import (DEFAULT_EXTERNAL_DATA_THRESHOLD, move_into_place, refuse_overwrite, save_model,
-                       sidecar_path, staged_directory)
-from .parity import ATOL, RTOL, compare, ort_outputs, parity_ids, session, torch_logits
+from .contract import describe, file_sha256, spec_of, stamp
+from .model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD, load_model
+from .ort import session
+from .parity import ATOL, RTOL, ort_outputs, parity_ids, torch_logits
+from .passes import GemmFormPass, RewriteReport, rewrite
 from .plan import CachePlan
-from .rewrite import RewriteReport
 from .serve_choice import choose_fastest, serve_candidates
+from .staging import Stager, staged_directory
 from .to_onnx import DEFAULT_OPSET, check_opset, export_uncached
 
 EXPORT_FORMS = ("cached", "uncached", "both")
@@ -33,7 +36,7 @@ UNCACHED_TOLERANCE = (ATOL, RTOL)
 @dataclass
 class ExportResult:
     written: list[Path] = field(default_factory=list)
-    rewrite: RewriteReport | None = None  # the pairs layout's rewrite report
+    rewrite: RewriteReport | None = None  # the cached graph's pass report
     log: list[str] = field(default_factory=list)
     plan: CachePlan | None = None  # the fields layout's cache plan
     serve_choice: str | None = None  # with serve_batch: the candidate written
@@ -45,6 +48,17 @@ def output_paths(checkpoint: Path, output: Path | None, form: str) -> dict[str, 
     if form == "both":
         return {"cached": main, "uncached": main.with_name(main.name.removesuffix(".onnx") + ".uncached.onnx")}
     return {form: main}
+
+
+def check_targets(checkpoint: Path, targets: dict[str, Path], force: bool) -> Path:
+    """The one directory the models go to; never the checkpoint itself, nothing replaced unasked."""
+    if any(p.resolve() == checkpoint.resolve() for p in targets.values()):
+        raise Fm2OnnxError(f"{checkpoint}: the output would overwrite the checkpoint it is exported from")
+    refuse_overwrite(*targets.values(), force=force)
+    final_dir = next(iter(targets.values())).parent
+    if any(p.parent != final_dir for p in targets.values()):
+        raise Fm2OnnxError("the cached and uncached models must go to one directory")
+    return final_dir
 
 
 def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, *, form: str = "cached",
@@ -60,7 +74,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
     check_opset(opset)
     checkpoint = Path(checkpoint)
     targets = output_paths(checkpoint, output, form)
-    refuse_overwrite(*targets.values(), force=force)
+    final_dir = check_targets(checkpoint, targets, force)
     options = cached or CachedFormOptions(layout="pairs" if pair_major else "fields", pair_major=pair_major)
     if serve_batch is not None and (serve_batch < 1 or form == "uncached"):
         raise Fm2OnnxError("--serve-batch needs a batch size >= 1 and a cached form to choose for")
@@ -70,86 +84,88 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
         result.log.append(line)
         echo(line)
 
-    ckpt = load_checkpoint(checkpoint)
-    report(f"loaded {checkpoint}: {ckpt.spec.kind}, {ckpt.spec.num_fields} fields, "
-           f"{sum(ckpt.spec.vocab_sizes):,} features")
-    options = options.for_kind(ckpt.spec.kind)
-    torch_model = ckpt.model()
-    ckpt.state_dict.clear()  # the model holds its own copy; at Criteo scale one copy is gigabytes
-    # torch's answers first, so the torch model is gone before onnxruntime loads the tables again.
-    ids = parity_ids(ckpt.spec, parity_rows)
-    want = torch_logits(torch_model, ids)
-
-    model = export_uncached(torch_model, opset=opset)
-    sha = metadata.file_sha256(checkpoint)
-    metadata.stamp(model, metadata.describe(ckpt.spec, form="uncached", checkpoint_sha256=sha))
-    report(f"exported uncached graph: {len(model.graph)} nodes (opset {opset})")
-    if options.layout == "pairs":
-        del torch_model  # the graph's initializers share its tensors; the fields layout reads the model
-
-    final_dir = next(iter(targets.values())).parent
-    if any(p.parent != final_dir for p in targets.values()):
-        raise Fm2OnnxError("the cached and uncached models must go to one directory")
+    uncached, stager_inputs = trace(checkpoint, opset, parity_rows, report)
+    options = options.for_kind(uncached.metadata_props["model_kind"])
     with staged_directory(final_dir) as scratch:
-        stage = Stager(scratch, want, ids, external_data_threshold, report)
-        staged: dict[str, list[Path]] = {}
+        stage = Stager(scratch, *stager_inputs, external_data_threshold, report)
         if "uncached" in targets or serve_batch:
             name = targets["uncached"].name if "uncached" in targets else "candidate-uncached.onnx"
-            staged["uncached"] = stage.save(model, name, UNCACHED_TOLERANCE, targets.get("uncached"), "uncached")
+            stage.save(uncached, name, UNCACHED_TOLERANCE, "uncached", target=targets.get("uncached"),
+                       form="uncached")
         if "cached" in targets:
-            labelled = serve_candidates(options, serve_batch) if serve_batch else {"cached": options}
-            built = {}
-            for i, (label, candidate) in enumerate(labelled.items()):  # a pairs candidate comes last: it rewrites
-                made = make_cached(torch_model if candidate.layout == "fields" else None, model, candidate,
-                                   checkpoint_sha256=sha)
-                for line in made.lines:
-                    report(line if not serve_batch else f"[{label}] {line}")
-                name = targets["cached"].name if not serve_batch else f"candidate-{i}.onnx"
-                built[label] = stage.save(made.model, name, candidate.tolerance, targets["cached"], label)
-                result.plan, result.rewrite = result.plan or made.plan, result.rewrite or made.report
-                del made
             if serve_batch:
-                built["uncached"] = staged["uncached"]
-                if options.layout == "fields":  # one GEMM over the embedding row: what large batches may want
-                    built["uncached gemm"] = stage.save(build_gemm_graph(torch_model, checkpoint_sha256=sha),
-                                                        "candidate-gemm.onnx", UNCACHED_TOLERANCE,
-                                                        targets["cached"], "uncached gemm")
-                choice = choose_fastest(built, ckpt.spec, serve_batch, report)
-                result.serve_choice = choice.label
-                staged["cached"] = choice.write(scratch / targets["cached"].name, external_data_threshold)
-                if "uncached" not in targets:
-                    del staged["uncached"]
+                write_fastest(stage, uncached, options, serve_batch, targets["cached"], result)
             else:
-                staged["cached"] = built["cached"]
-        del model
-
-        for form_name, files in staged.items():
-            stale = sidecar_path(targets[form_name])
-            if stale.exists() and len(files) == 1:
-                stale.unlink()  # left by an earlier, larger model under the same name
-            result.written += move_into_place(files, final_dir)
+                made = make_cached(uncached, options)
+                report_rewrite(made, report)
+                result.plan, result.rewrite = made.plan, made.report
+                stage.save(made.model, targets["cached"].name, options.tolerance, "cached", form="cached")
+        if "uncached" not in targets:
+            stage.discard("uncached")
+        result.written = stage.move_into_place(final_dir, targets)
     for path in result.written:
         report(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return result
 
 
-@dataclass
-class Stager:
-    """Saves a graph in the scratch directory and holds it to parity with torch before anything else."""
+def trace(checkpoint: Path, opset: int, parity_rows: int, report: Callable[[str], None]):
+    """The checkpoint's model traced to the uncached graph, with torch's logits on the parity ids;
+    the torch model is gone before onnxruntime loads the tables again."""
+    ckpt = load_checkpoint(checkpoint)
+    spec = ckpt.spec
+    report(f"loaded {checkpoint}: {spec.kind}, {spec.num_fields} fields, {sum(spec.vocab_sizes):,} features")
+    torch_model = ckpt.model()
+    ckpt.state_dict.clear()  # the model holds its own copy; at Criteo scale one copy is gigabytes
+    ids = parity_ids(spec, parity_rows)
+    want = torch_logits(torch_model, ids)
+    model = export_uncached(torch_model, opset=opset)
+    stamp(model, describe(spec, form="uncached", checkpoint_sha256=file_sha256(checkpoint)))
+    report(f"exported uncached graph: {len(model.graph)} nodes (opset {opset})")
+    return model, (want, ids)
 
-    scratch: Path
-    want: np.ndarray
-    ids: np.ndarray
-    external_data_threshold: int
-    report: Callable[[str], None]
 
-    def save(self, model, name: str, tolerance: tuple[float, float], target: Path | None, what: str) -> list[Path]:
-        files = save_model(model, self.scratch / name, external_data_threshold=self.external_data_threshold)
-        atol, rtol = tolerance
-        parity = compare(self.want, ort_outputs(session(files[0]), self.ids)["logit"], atol=atol, rtol=rtol)
-        if not parity.ok:
-            raise Fm2OnnxError(f"{target or name}: not written: the {what} graph disagrees with torch "
-                               f"({parity.describe()}, tolerance {atol:g} + {rtol:g}·|logit|)")
-        self.report(f"parity {what}: {parity.describe()} over {len(self.ids)} rows (incl. unknown, negative, "
-                    "out-of-range ids)")
-        return files
+def report_rewrite(made, report: Callable[[str], None], label: str = "") -> None:
+    for line in made.lines:
+        report(f"[{label}] {line}" if label else line)
+
+
+def write_fastest(stage: Stager, uncached: ir.Model, options: CachedFormOptions, batch: int, target: Path,
+                  result: ExportResult) -> None:
+    """Time the uncached graph and every cached candidate at ``batch`` and stage the fastest as ``target``."""
+    built = {"uncached": stage.files["uncached"]}
+    for i, (label, candidate) in enumerate(serve_candidates(options, batch).items()):
+        made = make_cached(uncached, candidate)
+        report_rewrite(made, stage.report, label)
+        result.plan, result.rewrite = result.plan or made.plan, result.rewrite or made.report
+        built[label] = stage.save(made.model, f"candidate-{i}.onnx", candidate.tolerance, label)
+        del made
+    if options.layout == "fields":  # one GEMM over the embedding row: what large batches may want
+        gemm, _ = rewrite(uncached, [GemmFormPass()])
+        built["uncached gemm"] = stage.save(gemm, "candidate-gemm.onnx", UNCACHED_TOLERANCE, "uncached gemm")
+    choice = choose_fastest(built, spec_of(uncached), batch, stage.report)
+    result.serve_choice = choice.label
+    stage.adopt("cached", choice.write(stage.scratch / target.name, stage.external_data_threshold))
+
+
+def rewrite_file(model_path: str | Path, output: str | Path | None = None, *, options: CachedFormOptions,
+                 force: bool = False, external_data_threshold: int = DEFAULT_EXTERNAL_DATA_THRESHOLD,
+                 parity_rows: int = 512, echo: Callable[[str], None] = lambda line: None) -> ExportResult:
+    """``fm2onnx rewrite``: the cached graph of an uncached ``.onnx`` file, built by the same passes as
+    ``export``'s, held to parity with the uncached graph on onnxruntime before it is written."""
+    model_path = Path(model_path)
+    target = Path(output) if output else model_path.with_name(
+        model_path.name.removesuffix(".onnx").removesuffix(".uncached") + ".cached.onnx")
+    if target.resolve() == model_path.resolve():
+        raise Fm2OnnxError(f"{target}: the output would overwrite the input model")
+    refuse_overwrite(target, force=force)
+    uncached = load_model(model_path)
+    made = make_cached(uncached, options)
+    result = ExportResult(rewrite=made.report, plan=made.plan, log=made.lines)
+    ids = parity_ids(spec_of(uncached, str(model_path)), parity_rows)
+    want = ort_outputs(session(model_path), ids)["logit"]  # the uncached graph is the reference
+    tolerance = options.for_kind(uncached.metadata_props.get("model_kind", "")).tolerance
+    with staged_directory(target.parent) as scratch:
+        stage = Stager(scratch, want, ids, external_data_threshold, echo)
+        stage.save(made.model, target.name, tolerance, "cached", target=target, form="cached")
+        result.written = stage.move_into_place(target.parent, {"cached": target})
+    return result

@@ -38,7 +38,6 @@ from models import ModelSpec
 from .field_order import canonical_order
 
 BUDGET_KEYWORDS = ("min", "unlimited")
-BYTES_PER_VALUE = {"float32": 4, "float16": 2, "int8": 1}
 
 
 @dataclass(frozen=True)
@@ -121,14 +120,6 @@ class CachePlan:
         return json.dumps({"name": self.name, "order": list(self.order), "cached": list(self.cached),
                            "cached_floats": self.cached_floats, "flops_per_row": self.flops_per_row,
                            "pairs": self.pair_counts})
-
-    @classmethod
-    def from_json(cls, text: str, spec: ModelSpec) -> "CachePlan":
-        try:
-            d = json.loads(text)
-            return cls(tuple(d["order"]), tuple(d["cached"]), spec.dims, spec.vocab_sizes, d.get("name", ""))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise Fm2OnnxError(f"malformed cache plan: {exc}") from None
 
 
 # -- the planner -----------------------------------------------------------------------------------

@@ -16,13 +16,16 @@ from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.data import Preprocessor
 from fm2onnx.errors import Fm2OnnxError
 
-from .model_io import (DEFAULT_EXTERNAL_DATA_THRESHOLD, load_model, move_into_place, refuse_overwrite, save_model,
-                       sidecar_path, staged_directory)
-from .parity import compare, outputs_in_serving_batches, session
+from .contract import INPUT_NAME
+from fm2onnx.files import refuse_overwrite
+
+from .model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD, load_model, save_model
+from .ort import session
+from .parity import compare, outputs_in_serving_batches
 from .pipeline import ExportResult, export_checkpoint, output_paths
 from .raw_input import RawContract, attach_raw_input, preprocessor_of
 from .raw_rows import Rows, graph_feeds, probe_rows, python_ids, read_rows
-from .to_onnx import INPUT_NAME
+from .staging import Stager, staged_directory
 
 
 @dataclass(frozen=True)
@@ -97,31 +100,34 @@ def export_raw_checkpoint(checkpoint: str | Path, output: str | Path | None = No
                                 external_data_threshold=external_data_threshold, echo=_unless_scratch(report),
                                 **export_options)
         result.rewrite = ids.rewrite
-        id_graphs = output_paths(checkpoint, scratch / "ids.onnx", form)
-        staged: dict[str, list[Path]] = {}
-        for form_name, id_path in id_graphs.items():
-            model = load_model(id_path)
-            contract = attach_raw_input(model, pre)
-            staged[form_name] = save_model(model, scratch / targets[form_name].name,
-                                           external_data_threshold=external_data_threshold)
-            del model
-            report(f"raw input {form_name}: {len(contract.numeric_columns)} numeric + "
-                   f"{len(contract.categorical_columns)} string columns -> {pre.n_fields} field ids")
-            raw_sess, id_sess = session(staged[form_name][0]), session(id_path)
-            for label, rows in row_sets:
-                parity = raw_parity(raw_sess, id_sess, pre, contract, rows)
-                if not parity.ok:
-                    raise Fm2OnnxError(f"{targets[form_name]}: not written: the raw {form_name} graph disagrees with "
-                                       f"the Python preprocessing on {label} ({parity.describe()})")
-                report(f"parity raw {form_name} on {label}: {parity.describe()}")
-        for form_name, files in staged.items():
-            stale = sidecar_path(targets[form_name])
-            if stale.exists() and len(files) == 1:
-                stale.unlink()
-            result.written += move_into_place(files, final_dir)
+        stage = Stager(scratch, None, None, external_data_threshold, report)
+        for form_name, id_path in output_paths(checkpoint, scratch / "ids.onnx", form).items():
+            stage.adopt(form_name, stage_raw_graph(id_path, scratch, targets[form_name], pre, row_sets,
+                                                   external_data_threshold, report, form_name))
+        result.written = stage.move_into_place(final_dir, targets)
     for path in result.written:
         report(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return result
+
+
+def stage_raw_graph(id_path: Path, scratch: Path, target: Path, pre: Preprocessor, row_sets,
+                    external_data_threshold: int, report: Callable[[str], None], what: str) -> list[Path]:
+    """The id graph at ``id_path`` with the raw input in front, staged in ``scratch`` under ``target``'s
+    name and held to the id graph on every row set."""
+    model = load_model(id_path)
+    contract = attach_raw_input(model, pre)
+    files = save_model(model, scratch / target.name, external_data_threshold=external_data_threshold)
+    del model
+    report(f"raw input {what}: {len(contract.numeric_columns)} numeric + "
+           f"{len(contract.categorical_columns)} string columns -> {pre.n_fields} field ids")
+    raw_sess, id_sess = session(files[0]), session(id_path)
+    for label, rows in row_sets:
+        parity = raw_parity(raw_sess, id_sess, pre, contract, rows)
+        if not parity.ok:
+            raise Fm2OnnxError(f"{target}: not written: the raw {what} graph disagrees with "
+                               f"the Python preprocessing on {label} ({parity.describe()})")
+        report(f"parity raw {what} on {label}: {parity.describe()}")
+    return files
 
 
 INPUT_KINDS = ("ids", "raw")

@@ -29,7 +29,7 @@ from fm2onnx.data import Preprocessor
 from fm2onnx.errors import Fm2OnnxError
 
 from .raw_tables import bucket_edge, day_of_week_ids, hour_of_day_ids, numeric_table
-from .to_onnx import INPUT_NAME
+from .contract import INPUT_NAME
 
 NUMERIC_INPUT = "numeric"
 CATEGORICAL_INPUT = "categorical"

@@ -15,13 +15,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import onnxruntime as ort
 
 from models import ModelSpec
 
 from .cached_form import CachedFormOptions, batched_label
 from .model_io import load_model, save_model
-from .to_onnx import INPUT_NAME
+from .contract import INPUT_NAME
+from .ort import session
 from .traffic import request_ids
 
 SERVE_THREADS = 1
@@ -42,14 +42,6 @@ def serve_candidates(options: CachedFormOptions, batch: int) -> dict[str, Cached
 
 def budget_label(budget) -> str:
     return budget if isinstance(budget, str) and not budget[:1].isdigit() else f"budget {budget}"
-
-
-def session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def median_seconds(run: Callable[[], object], seconds: float = TIMING_SECONDS, min_runs: int = 5,

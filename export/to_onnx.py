@@ -17,12 +17,11 @@ import torch
 from fm2onnx.errors import Fm2OnnxError
 from models import FMFamilyModel
 
+from .contract import INPUT_NAME, OUTPUT_NAMES
 from .serving import serving_module
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18  # torch.onnx's dynamo exporter emits opset 18 or newer
-INPUT_NAME = "feature_ids"
-OUTPUT_NAMES = ("probability", "logit")
 
 
 def check_opset(opset: int) -> None:

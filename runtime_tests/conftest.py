@@ -41,7 +41,7 @@ def write_checkpoint(model, path: Path) -> Path:
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """case -> (checkpoint, cached, uncached, cached pair-major), exported with ``--form both`` on first use."""
-    from export import export_checkpoint, load_model, rewrite_to_cached, save_model
+    from export import CachedFormOptions, export_checkpoint, load_model, make_cached, save_model
 
     cache = {}
 
@@ -51,9 +51,9 @@ def exported(tmp_path_factory):
             root = tmp_path_factory.mktemp(case_id(case))
             ckpt = write_checkpoint(randomized_model(kind, dims, seed=len(cache)), root / "ckpt.pt")
             export_checkpoint(ckpt, root / "model.onnx", form="both")
-            graph = load_model(root / "model.uncached.onnx")
-            rewrite_to_cached(graph, pair_major=True)
-            save_model(graph, root / "model.pair-major.onnx")
+            pair_major = CachedFormOptions(layout="pairs", pair_major=True)
+            save_model(make_cached(load_model(root / "model.uncached.onnx"), pair_major).model,
+                       root / "model.pair-major.onnx")
             cache[case] = (ckpt, root / "model.onnx", root / "model.uncached.onnx", root / "model.pair-major.onnx")
         return cache[case]
 

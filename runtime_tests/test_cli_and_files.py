@@ -11,7 +11,8 @@ import onnx
 import pytest
 
 from export import check_graphs, export_checkpoint
-from export.parity import ort_outputs, parity_ids, session
+from export.ort import session
+from export.parity import ort_outputs, parity_ids
 from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 from runtime_tests.reference import reference_logits

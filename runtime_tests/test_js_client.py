@@ -23,11 +23,12 @@ import numpy as np
 import pytest
 
 from export import load_model, save_model
-from export.parity import ATOL, parity_ids, session
+from export.ort import session
+from export.parity import ATOL, parity_ids
 from export.parity import outputs_in_serving_batches as outputs
 from export.raw_input import RawContract
 from export.raw_rows import probe_rows, python_ids, read_rows
-from export.to_onnx import INPUT_NAME
+from export.contract import INPUT_NAME
 from fm2onnx.checkpoint import load_checkpoint
 
 from .conftest import CASES, case_id

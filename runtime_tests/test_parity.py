@@ -8,7 +8,8 @@ import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
 
-from export.parity import ort_outputs, parity_ids, session
+from export.ort import session
+from export.parity import ort_outputs, parity_ids
 from fm2onnx.checkpoint import load_checkpoint
 from runtime_tests.reference import reference_logits
 

@@ -19,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from export.parity import outputs_in_serving_batches as outputs
-from export.parity import session
+from export.ort import session
 from export.raw_export import raw_parity
 from export.raw_input import CATEGORICAL_INPUT, NUMERIC_INPUT, RawContract, attach_raw_input
 from export.raw_rows import graph_feeds, probe_rows, python_ids, read_rows

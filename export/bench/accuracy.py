@@ -19,7 +19,7 @@ from models.paper_shapes import CRITEO_TABLE3_DIMS
 
 from ..fields_graph import build_fields_graph
 from ..fields_layout import TABLE_DTYPES, FieldsLayoutConfig
-from ..parity import session
+from ..ort import session
 from ..plan import unlimited_plan
 from .prepare import write
 

@@ -57,13 +57,9 @@ def measure(run, batches: list[np.ndarray], seconds: float, min_runs: int, warmu
 
 
 def onnx_runner(path: str, threads: int):
-    import onnxruntime as ort
+    from ..ort import session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    sess = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    sess = session(path, threads)
     name = sess.get_inputs()[0].name
     return lambda ids: sess.run(None, {name: ids})
 

@@ -18,7 +18,7 @@ import onnx_ir as ir
 from fm2onnx.errors import Fm2OnnxError
 
 from ..graph_writer import FLOAT, INT64, GraphWriter
-from ..to_onnx import INPUT_NAME
+from ..contract import INPUT_NAME
 
 FLOOR_SHAPES = ("concat", "per_field")
 

@@ -60,8 +60,7 @@ def export(
     from export.pipeline import export_checkpoint
     from export.raw_export import raw_exporter
 
-    cached = CachedFormOptions(layout=layout or ("pairs" if pair_major else "fields"), cache_budget=cache_budget,
-                               table_dtype=table_dtype, batched=batched, pair_major=pair_major)
+    cached = CachedFormOptions.of_cli(layout, pair_major, cache_budget, table_dtype, batched)
     export_graphs = raw_exporter(input, parity_data, parity_format) or export_checkpoint
     export_graphs(checkpoint, output, form=form, force=force, external_data_threshold=external_data_threshold,
                   opset=opset, pair_major=pair_major, cached=cached, serve_batch=serve_batch, echo=typer.echo)
@@ -69,31 +68,32 @@ def export(
 
 @app.command()
 def rewrite(
-    model: Path = typer.Argument(..., help="An uncached fm2onnx ONNX model."),
+    model: Path = typer.Argument(..., help="An uncached fm2onnx ONNX model (export --form uncached|both)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Default: <model>.cached.onnx beside it."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     external_data_threshold: int = typer.Option(DEFAULT_THRESHOLD, help="Sidecar past this many tensor bytes."),
+    layout: Optional[str] = typer.Option(None, help=LAYOUT_HELP + " Default: fields for FmFM (pairs with --pair-major)."),
+    cache_budget: str = typer.Option("unlimited", help=BUDGET_HELP),
+    table_dtype: str = typer.Option("float32", help=DTYPE_HELP),
+    batched: Optional[str] = typer.Option(None, help=BATCHED_HELP),
     pair_major: bool = typer.Option(False, "--pair-major", help=PAIR_MAJOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Fold field matrices into cached per-field tables (Section 4.2) and print what changed."""
-    from export.model_io import load_model, refuse_overwrite, save_model
-    from export.rewrite import rewrite_to_cached
+    """Build the cached graph from an uncached one by the passes `export` runs, hold it to parity with
+    the uncached graph, and print each pass and what changed."""
+    from export.cached_form import CachedFormOptions
+    from export.pipeline import rewrite_file
 
-    target = output or model.with_name(model.name.removesuffix(".onnx").removesuffix(".uncached") + ".cached.onnx")
-    if target.resolve() == model.resolve():
-        raise Fm2OnnxError(f"{target}: the output would overwrite the input model")
-    refuse_overwrite(target, force=force)
-    graph = load_model(model)
-    report = rewrite_to_cached(graph, pair_major=pair_major)
-    written = save_model(graph, target, external_data_threshold=external_data_threshold)
+    options = CachedFormOptions.of_cli(layout, pair_major, cache_budget, table_dtype, batched)
+    parity: list[str] = []
+    result = rewrite_file(model, output, options=options, force=force,
+                          external_data_threshold=external_data_threshold, echo=parity.append)
     if as_json:
-        typer.echo(json.dumps({**report.to_dict(), "written": [str(p) for p in written]}, indent=2))
+        typer.echo(json.dumps({**result.rewrite.to_dict(), "written": [str(p) for p in result.written]}, indent=2))
         return
-    for line in report.lines():
+    for line in result.log + parity:
         typer.echo(line)
-    typer.echo("  checker                full check ok")
-    for path in written:
+    for path in result.written:
         typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
@@ -136,26 +136,24 @@ def flops(
     by_op: bool = typer.Option(False, "--by-op", help="Break the count down by op type."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Static floating-point operations per prediction (batch 1); conventions in export/flops.py."""
-    from export.flops import count_flops
+    """Static floating-point operations per prediction; a graph that branches on the batch size is
+    counted per branch (one request, batches). Conventions in export/flops.py."""
+    from export.flops import count_flops, flops_by_batch
     from export.model_io import load_model
 
     results = {}
     for path in models:
         graph = load_model(path)
-        count = count_flops(graph)
+        by_batch, count = flops_by_batch(graph), count_flops(graph, infer_shapes=False, batch=(1, 1))
         results[str(path)] = {"form": graph.metadata_props.get("form", "?"),
                               "kind": graph.metadata_props.get("model_kind", "?"),
-                              "flops_per_row": count.total, "by_op_type": dict(count.by_op_type),
-                              "uncounted": count.uncounted,
-                              "flops_per_row_cheaper_branch": count_flops(graph, infer_shapes=False, branch=min).total}
+                              "flops": by_batch.to_dict(), "by_op_type": dict(count.by_op_type),
+                              "uncounted": count.uncounted, "describe": by_batch.describe()}
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
     for path, r in results.items():
-        typer.echo(f"{path}: {r['flops_per_row']:,} FLOPs per row ({r['kind']}, {r['form']})"
-                   + (f"; its cheaper batch-size branch {r['flops_per_row_cheaper_branch']:,}"
-                      if r["flops_per_row_cheaper_branch"] != r["flops_per_row"] else ""))
+        typer.echo(f"{path}: {r['describe']} ({r['kind']}, {r['form']})")
         if by_op:
             for op, n in sorted(r["by_op_type"].items(), key=lambda kv: -kv[1]):
                 if n:

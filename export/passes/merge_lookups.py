@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from .rules import as_ints, constant
+from .graph_match import as_ints, constant
+from .manager import ReportedPass
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,19 @@ class Lookup:
     field: int
     count: int
     width: int
+
+
+class MergeLookups(ReportedPass):
+    """``pair_major``: also merge the cached left-side lookups (faster at batch 1, module docstring)."""
+
+    name = "merge_lookups"
+
+    def __init__(self, pair_major: bool = False):
+        super().__init__()
+        self.pair_major = pair_major
+
+    def apply(self, model: ir.Model) -> tuple[int, str]:
+        return merge_lookups(model, pair_major=self.pair_major)
 
 
 def merge_lookups(model: ir.Model, *, pair_major: bool = False) -> tuple[int, str]:

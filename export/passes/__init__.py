@@ -1,0 +1,57 @@
+"""Every cached graph is a pipeline of passes over the traced uncached graph.
+
+    pairs layout   fold rules (rules/) -> cleanup -> shape inference -> merge lookups -> cleanup
+                   -> shape inference -> metadata form=cached        (every kind; in place on a copy)
+    fields layout  read the weights back out of the graph -> cache plan -> fields graph   (FmFM)
+    GEMM form      read the weights -> one MatMul per width group                          (FmFM)
+
+``rewrite`` runs a pipeline and reports each pass and the graph before and after; the input model
+is never changed. A pass that cannot apply raises ``NotApplicable`` naming the node and condition.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from fm2onnx.errors import Fm2OnnxError
+
+from ..fields_layout import FieldsLayoutConfig
+from .common import Cleanup, InferShapes, RulePass, SetMetadata
+from .fields_layout import FieldsLayoutPass
+from .gemm_form import GemmFormPass
+from .manager import NotApplicable, PassOutcome, ReplacingPass, ReportedPass, run_passes
+from .merge_lookups import MergeLookups
+from .report import GraphSummary, RewriteReport
+from .rules import CACHE_RULES
+
+
+def pairs_pipeline(*, pair_major: bool = False) -> list[ReportedPass]:
+    return [
+        *(RulePass(rule) for rule in CACHE_RULES),
+        Cleanup(),  # merge_lookups only takes tables nothing else reads
+        InferShapes(),
+        MergeLookups(pair_major),
+        Cleanup(),
+        InferShapes(),
+        SetMetadata(form="cached", layout="pairs"),
+    ]
+
+
+def fields_pipeline(config: FieldsLayoutConfig, cache_budget: str | int = "unlimited") -> list:
+    return [FieldsLayoutPass(config, cache_budget), InferShapes()]
+
+
+def rewrite(model: ir.Model, passes: list[ReportedPass | ReplacingPass]) -> tuple[ir.Model, RewriteReport]:
+    """Run ``passes`` on a copy of an uncached fm2onnx ``model``: (the rewritten model, its report)."""
+    form = model.metadata_props.get("form")
+    if form != "uncached":
+        raise Fm2OnnxError(f"expected an uncached fm2onnx model (metadata form=uncached), got form={form!r}")
+    before = GraphSummary.of(model)
+    work = model.clone() if any(isinstance(p, ReportedPass) for p in passes[:1]) else model
+    rewritten, outcomes = run_passes(work, passes)
+    report = RewriteReport(model.metadata_props.get("model_kind", "?"), before, GraphSummary.of(rewritten), outcomes)
+    return rewritten, report
+
+
+__all__ = ["CACHE_RULES", "FieldsLayoutPass", "GemmFormPass", "GraphSummary", "NotApplicable", "PassOutcome",
+           "RewriteReport", "fields_pipeline", "pairs_pipeline", "rewrite"]

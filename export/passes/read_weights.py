@@ -1,0 +1,179 @@
+"""Read an FmFM model's weights back out of its traced uncached graph.
+
+The uncached graph (export/serving.py traced by torch.onnx) is the only input the cached forms are
+built from. This module recognises its parts and returns them as ``FieldWeights``:
+
+    lookup        Gather(T_f, Gather(ids', f, axis=1))     ids' = the clamped ``feature_ids``
+    pair blocks   Mul(Concat(Reshape(MatMul(v_a, W_a), [-1, c, d]) ...),
+                      Gather(Concat(Unsqueeze(v_b, 1) ...), partners, axis=1))
+                  slot k of the left side meets member partners[k] of the right side: M_ab is the
+                  slot's d columns of W_a
+    linear term   Add(bias, ReduceSum(Concat(MatMul(v_f, w_f) | Gather(L_f, ids'_f) ...)))
+
+Anything else makes ``read_field_weights`` fail with ``NotApplicable``, naming the node and the
+condition, so ``fm2onnx rewrite`` says why a graph cannot take the fields layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from ..contract import INPUT_NAME, spec_of
+from ..folds import FieldWeights
+from .graph_match import as_ints, constant, producer_of
+from .manager import not_applicable as fail
+
+
+@dataclass(frozen=True)
+class Lookup:
+    field: int
+    table: np.ndarray
+
+
+def read_field_weights(model: ir.Model) -> FieldWeights:
+    spec = spec_of(model)
+    if spec.kind != "fmfm":
+        raise fail(None, f"a {spec.kind} model has no full field matrices to lay out by field")
+    lookups = find_lookups(model.graph)
+    tables = embedding_tables(spec, lookups)
+    matrices = pair_matrices(model.graph, lookups, spec)
+    bias, linear = linear_term(model.graph, lookups, spec)
+    return FieldWeights(spec, tables, matrices, linear, bias)
+
+
+def find_lookups(graph: ir.Graph) -> dict[ir.Value, Lookup]:
+    """Every row lookup of a field's table, by the value it produces."""
+    found = {}
+    for node in graph:
+        if node.op_type != "Gather" or node.attributes.get_int("axis", 0) != 0:
+            continue
+        table = constant(node.inputs[0])
+        column = producer_of(node.inputs[1], "Gather")
+        if table is None or table.ndim != 2 or column is None or column.attributes.get_int("axis", 0) != 1:
+            continue
+        field = as_ints(column.inputs[1])
+        if field is None or len(field) != 1:
+            raise fail(column, "the field column is not selected by one constant index")
+        if not reads_clamped_ids(column.inputs[0]):
+            raise fail(column, f"field {field[0]}'s ids do not pass the unknown-row clamp Where(bad, 0, {INPUT_NAME})")
+        found[node.outputs[0]] = Lookup(field[0], table.astype(np.float64))
+    return found
+
+
+def reads_clamped_ids(value: ir.Value) -> bool:
+    where = producer_of(value, "Where")
+    return where is not None and where.inputs[2] is not None and where.inputs[2].name == INPUT_NAME \
+        and where.inputs[2].is_graph_input()
+
+
+def embedding_tables(spec, lookups: dict[ir.Value, Lookup]) -> tuple[np.ndarray, ...]:
+    tables: dict[int, np.ndarray] = {}
+    for value, lookup in lookups.items():
+        if all(use.node.op_type == "Concat" for use in value.uses()):
+            continue  # a per-feature linear weight, read by linear_term
+        shape = (spec.vocab_sizes[lookup.field], spec.dims[lookup.field])
+        if lookup.table.shape != shape:
+            raise fail(value.producer(), f"field {lookup.field}'s table is {list(lookup.table.shape)}, "
+                                         f"the metadata says {list(shape)}")
+        tables[lookup.field] = lookup.table
+    missing = [f for f in range(spec.num_fields) if f not in tables]
+    if missing:
+        raise fail(None, f"no embedding lookup for field(s) {missing}")
+    return tuple(tables[f] for f in range(spec.num_fields))
+
+
+def pair_matrices(graph: ir.Graph, lookups: dict[ir.Value, Lookup], spec) -> dict[tuple[int, int], np.ndarray]:
+    matrices: dict[tuple[int, int], np.ndarray] = {}
+    for node in graph:
+        if node.op_type != "Mul" or producer_of(node.inputs[1], "Gather") is None:
+            continue
+        right = partner_fields(node.inputs[1], lookups)
+        left = projected_slots(node.inputs[0], lookups)
+        if right is None or left is None:
+            continue
+        if len(left) != len(right):
+            raise fail(node, f"{len(left)} projected slots meet {len(right)} partners")
+        for (a, block), b in zip(left, right):
+            key, m = ((a, b), block) if a < b else ((b, a), block.T)
+            if key in matrices or a == b:
+                raise fail(node, f"the pair of fields {key} is served twice")
+            matrices[key] = m
+    missing = [pair for pair in spec.field_pairs if pair not in matrices]
+    if missing:
+        raise fail(None, f"no field matrix for the pair(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    return matrices
+
+
+def parts_of(value: ir.Value) -> list[ir.Value]:
+    """A Concat's inputs along axis 1, or the value itself."""
+    node = value.producer()
+    if node is not None and node.op_type == "Concat" and node.attributes.get_int("axis", 0) == 1:
+        return list(node.inputs)
+    return [value]
+
+
+def partner_fields(value: ir.Value, lookups: dict[ir.Value, Lookup]) -> list[int] | None:
+    """Gather(Concat(Unsqueeze(v_b, 1) ...), partners, axis=1) -> the field of each partner slot."""
+    gather = value.producer()
+    index = as_ints(gather.inputs[1])
+    if gather.attributes.get_int("axis", 0) != 1 or index is None:
+        return None
+    members = []
+    for part in parts_of(gather.inputs[0]):
+        unsqueeze = producer_of(part, "Unsqueeze")
+        if unsqueeze is None or as_ints(unsqueeze.inputs[1]) != [1] or unsqueeze.inputs[0] not in lookups:
+            return None
+        members.append(lookups[unsqueeze.inputs[0]].field)
+    return [members[i] for i in index]
+
+
+def projected_slots(value: ir.Value, lookups: dict[ir.Value, Lookup]) -> list[tuple[int, np.ndarray]] | None:
+    """Concat(Reshape(MatMul(v_a, W), [-1, c, d]) ...) -> (field a, its d-column block of W) per slot."""
+    slots = []
+    for part in parts_of(value):
+        reshape = producer_of(part, "Reshape")
+        shape = as_ints(reshape.inputs[1]) if reshape is not None else None
+        matmul = producer_of(reshape.inputs[0], "MatMul") if reshape is not None else None
+        if shape is None or len(shape) != 3 or matmul is None or matmul.inputs[0] not in lookups:
+            return None
+        w, (_, c, d) = constant(matmul.inputs[1]), shape
+        if w is None or w.ndim != 2 or w.shape[1] != c * d:
+            raise fail(matmul, f"the field matrices are not a constant [d, {c}·{d}] initializer")
+        field = lookups[matmul.inputs[0]].field
+        slots += [(field, w[:, j * d:(j + 1) * d].astype(np.float64)) for j in range(c)]
+    return slots
+
+
+def linear_term(graph: ir.Graph, lookups: dict[ir.Value, Lookup], spec) -> tuple[float, tuple[np.ndarray, ...]]:
+    """Add(bias, ReduceSum(Concat(term_f ...))) -> (bias, per field its weights or field vector)."""
+    for node in graph:
+        if node.op_type != "Add":
+            continue
+        consts = [constant(x) for x in node.inputs]
+        if sum(c is not None and c.size == 1 for c in consts) != 1:
+            continue
+        bias_at = 0 if consts[0] is not None else 1
+        reduce = producer_of(node.inputs[1 - bias_at], "ReduceSum")
+        if reduce is None:
+            continue
+        terms = [linear_of(part, lookups, spec) for part in parts_of(reduce.inputs[0])]
+        if any(t is None for t in terms) or sorted(f for f, _ in terms) != list(range(spec.num_fields)):
+            continue
+        return float(consts[bias_at].reshape(-1)[0]), tuple(v for _, v in sorted(terms, key=lambda t: t[0]))
+    raise fail(None, "no Add(bias, ReduceSum(Concat(one linear term per field)))")
+
+
+def linear_of(value: ir.Value, lookups: dict[ir.Value, Lookup], spec) -> tuple[int, np.ndarray] | None:
+    if value in lookups and spec.linear == "feature":
+        lookup = lookups[value]
+        return lookup.field, lookup.table[:, 0]
+    matmul = producer_of(value, "MatMul")
+    if spec.linear == "feature" or matmul is None or matmul.inputs[0] not in lookups:
+        return None
+    w = constant(matmul.inputs[1])
+    if w is None or w.ndim != 2 or w.shape[1] != 1:
+        return None
+    return lookups[matmul.inputs[0]].field, w[:, 0].astype(np.float64)
