@@ -256,14 +256,14 @@ def field_matrices(m: Mapping, entry, kind: str, names: list[str], dims: list[in
             raise m.fail("field_matrices.block", f"a block matrix holds FmFM's full matrices, not {kind}'s")
         got = from_block(m, entry, pairs, dims)
     else:
+        if len(set(want)) != 1:
+            raise m.fail("field_matrices", f"the fields' dims differ {tuple(dims)}: give \"block\" or \"pairs\"")
         t, label = m.tensor(entry, "field_matrices")
         stacked = (len(pairs),) + want[0]
         if matrix_kind == "scalar" and t.numel() == len(pairs) and sum(s != 1 for s in t.shape) <= 1:
             t = t.reshape(-1)  # e.g. an nn.Linear(P, 1) weight [1, P]
-        if len(set(want)) != 1 or tuple(t.shape) != stacked:
-            why = "one per field pair (0,1), (0,2), ..., (1,2), ..." if len(set(want)) == 1 else \
-                "per-field dims differ: use \"block\" or \"pairs\""
-            raise m.shape_error("field_matrices", label, t, list(stacked), why)
+        if tuple(t.shape) != stacked:
+            raise m.shape_error("field_matrices", label, t, list(stacked), "one per field pair (0,1), (0,2), ..., (1,2), ...")
         got = list(t.unbind(0))
     return got if matrix_kind == "full" else torch.stack(got)
 
