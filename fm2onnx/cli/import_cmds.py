@@ -22,7 +22,8 @@ def _write(parts, preprocessor, output: Path, force: bool) -> None:
     save_checkpoint(ckpt, output, force=force)
     spec = ckpt.spec
     dims = "" if spec.kind == "lr" else f", dims {spec.dims[0] if len(set(spec.dims)) == 1 else list(spec.dims)}"
-    typer.echo(f"imported {parts.source.get('model', 'model')} as fm2onnx {spec.kind} (linear {spec.linear}): "
+    origin = {"fuxictr": "FuxiCTR", "torch": "PyTorch"}.get(parts.source.get("format"), "")
+    typer.echo(f"imported {origin} {parts.source.get('model', 'model')} as fm2onnx {spec.kind} (linear {spec.linear}): "
                f"{spec.num_fields} fields, {sum(spec.vocab_sizes):,} features{dims}"
                + (", with its vocabularies" if preprocessor else ""))
     typer.echo(f"wrote {output}")
