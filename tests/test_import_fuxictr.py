@@ -286,26 +286,21 @@ def dataset(tmp_path_factory):
     return root, vocab, feature_map, train, test + probes
 
 
-def id_sessions_and_raw(root, ckpt):
+def sessions(root, ckpt, raw: bool) -> dict:
+    """Exports by the command line: the cached and uncached id graphs, or the raw-input ones."""
     import onnxruntime as ort
 
-    for args in (("--form", "both", "-o", root / "m.onnx"),
-                 ("--form", "both", "--input", "raw", "-o", root / "m.raw.onnx")):
-        result = invoke("export", ckpt, *args)
-        assert result.exit_code == 0, (result.output, result.exception)
-    names = {"cached": "m.onnx", "uncached": "m.uncached.onnx",
-             "raw cached": "m.raw.onnx", "raw uncached": "m.raw.uncached.onnx"}
+    stem = "m.raw" if raw else "m"
+    result = invoke("export", ckpt, "--form", "both", *(("--input", "raw") if raw else ()), "-o", root / f"{stem}.onnx")
+    assert result.exit_code == 0, (result.output, result.exception)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     return {form: ort.InferenceSession(str(root / name), options, providers=["CPUExecutionProvider"])
-            for form, name in names.items()}
+            for form, name in (("cached", f"{stem}.onnx"), ("uncached", f"{stem}.uncached.onnx"))}
 
 
-MAX_DELTA: dict[str, dict[str, float]] = {}
-
-
-@pytest.mark.parametrize("case", list(CASES))
-def test_imported_model_matches_fuxictr_forward(dataset, tmp_path, case):
+def imported(dataset, tmp_path, case):
+    """(FuxiCTR model, checkpoint path, FuxiCTR's logits on the probe rows) of one trained, saved, imported model."""
     root, vocab, feature_map, train, rows = dataset
     cls, options, kind, linear = CASES[case]
     model = cls(feature_map, **options, **FIT)
@@ -315,31 +310,48 @@ def test_imported_model_matches_fuxictr_forward(dataset, tmp_path, case):
     ckpt = tmp_path / "ckpt.pt"
     result = invoke("import", "fuxictr", model_file, "--data-dir", root / "data", "-o", ckpt)
     assert result.exit_code == 0, (result.output, result.exception)
-    loaded = load_checkpoint(ckpt)
-    assert (loaded.spec.kind, loaded.spec.linear) == (kind, linear)
+    spec = load_checkpoint(ckpt).spec
+    assert (spec.kind, spec.linear) == (kind, linear)
     want = fuxictr_logits(model, vocab, rows)
+    assert np.ptp(want) > 0.1  # the rows really exercise the model
+    return ckpt, want
 
-    pre = Preprocessor.from_dict(loaded.preprocessor)
-    ids = pre.encode_records(rows).astype(np.int64)
-    oov_ids = fuxictr_ids(vocab, rows)
-    fuxictr_id_matrix = np.stack([oov_ids[c].numpy() for c in FEATURES], axis=1)  # OOV = one past the table
-    with torch.no_grad():
-        torch_logits = loaded.model()(torch.from_numpy(ids)).double().numpy()
-    deltas = {"checkpoint": np.abs(torch_logits - want).max()}
-    sessions = id_sessions_and_raw(tmp_path, ckpt)
-    strings = np.array([[r[c] for c in FEATURES] for r in rows], dtype=object)
-    for form, sess in sessions.items():
-        if form.startswith("raw"):
-            got = sess.run(["logit"], {"categorical": strings})[0]
-        else:
-            got = sess.run(["logit"], {"feature_ids": ids})[0]
-            same = sess.run(["logit"], {"feature_ids": fuxictr_id_matrix})[0]
-            np.testing.assert_allclose(same, got, atol=1e-6)  # FuxiCTR's own ids serve as they are
-        deltas[form] = float(np.abs(got.astype(np.float64) - want).max())
-    MAX_DELTA[case] = deltas
+
+def report(case: str, deltas: dict) -> None:
     print(f"\n{case}: max |Δlogit| " + ", ".join(f"{k} {v:.2e}" for k, v in deltas.items()))
     assert max(deltas.values()) <= TOLERANCE, deltas
-    assert np.ptp(want) > 0.1  # the rows really exercise the model
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_imported_model_and_id_graphs_match_fuxictr_forward(dataset, tmp_path, case):
+    _, vocab, _, _, rows = dataset
+    ckpt, want = imported(dataset, tmp_path, case)
+    loaded = load_checkpoint(ckpt)
+    ids = Preprocessor.from_dict(loaded.preprocessor).encode_records(rows).astype(np.int64)
+    by_fuxictr = fuxictr_ids(vocab, rows)
+    fuxictr_id_matrix = np.stack([by_fuxictr[c].numpy() for c in FEATURES], axis=1)  # OOV: one past the table
+    with torch.no_grad():
+        deltas = {"checkpoint": float(np.abs(loaded.model()(torch.from_numpy(ids)).double().numpy() - want).max())}
+    for form, sess in sessions(tmp_path, ckpt, raw=False).items():
+        got = sess.run(["logit"], {"feature_ids": ids})[0]
+        same = sess.run(["logit"], {"feature_ids": fuxictr_id_matrix})[0]
+        np.testing.assert_allclose(same, got, atol=1e-6)  # FuxiCTR's own ids serve as they are
+        deltas[form] = float(np.abs(got.astype(np.float64) - want).max())
+    report(case, deltas)
+
+
+# Raw graphs repeat the whole export; three models in the quick loop, the others with the slow tests.
+RAW_QUICK = ("FwFM-FeLV", "FmFM-matrixed", "FFMv2")
+
+
+@pytest.mark.parametrize("case", [c if c in RAW_QUICK else pytest.param(c, marks=pytest.mark.slow) for c in CASES])
+def test_raw_graphs_match_fuxictr_forward_on_raw_rows(dataset, tmp_path, case):
+    rows = dataset[4]
+    ckpt, want = imported(dataset, tmp_path, case)
+    strings = np.array([[r[c] for c in FEATURES] for r in rows], dtype=object)  # unseen and empty values too
+    deltas = {f"raw {form}": float(np.abs(sess.run(["logit"], {"categorical": strings})[0] - want).max())
+              for form, sess in sessions(tmp_path, ckpt, raw=True).items()}
+    report(case, deltas)
 
 
 # ----------------------------------------------------------------------------- refusals, one line each
