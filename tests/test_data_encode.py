@@ -407,10 +407,10 @@ def test_load_or_encode_cache(tmp_path, monkeypatch):
     a = load_or_encode(src, get_format("criteo"), progress=False)
     assert a.path.parent == Path(str(src) + ".fm2onnx-cache")
     calls = []
-    import fm2onnx.data.encode as enc
+    import fm2onnx.data.cache as cache
 
-    real = enc.encode_file
-    monkeypatch.setattr(enc, "encode_file", lambda *x, **k: calls.append(1) or real(*x, **k))
+    real = cache.encode_file
+    monkeypatch.setattr(cache, "encode_file", lambda *x, **k: calls.append(1) or real(*x, **k))
     b = load_or_encode(src, "criteo", progress=False)
     assert b.path == a.path and not calls  # reused
     c = load_or_encode(src, "criteo", seed=2, progress=False)

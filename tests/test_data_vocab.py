@@ -11,7 +11,7 @@ import torch
 
 from fm2onnx.data import FieldSpec, Preprocessor, get_format, hour_tokens, log2_bucket, numeric_token
 from fm2onnx.data.formats import AVAZU_COLUMNS
-from fm2onnx.data.vocab import VocabCounter
+from fm2onnx.data.counting import VocabCounter
 from fm2onnx.errors import DataError, Fm2OnnxError
 
 # ----------------------------------------------------------------------------- formats
@@ -122,17 +122,18 @@ def test_numeric_token_float_and_errors():
 
 def test_int_fast_path_matches_exact_path():
     """Integer columns are tokenized by a vectorized path; it must agree with the per-value rule."""
-    from fm2onnx.data.vocab import ChunkView, _int_key_token, _int_token_keys
+    from fm2onnx.data.chunk_view import ChunkView
+    from fm2onnx.data.int_keys import int_key_token, int_token_keys
 
     rng = np.random.default_rng(0)
     xs = np.concatenate([np.arange(-50, 70_000), rng.integers(-10**12, 10**12, 5000), [2**62, 10**18]])
-    keys = _int_token_keys(xs.astype(np.int64))
+    keys = int_token_keys(xs.astype(np.int64))
     for x, k in zip(xs[::97], keys[::97]):
-        assert _int_key_token(int(k)) == numeric_token(str(int(x)), integer=True), x
+        assert int_key_token(int(k)) == numeric_token(str(int(x)), integer=True), x
     view = ChunkView(pa.table({"v": pa.array(["3", None, "-1", "100", "2"])}))
     k, valid = view.int_keys("v")
     assert valid.tolist() == [True, False, True, True, True]
-    assert [_int_key_token(int(x)) for x in k[valid]] == ["L1", "-1", "L21", "2"]
+    assert [int_key_token(int(x)) for x in k[valid]] == ["L1", "-1", "L21", "2"]
 
 
 @pytest.mark.parametrize(
