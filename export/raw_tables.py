@@ -20,15 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fm2onnx.data import Preprocessor
+from fm2onnx.data.buckets import log2_buckets as numpy_buckets
 
 _POSITIVE_INF_BITS = np.float64(np.inf).view(np.int64)
 SMALLEST_ABOVE_2 = float(np.nextafter(2.0, 3.0))  # where bucket 0 ("L0") starts: the rule is x > 2
-
-
-def numpy_buckets(x: np.ndarray) -> np.ndarray:
-    """The vocabulary's bucket of each float64 ``x > 2`` (``floor(ln(x)**2)``, vectorized like vocab.py)."""
-    with np.errstate(all="ignore"):
-        return np.floor(np.log(np.asarray(x, np.float64)) ** 2)
 
 
 def bucket_edge(ks: np.ndarray) -> np.ndarray:
