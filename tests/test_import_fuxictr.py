@@ -370,7 +370,8 @@ def test_model_override_and_existing_output(dataset, saved_fmfm, tmp_path):
     root = dataset[0]
     model_file, _ = saved_fmfm
     out = tmp_path / "ckpt.pt"
-    assert invoke("import", "fuxictr", model_file, "--data-dir", root / "data", "--model", "fmfm", "-o", out).exit_code == 0
+    args = ("import", "fuxictr", model_file, "--data-dir", root / "data")
+    assert invoke(*args, "--model", "fmfm", "-o", out).exit_code == 0
     assert "already exists" in error_of(invoke("import", "fuxictr", model_file, "--data-dir", root / "data", "-o", out))
     assert invoke("import", "fuxictr", model_file, "--data-dir", root / "data", "-o", out, "--force").exit_code == 0
     message = error_of(invoke("import", "fuxictr", model_file, "--data-dir", root / "data", "--model", "FM",

@@ -220,7 +220,8 @@ def test_exported_graphs_of_a_mapped_fmfm_with_tokens(tmp_path):
     (lambda d: d["fields"][1].update(embedding="tables.9"), "fields[1] (item).embedding: no tensor 'tables.9'"),
     (lambda d: d["fields"][1].update(vocab_size=6), "fields[1] (item).embedding: tensor 'tables.1' has shape [7, 2], "
                                                     "expected [6, 'width']"),
-    (lambda d: d["fields"][0].update(linear={"tensor": "weights", "rows": [0, 50]}), "rows [0, 50] of tensor 'weights'"),
+    (lambda d: d["fields"][0].update(linear={"tensor": "weights", "rows": [0, 50]}),
+     "rows [0, 50] of tensor 'weights'"),
     (lambda d: d["fields"][0].update(linear={"tensor": "weights", "rows": [0, 4]}),
      "fields[0] (user).linear: tensor 'weights[0:4, :]' has shape [4], expected [5]"),
     (lambda d: d["fields"][2].update(unknown_row=4), '"unknown_row" must be a row index below 4'),
@@ -250,6 +251,8 @@ def test_bad_state_dict_files(tmp_path):
     for path, words in ((tmp_path / "none.pt", "no such file"), (tmp_path / "cut.pt", "cut.pt"),
                         (mapping, "not a torch.save file")):
         assert words in error_of(invoke("import", "torch", path, "--mapping", mapping, "-o", tmp_path / "x.pt"))
+    assert "no directory" in error_of(invoke("import", "torch", model_file, "--mapping", mapping,
+                                             "-o", tmp_path / "missing" / "x.pt"))
     torch.save(Foreign("fm"), tmp_path / "whole.pt")  # a pickled module, not a state dict
     assert "refused" in error_of(invoke("import", "torch", tmp_path / "whole.pt", "--mapping", mapping,
                                         "-o", tmp_path / "x.pt"))

@@ -14,6 +14,16 @@ import_app = typer.Typer(no_args_is_help=True, help="Turn a model trained elsewh
 app.add_typer(import_app, name="import")
 
 
+def _check_output(output: Path, force: bool) -> None:
+    """Before the import's work: an existing file is kept unless --force, and the directory must exist."""
+    from fm2onnx.errors import Fm2OnnxError
+    from fm2onnx.files import refuse_overwrite
+
+    refuse_overwrite(output, force=force)
+    if not output.parent.is_dir():
+        raise Fm2OnnxError(f"{output}: no directory {output.parent} to write it in")
+
+
 def _write(parts, preprocessor, output: Path, force: bool) -> None:
     from fm2onnx.checkpoint import save_checkpoint
     from fm2onnx.importers import to_checkpoint
@@ -42,10 +52,9 @@ def fuxictr(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
 ) -> None:
     """Import a FuxiCTR LR, FM, FwFM, FmFM (matrixed -> fmfm, vectorized -> fvfm) or FFM model."""
-    from fm2onnx.files import refuse_overwrite
     from fm2onnx.importers import import_fuxictr
 
-    refuse_overwrite(output, force=force)
+    _check_output(output, force)
     parts, preprocessor = import_fuxictr(model_file, data_dir, model=model, linear_type=linear_type)
     _write(parts, preprocessor, output, force)
 
@@ -58,9 +67,8 @@ def torch_state_dict(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
 ) -> None:
     """Import any PyTorch FM-family model described by a JSON mapping."""
-    from fm2onnx.files import refuse_overwrite
     from fm2onnx.importers import import_torch
 
-    refuse_overwrite(output, force=force)
+    _check_output(output, force)
     parts, preprocessor = import_torch(state_dict, mapping)
     _write(parts, preprocessor, output, force)

@@ -131,8 +131,8 @@ def read_fields(data_dir: Path) -> tuple[list[Field], str]:
         fields.append(field_vocab(vocab_path, name, int(spec["vocab_size"]), vocab.get(name)))
     if len(fields) < 2:
         raise Fm2OnnxError(f"{map_path}: {len(fields)} categorical features; a model needs at least 2")
-    labels = fmap.get("labels") or ["label"]
-    return fields, str(labels[0])
+    labels = fmap.get("labels")
+    return fields, labels[0] if isinstance(labels, list) and labels and isinstance(labels[0], str) else "label"
 
 
 def check_feature(path: Path, name: str, spec: dict) -> None:

@@ -54,7 +54,7 @@ class Mapping:
         label = name
         if ref.get("transpose"):
             if t.dim() != 2:
-                raise self.fail(where, f"tensor {name!r} has shape {list(t.shape)}: only a 2-D tensor can be transposed")
+                raise self.fail(where, f"tensor {name!r} has shape {list(t.shape)}: only 2-D tensors transpose")
             t, label = t.T, f"{name}.T"
         for axis, key in enumerate(("rows", "cols")):
             if key in ref:
@@ -263,7 +263,8 @@ def field_matrices(m: Mapping, entry, kind: str, names: list[str], dims: list[in
         if matrix_kind == "scalar" and t.numel() == len(pairs) and sum(s != 1 for s in t.shape) <= 1:
             t = t.reshape(-1)  # e.g. an nn.Linear(P, 1) weight [1, P]
         if tuple(t.shape) != stacked:
-            raise m.shape_error("field_matrices", label, t, list(stacked), "one per field pair (0,1), (0,2), ..., (1,2), ...")
+            raise m.shape_error("field_matrices", label, t, list(stacked),
+                                "one per field pair (0,1), (0,2), ..., (1,2), ...")
         got = list(t.unbind(0))
     return got if matrix_kind == "full" else torch.stack(got)
 
