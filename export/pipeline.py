@@ -165,7 +165,7 @@ def rewrite_file(model_path: str | Path, output: str | Path | None = None, *, op
     want = ort_outputs(session(model_path), ids)["logit"]  # the uncached graph is the reference
     tolerance = options.for_kind(uncached.metadata_props.get("model_kind", "")).tolerance
     with staged_directory(target.parent) as scratch:
-        stage = Stager(scratch, want, ids, external_data_threshold, echo)
+        stage = Stager(scratch, want, ids, external_data_threshold, echo, reference="the uncached graph")
         stage.save(made.model, target.name, tolerance, "cached", target=target, form="cached")
         result.written = stage.move_into_place(target.parent, {"cached": target})
     return result

@@ -56,6 +56,7 @@ class Stager:
     ids: np.ndarray | None
     external_data_threshold: int
     report: Callable[[str], None]
+    reference: str = "torch"  # what ``want`` came from, for the gate's message
     files: dict[str, list[Path]] = field(default_factory=dict)  # form -> staged files to move into place
 
     def save(self, model: ir.Model, name: str, tolerance: tuple[float, float], what: str, *,
@@ -70,7 +71,7 @@ class Stager:
         atol, rtol = tolerance
         parity = compare(self.want, ort_outputs(session(path), self.ids)["logit"], atol=atol, rtol=rtol)
         if not parity.ok:
-            raise Fm2OnnxError(f"{target}: not written: the {what} graph disagrees with its reference "
+            raise Fm2OnnxError(f"{target}: not written: the {what} graph disagrees with {self.reference} "
                                f"({parity.describe()}, tolerance {atol:g} + {rtol:g}·|logit|)")
         self.report(f"parity {what}: {parity.describe()} over {len(self.ids)} rows (incl. unknown, negative, "
                     "out-of-range ids)")

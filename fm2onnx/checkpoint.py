@@ -24,6 +24,7 @@ from models import FMFamilyModel, ModelSpec, build_model
 
 from . import __version__
 from .errors import CheckpointError, Fm2OnnxError
+from .files import refuse_overwrite
 
 FORMAT = "fm2onnx-checkpoint"
 SCHEMA_VERSION = 1
@@ -51,8 +52,7 @@ class Checkpoint:
 
 def save_checkpoint(ckpt: Checkpoint, path: str | Path, *, force: bool = False) -> Path:
     path = Path(path)
-    if path.exists() and not force:
-        raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
+    refuse_overwrite(path, force=force)
     payload = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,

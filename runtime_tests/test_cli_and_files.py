@@ -105,16 +105,17 @@ def test_form_both_writes_the_uncached_model_beside_the_cached_one(cli, fmfm_ckp
 def test_rewrite_command_reports_ops_bytes_and_flops(cli, exported, tmp_path):
     _, _, uncached, _ = exported(FMFMV)
     target = tmp_path / "rewritten.onnx"
-    code, out, err = cli("rewrite", uncached, "-o", target, "--json")
+    code, out, err = cli("rewrite", uncached, "-o", target, "--json", "--layout", "pairs")
     assert code == 0, err
     report = json.loads(out)
     changes = {p["name"]: p["changes"] for p in report["passes"] if p["name"] != "cleanup"}
     assert changes["fold_field_matrix"] == 21  # 6 linear columns + 15 (field a, partner dim d) blocks
     assert report["before"]["ops"]["MatMul"] == 21 and "MatMul" not in report["after"]["ops"]
-    assert report["after"]["flops_per_row"] < report["before"]["flops_per_row"]
+    assert report["after"]["flops"]["one_request"] < report["before"]["flops"]["one_request"]
     assert report["after"]["table_bytes"] != report["before"]["table_bytes"]
-    code, text, _ = cli("rewrite", uncached, "-o", target, "--force")
-    for expected in ("FLOPs per row", "table bytes", "MatMul", "cleanup", "checker"):
+    code, text, _ = cli("rewrite", uncached, "-o", target, "--force")  # the default: the fields layout
+    for expected in ("fields_layout", "cache plan", "FLOPs, one request", "FLOPs per row, batches", "table bytes",
+                     "If", "parity cached", "wrote"):
         assert expected in text
     code, _, err = cli("rewrite", target, "-o", tmp_path / "twice.onnx")
     assert code == 2 and "form='cached'" in err
@@ -128,9 +129,10 @@ def test_check_command_json_and_exit_code(cli, exported, tmp_path):
     result = json.loads(out)
     assert code == 0 and result["ok"]
     assert [g["form"] for g in result["graphs"]] == ["cached", "cached", "uncached"]
-    hybrid, tables, plain = (g["flops_per_row"] for g in result["graphs"])
-    # the default runs batches on the GEMM form, and an If counts as its larger branch; one request is cached
-    assert tables < plain < hybrid and result["graphs"][0]["flops_per_row_cheaper_branch"] < plain
+    hybrid, tables, plain = result["graphs"]
+    # one request reads the cached tables; the default runs batches on the GEMM form, more FLOPs than the pairs
+    assert hybrid["flops_one_request"] == tables["flops_one_request"] < plain["flops_one_request"]
+    assert tables["flops_batches"] < plain["flops_batches"] < hybrid["flops_batches"]
     code, out, _ = cli("check", ckpt, cached, "--tolerance", "0")
     assert code == 1 and "EXCEEDS TOLERANCE" in out
 

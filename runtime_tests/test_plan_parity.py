@@ -1,4 +1,5 @@
-"""Every cache plan, laid out in the fields layout, agrees with torch in both subgraphs (small and large batches)."""
+"""Every cache plan, laid out in the fields layout from the weights read back out of the traced uncached
+graph (what ``export`` ships), agrees with the float64 brute-force reference in every subgraph."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 import torch
 
+from export.contract import describe, stamp
 from export.fields_graph import build_fields_graph
 from export.fields_layout import FieldsLayout, FieldsLayoutConfig
 from export.flops import count_flops
+from export.folds import FieldWeights
 from export.parity import compare, parity_ids, tolerance_of, torch_logits
+from export.passes.read_weights import read_field_weights
+from export.to_onnx import export_uncached
 from export.plan import frontier, min_plan, plan_for_budget, unlimited_plan
 from models import ModelSpec, build_model
 from models.paper_shapes import CRITEO_FEATURES_PER_FIELD, CRITEO_FIELD_NAMES, CRITEO_TABLE3_DIMS, vocab_sizes
 
 from .conftest import VARIABLE_DIMS, randomized_model
+from .reference import reference_logits
 
 BATCHES = (1, 5, 9, 300)  # the small subgraph takes batches up to 8
 
@@ -30,58 +36,72 @@ def ort_logits(model, ids: np.ndarray) -> np.ndarray:
     return sess.run(["logit"], {"feature_ids": ids})[0]
 
 
+def traced_weights(model) -> FieldWeights:
+    """The weights as ``export`` reads them: out of the traced uncached graph."""
+    graph = export_uncached(model)
+    stamp(graph, describe(model.spec, form="uncached", checkpoint_sha256=""))
+    return read_field_weights(graph)
+
+
+def reference(model, ids: np.ndarray) -> np.ndarray:
+    return reference_logits(model.spec, model.state_dict(), ids)
+
+
 PADDINGS = {"no runs": FieldsLayoutConfig(max_table_zeros=0), "default": FieldsLayoutConfig(),
             "few runs": FieldsLayoutConfig(max_table_zeros=10, values_per_run=10_000)}
 
 
 @pytest.mark.parametrize("config", PADDINGS.values(), ids=PADDINGS.keys())
-def test_every_frontier_plan_matches_torch(config):
+def test_every_frontier_plan_matches_the_reference(config):
     model = randomized_model("fmfm", VARIABLE_DIMS, seed=11, vocab=[7, 30, 11, 2, 50, 9])
     plans = frontier(model.spec)
     plans = plans[::max(1, len(plans) // 8)] + [plans[-1], min_plan(model.spec)]  # a spread of budgets
     assert len(plans) > 5 and {p.pair_counts["compute"] for p in plans} > {0}
+    weights = traced_weights(model)
     for plan in plans:
-        graph = build_fields_graph(model, plan, config)
+        graph = build_fields_graph(weights, plan, config)
         for batch in BATCHES:
             ids = parity_ids(model.spec, batch, seed=batch)
-            parity = compare(torch_logits(model, ids), ort_logits(graph, ids))
+            parity = compare(reference(model, ids), ort_logits(graph, ids))
             assert parity.ok, f"{plan.describe()}, batch {batch}: {parity.describe()}"
 
 
 @pytest.mark.parametrize("table_dtype", ["float32", "float16", "int8"])
 @pytest.mark.parametrize("batched", ["cached", "gemm"])
-def test_every_subgraph_and_table_dtype_matches_torch(table_dtype, batched):
+def test_every_subgraph_and_table_dtype_matches_the_reference(table_dtype, batched):
     """One request, small batches, large batches (cached or on the GEMM form), out-of-range ids included,
     for the unlimited and the min plan, within each table dtype's documented tolerance."""
     model = randomized_model("fmfm", VARIABLE_DIMS, seed=7, vocab=[7, 30, 11, 2, 50, 9])
     atol, rtol = tolerance_of(table_dtype)
+    weights = traced_weights(model)
     for plan in (unlimited_plan(model.spec), min_plan(model.spec)):
-        graph = build_fields_graph(model, plan, FieldsLayoutConfig(table_dtype=table_dtype, batched=batched))
+        graph = build_fields_graph(weights, plan, FieldsLayoutConfig(table_dtype=table_dtype, batched=batched))
         assert graph.metadata_props["batched"] == batched
         for batch in BATCHES:
             ids = parity_ids(model.spec, batch, seed=batch + 1)
-            parity = compare(torch_logits(model, ids), ort_logits(graph, ids), atol=atol, rtol=rtol)
+            parity = compare(reference(model, ids), ort_logits(graph, ids), atol=atol, rtol=rtol)
             assert parity.ok, f"{plan.describe()}, batch {batch}: {parity.describe()}"
 
 
 @pytest.mark.parametrize("groups", [1, 3, 100])
-def test_gemm_form_matches_torch(groups, monkeypatch):
+def test_gemm_form_matches_the_reference(groups, monkeypatch):
     """The GEMM form, its fields in width groups (one, some, one group per field)."""
     import export.gemm_form as gemm_form
 
     pairs = gemm_form.gemm_pairs
     monkeypatch.setattr(gemm_form, "gemm_pairs", lambda *a, **k: pairs(*a, **k, groups=groups))
     model = randomized_model("fmfm", VARIABLE_DIMS, seed=3, vocab=[7, 30, 11, 2, 50, 9])
-    graph = gemm_form.build_gemm_graph(model)
+    graph = gemm_form.build_gemm_graph(traced_weights(model), {})
     for batch in (1, 300):
         ids = parity_ids(model.spec, batch, seed=batch)
-        parity = compare(torch_logits(model, ids), ort_logits(graph, ids))
+        parity = compare(reference(model, ids), ort_logits(graph, ids))
         assert parity.ok, f"{groups} groups, batch {batch}: {parity.describe()}"
 
 
+@pytest.mark.slow  # traces a model per example
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dims=st.lists(st.integers(1, 5), min_size=2, max_size=6), data=st.data())
-def test_random_shapes_match_torch(dims, data):
+def test_random_shapes_match_the_reference(dims, data):
     """Random field counts, dims and vocabularies (down to a single unknown row), both plans, both
     batched forms, any run padding: every subgraph agrees with torch, out-of-range ids included."""
     vocab = data.draw(st.lists(st.integers(1, 40), min_size=len(dims), max_size=len(dims)))
@@ -91,10 +111,10 @@ def test_random_shapes_match_torch(dims, data):
     model = randomized_model("fmfm", tuple(dims), seed=len(dims), fields=[f"f{i}" for i in range(len(dims))],
                              vocab=vocab)
     plan = data.draw(st.sampled_from([unlimited_plan, min_plan]))(model.spec)
-    graph = build_fields_graph(model, plan, config)
+    graph = build_fields_graph(traced_weights(model), plan, config)
     for batch in (1, 3, 12):
         ids = parity_ids(model.spec, batch, seed=batch)
-        parity = compare(torch_logits(model, ids), ort_logits(graph, ids))
+        parity = compare(reference(model, ids), ort_logits(graph, ids))
         assert parity.ok, f"{plan.describe()}, {config}, batch {batch}: {parity.describe()}"
 
 
@@ -106,7 +126,7 @@ def test_graph_flops_follow_the_layout():
     for config in PADDINGS.values():
         for plan in (unlimited_plan(model.spec), plan_for_budget(model.spec, 100), plan_for_budget(model.spec, 0)):
             layout = FieldsLayout(plan, config)
-            counted = count_flops(build_fields_graph(model, plan, config))
+            counted = count_flops(build_fields_graph(FieldWeights.of_model(model), plan, config))
             assert not counted.uncounted
             # the larger subgraph counts: one request's, or the large batches' (U, and <v_p, v_p> taken off)
             assert layout.graph_flops() - plan.num_fields <= counted.total <= layout.graph_flops() + 6 * layout.width_e
@@ -122,7 +142,7 @@ def test_default_export_against_table4():
         model = randomized_model("fmfm", dims, fields=fields, vocab=vocab, dim=16)
         plan = unlimited_plan(model.spec)
         assert plan.flops_per_row == pytest.approx(table4, rel=0.005)
-        counted = count_flops(build_fields_graph(model, plan)).total
+        counted = count_flops(build_fields_graph(FieldWeights.of_model(model), plan)).total
         own_vectors = 2 * sum(plan.position_dims)
         assert plan.flops_per_row < counted <= (plan.flops_per_row + own_vectors) * 1.5
 
@@ -135,7 +155,7 @@ def test_table3_min_plan_at_criteo_cardinalities():
         for p in model.parameters():
             p.normal_(0, 0.05)
     plan = min_plan(spec)
-    graph = build_fields_graph(model, plan)
+    graph = build_fields_graph(FieldWeights.of_model(model), plan)
     for batch in (1, 64):
         ids = parity_ids(spec, batch, seed=batch)
         parity = compare(torch_logits(model, ids), ort_logits(graph, ids))

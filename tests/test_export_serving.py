@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from export.field_order import PairLayout, canonical_order
+from export.folds import FieldWeights
 from export.gemm_form import gemm_tables, width_groups
 from export.serving import serving_module
 from models import ModelSpec, build_model
@@ -54,7 +55,7 @@ def test_gemm_tables_give_the_reference_logit(config, groups):
     spec, ids, seed = config
     model = build_model(spec, seed=seed)
     randomize(model, seed)
-    tables = gemm_tables(model, groups)
+    tables = gemm_tables(FieldWeights.of_model(model), groups)
     rows = np.clip(ids, 0, np.array(spec.vocab_sizes))  # past the vocabulary: row V, a copy of row 0
     x = np.concatenate([g.table[rows[:, g.fields] + np.array(g.first_rows)].reshape(len(ids), -1)
                         for g in tables.groups], axis=1).astype(np.float64)

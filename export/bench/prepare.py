@@ -58,6 +58,11 @@ def file_bytes(files: list[Path]) -> int:
     return sum(f.stat().st_size for f in files)
 
 
+def write(model: ir.Model, path: Path) -> int:
+    """Save ``model`` (a sidecar past the export threshold) and return its bytes on disk."""
+    return file_bytes(save_model(model, path))
+
+
 def prepare(checkpoint: Path, workdir: Path, name: str, variants: list[CachedVariant],
             echo=lambda line: None) -> Prepared:
     """Export each form into ``workdir`` from one trace, each held to parity with torch on a few rows."""

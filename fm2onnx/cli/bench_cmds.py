@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 
 from fm2onnx.errors import Fm2OnnxError
+from fm2onnx.files import refuse_overwrite
 
 from .app import app
 
@@ -28,11 +29,6 @@ def csv_ints(text: str, what: str) -> tuple[int, ...]:
 
 def csv_words(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
-
-
-def refuse_existing(path: Optional[Path], force: bool) -> None:
-    if path is not None and path.exists() and not force:
-        raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
 
 
 def bench_models(checkpoints: list[Path], shape: Optional[str], dims: str, workdir: Path) -> list[tuple[str, Path]]:
@@ -87,7 +83,7 @@ def bench(
     from export.plan import parse_budget
     from export.traffic import DISTRIBUTIONS
 
-    refuse_existing(plot, force)
+    refuse_overwrite(plot, force=force)
     if ids not in DISTRIBUTIONS:
         raise Fm2OnnxError(f"unknown --ids {ids!r}; expected one of {', '.join(DISTRIBUTIONS)}")
     config = BenchConfig(tuple(sorted(set(csv_ints(batches, "--batches")))), csv_ints(threads, "--threads"), ids,
@@ -140,9 +136,10 @@ def plan(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot file."),
 ) -> None:
     """The FLOPs-versus-memory Pareto frontier of cache plans (per pair: cache left, cache right or compute)."""
-    from export.plan import BYTES_PER_VALUE, frontier, min_plan, plan_for_budget, unlimited_plan
+    from export.folds import BYTES_PER_VALUE
+    from export.plan import frontier, min_plan, plan_for_budget, unlimited_plan
 
-    refuse_existing(plot, force)
+    refuse_overwrite(plot, force=force)
     if table_dtype not in BYTES_PER_VALUE:
         raise Fm2OnnxError(f"unknown table dtype {table_dtype!r}; expected one of {', '.join(BYTES_PER_VALUE)}")
     spec = plan_spec(checkpoint, shape, dims)

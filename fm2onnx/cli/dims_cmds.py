@@ -12,9 +12,10 @@ from rich.table import Table
 
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError
+from fm2onnx.files import refuse_overwrite
 
 from .app import app
-from .train_cmds import open_dataset, refuse_existing
+from .train_cmds import open_dataset
 
 console = Console()
 
@@ -107,8 +108,7 @@ def dims(
     """Per-field embedding dims by PCA of the trained tables (the paper's 2-pass method, Table 3)."""
     from fm2onnx.compression import select_dims, write_dims_csv
 
-    if output is not None:
-        refuse_existing(output, force)
+    refuse_overwrite(output, force=force)
     ckpt = load_checkpoint(checkpoint)
     from fm2onnx.compression import require_field_matrices
     require_field_matrices(ckpt.spec, str(checkpoint))
@@ -149,7 +149,7 @@ def compress(
     from fm2onnx.compression import compress_model, require_field_matrices, select_dims
     from fm2onnx.dims_file import read_dims
 
-    refuse_existing(output, force)
+    refuse_overwrite(output, force=force)
     if variance is not None and dims_file is not None:
         raise Fm2OnnxError("give --variance or --dims, not both")
     if finetune_epochs < 0:

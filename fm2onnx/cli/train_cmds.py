@@ -14,6 +14,7 @@ from rich.table import Table
 
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError
+from fm2onnx.files import refuse_overwrite
 from models import MODEL_KINDS, ModelSpec
 
 from .app import app
@@ -32,11 +33,6 @@ def open_dataset(data: Path, fmt_name: str, schema: Optional[Path], *, min_count
     fmt = fdata.get_format(fmt_name, str(schema) if schema else None)
     return fdata.load_or_encode(data, fmt, cache_dir=cache_dir, min_count=min_count, seed=seed,
                                 skip_bad_rows=skip_bad_rows, progress=progress)
-
-
-def refuse_existing(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
 
 
 def metrics_table(title: str, metrics: dict) -> Table:
@@ -83,8 +79,7 @@ def train(
     if model not in MODEL_KINDS:  # before the (possibly long) encoding pass
         raise Fm2OnnxError(f"unknown model kind {model!r}; expected one of {', '.join(MODEL_KINDS)}")
     log = log or output.with_name(output.name + ".log.jsonl")
-    refuse_existing(output, force)
-    refuse_existing(log, force)
+    refuse_overwrite(output, log, force=force)
     config = TrainConfig(optimizer, lr, l2_embeddings, l2_field_matrices, l2_linear, batch_size, epochs,
                          patience, seed, threads)
     config.validate()

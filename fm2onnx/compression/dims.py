@@ -11,6 +11,7 @@ import numpy as np
 from models import FMFamilyModel
 
 from ..errors import Fm2OnnxError
+from ..files import refuse_overwrite
 from .cost import cached_flops
 from .pca import FieldPCA, check_threshold, fit_field_pca
 
@@ -102,8 +103,7 @@ def feature_counts(ids: np.ndarray, vocab_sizes, rows: np.ndarray | None = None,
 def write_dims_csv(selection: DimsSelection, path: str | Path, *, force: bool = False) -> Path:
     """``field,dim,...`` — readable by ``fm2onnx.dims_file.read_dims`` (so by ``train --dims``)."""
     path = Path(path)
-    if path.exists() and not force:
-        raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
+    refuse_overwrite(path, force=force)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
