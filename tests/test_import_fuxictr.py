@@ -439,3 +439,11 @@ def test_fwfm_linear_type_choice(dataset, tmp_path):
     assert "'XYZ' is not one fm2onnx can express" in error_of(invoke(*args, "--linear-type", "XYZ"))
     assert invoke(*args, "--linear-type", "LW").exit_code == 0
     assert load_checkpoint(tmp_path / "x.pt").training["imported_from"]["linear_type"] == "LW"
+
+
+def test_meta_features_are_not_fields(dataset, saved_fmfm, tmp_path):
+    train = dataset[3]
+    write_fuxictr_dir(tmp_path / "data", train, extra_features={"request_id": {"type": "meta"}})
+    result = invoke("import", "fuxictr", saved_fmfm[0], "--data-dir", tmp_path / "data", "-o", tmp_path / "x.pt")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert load_checkpoint(tmp_path / "x.pt").spec.field_names == FEATURES

@@ -265,3 +265,18 @@ def test_bad_state_dict_files(tmp_path):
     (tmp_path / "nested.json").write_text(json.dumps(nested))
     assert invoke("import", "torch", tmp_path / "nested.pt", "--mapping", tmp_path / "nested.json",
                   "-o", tmp_path / "x.pt").exit_code == 0
+
+
+def test_fmfm_matrices_stacked_per_pair(tmp_path):
+    """One [P, K, K] tensor (FuxiCTR's and most FmFM code's layout) when all fields share K."""
+    model = Foreign("fmfm", (3, 3, 3)).eval()
+    state = dict(model.state_dict())
+    state["stacked"] = torch.stack([model.block.detach()[3 * a:3 * a + 3, 3 * b:3 * b + 3] for a, b in PAIRS])
+    torch.save(state, tmp_path / "model.pt")
+    (tmp_path / "map.json").write_text(json.dumps(dict(mapping_of("fmfm"), field_matrices="stacked")))
+    assert invoke("import", "torch", tmp_path / "model.pt", "--mapping", tmp_path / "map.json",
+                  "-o", tmp_path / "x.pt").exit_code == 0
+    rows = all_rows()
+    ids = torch.tensor([[fm2onnx_id(a, int(r)) for a, r in enumerate(row)] for row in rows])
+    with torch.no_grad():
+        assert (load_checkpoint(tmp_path / "x.pt").model()(ids) - model(rows)).abs().max() <= 1e-5
