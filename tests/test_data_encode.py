@@ -376,7 +376,7 @@ def test_output_directory_safety(criteo_small, tmp_path):
     ds = encode_file(criteo_small, "criteo", out, progress=False)
     assert sorted(x.name for x in out.iterdir()) == ["ids.npy", "labels.npy", "meta.json", "preprocessor.json",
                                                       "split.npy"]
-    with pytest.raises(Fm2OnnxError, match="already exists"):
+    with pytest.raises(Fm2OnnxError, match=r"enc: already exists \(pass --force to overwrite\)"):
         encode_file(criteo_small, "criteo", out, progress=False)
     ds2 = encode_file(criteo_small, "criteo", out, seed=1, force=True, progress=False)
     assert ds2.meta["seed"] == 1 and ds.rows == ds2.rows

@@ -120,6 +120,15 @@ def test_numeric_token_float_and_errors():
     assert log2_bucket(100) == 21 and log2_bucket(3) == 1
 
 
+def test_first_integers_start_their_buckets():
+    from fm2onnx.data.buckets import first_integers
+
+    buckets = np.arange(1, 400)
+    first = first_integers(buckets)
+    assert first[0] == 3
+    assert all(log2_bucket(x) >= b and (x == 3 or log2_bucket(x - 1) < b) for x, b in zip(first, buckets))
+
+
 def test_int_fast_path_matches_exact_path():
     """Integer columns are tokenized by a vectorized path; it must agree with the per-value rule."""
     from fm2onnx.data.chunk_view import ChunkView

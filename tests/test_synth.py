@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fm2onnx.data import EncodedDataset, encode_file, get_format, synthesize
 from fm2onnx.data.formats import AVAZU_COLUMNS
@@ -144,9 +145,11 @@ def test_arguments_are_checked(tmp_path):
     with pytest.raises(Fm2OnnxError, match="7 and 24"):
         synthesize(tmp_path / "x", rows=10, fmt="avazu", cardinalities=[6] + default_cardinalities("avazu")[1:],
                    progress=False)
+    with pytest.raises(Fm2OnnxError, match="at least two fields"):
+        synthesize(tmp_path / "x", rows=10, fmt="ids", cardinalities=[5], progress=False)
     target = tmp_path / "exists.txt"
     target.write_text("user data")
-    with pytest.raises(Fm2OnnxError, match="already exists"):
+    with pytest.raises(Fm2OnnxError, match=r"exists.txt: already exists \(pass --force to overwrite\)"):
         synthesize(target, rows=10, progress=False)
     assert target.read_text() == "user data"
     synthesize(target, rows=10, progress=False, force=True)
@@ -169,3 +172,11 @@ def test_decay_keeps_calibration(tmp_path):
     assert info.decay == 1.0 and abs(info.planted_auc - 0.785) < 0.005
     with pytest.raises(Fm2OnnxError, match="decay"):
         synthesize(tmp_path / "e.txt", rows=10, decay=-1, progress=False)
+
+
+def test_the_planted_model_leaves_the_torch_generator_alone(tmp_path):
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    synthesize(tmp_path / "ids", rows=100, fmt="ids", cardinalities=[5, 5], field_dims=2, progress=False)
+    assert torch.equal(torch.rand(3), expected)
