@@ -20,7 +20,7 @@ gathered from one scales table, never applied to a whole table.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx_ir as ir
@@ -202,72 +202,103 @@ def large_batch_graph(layout: FieldsLayout, g: Shared) -> ir.Graph:
     depth-first from the outputs, visiting the inputs written last first: with the slices written
     last, it runs Gather, Add and Slice back to back, while the row is in cache."""
     w = GraphWriter("large_")
+    acc = accumulate_rows(w, layout, g)
+    own_in_u = own_blocks_of_u(w, layout, g, acc)
+    y = unit_row(w, layout, g, acc.owns)
+    dots = [] if acc.total is None else u_dot(w, layout, g, acc, own_in_u, y)
+    dots += [split_row_dot(w, layout, g, p, value, acc.owns, y) for p, value in acc.split_rows.items()]
+    out = w.op("Sum", dots, "pairs") if len(dots) > 1 else dots[0]
+    return w.graph([out], "large_batch")
+
+
+@dataclass
+class Accumulated:
+    """The large-batch graph's rows after their Gathers: U and what stays outside it."""
+
+    owns: dict[int, ir.Value] = field(default_factory=dict)  # position -> its own vector v_p for Y
+    split_rows: dict[int, ir.Value] = field(default_factory=dict)  # rows that compute partners, kept apart
+    in_u: dict[int, tuple[ir.Value, tuple[int, int]]] = field(default_factory=dict)  # U after p, U's span
+    total: ir.Value | None = None  # U
+    span: tuple[int, int] | None = None  # the Y columns U covers
+
+
+def accumulate_rows(w: GraphWriter, layout: FieldsLayout, g: Shared) -> Accumulated:
     plan, dtype, n = layout.plan, layout.config.table_dtype, layout.num_fields
     columns = w.ops("Split", [g.clean], "column", n, axis=1, num_outputs=n)
-    owns: dict[int, ir.Value] = {}
-    split_rows: dict[int, ir.Value] = {}
-    in_u: dict[int, tuple[ir.Value, tuple[int, int]]] = {}  # through position -> U after it, and U's span
-    total, span = None, None  # U and the Y columns it covers
+    acc = Accumulated()
     for r in reversed(range(len(layout.runs))):
         for p in reversed(layout.runs[r].positions):
             row = layout.rows[p]
             value = as_float(w, w.op("Gather", [g.tables[r], columns[plan.order[p]]], "row", axis=0), dtype)
             if g.scales is not None:
-                if row.through:  # U takes body-scaled rows; the own vector's true scale is applied after
-                    value = w.op("Mul", [value, scale_of(w, g.scales, p, 0)], "row_scaled")
-                else:
-                    owns[p] = w.op("Mul", [w.slice(value, row.own.start, row.own.stop, 2, "own"),
-                                           scale_of(w, g.scales, p, 1)], "own_scaled")
-                    value = w.op("Mul", [value, scale_of(w, g.scales, p, 0)], "row_scaled")
+                if not row.through:  # U takes body-scaled rows; the own vector's true scale is applied after
+                    acc.owns[p] = w.op("Mul", [w.slice(value, row.own.start, row.own.stop, 2, "own"),
+                                               scale_of(w, g.scales, p, 1)], "own_scaled")
+                value = w.op("Mul", [value, scale_of(w, g.scales, p, 0)], "row_scaled")
             if row.through:
                 width = row.width - 2 * row.units  # the small-batch graph's 1 and 0 stay out of U
                 if row.units:
                     value = w.slice(value, 0, width, 2, "row_without_units")
-                total, span = lay_over(w, total, span, value, (row.start, row.start + width))
-                in_u[p] = total, span
+                acc.total, acc.span = lay_over(w, acc.total, acc.span, value, (row.start, row.start + width))
+                acc.in_u[p] = acc.total, acc.span
             else:
-                owns.setdefault(p, w.slice(value, row.own.start, row.own.stop, 2, "own"))
-                split_rows[p] = value
-    off = plan.offsets
-    own_in_u = {}
-    for p in sorted(in_u):  # written last, position 0 first: onnxruntime visits the last position's first
-        u, (first, _) = in_u[p]
+                acc.owns.setdefault(p, w.slice(value, row.own.start, row.own.stop, 2, "own"))
+                acc.split_rows[p] = value
+    return acc
+
+
+def own_blocks_of_u(w: GraphWriter, layout: FieldsLayout, g: Shared, acc: Accumulated) -> dict[int, ir.Value]:
+    """Each through position's v_p, sliced from U right after its row was added (its true scale for int8)."""
+    off, own_in_u = layout.plan.offsets, {}
+    for p in sorted(acc.in_u):  # written last, position 0 first: onnxruntime visits the last position's first
+        u, (first, _) = acc.in_u[p]
         own_in_u[p] = w.slice(u, off[p] - first, off[p + 1] - first, 2, "own_in_u")
-        owns[p] = own_in_u[p] if g.scales is None else \
+        acc.owns[p] = own_in_u[p] if g.scales is None else \
             w.op("Mul", [own_in_u[p], w.op("Div", [scale_of(w, g.scales, p, 1), scale_of(w, g.scales, p, 0)],
                                             "own_over_body")], "own")
+    return own_in_u
+
+
+def unit_row(w: GraphWriter, layout: FieldsLayout, g: Shared, owns: dict[int, ir.Value]) -> ir.Value:
+    """Y = [E | 1 | 0 ...]: [B, 1, as wide as the widest row reaches]."""
+    off = layout.plan.offsets
     tail = np.zeros(max(r.start + r.width for r in layout.rows) - off[-1], np.float32)  # the 1, then zeros
     tail[0] = 1.0
     tail_value = w.op("Expand", [w.const(tail[None, None], "unit_tail"), batch_shape(w, g.batch, 1, len(tail))], "tail")
-    y = w.op("Concat", [owns[p] for p in range(n)] + [tail_value], "y", axis=2)  # [B, 1, E | 1 | 0 ...]
-    dots = []
-    if total is not None:
-        window = y if span == (0, off[-1] + len(tail)) else w.slice(y, span[0], span[1], 2, "window")
-        dots.append(w.op("ReduceSum", [w.op("Mul", [total, window], "products"), w.ints(1, 2)], "dot", keepdims=0))
-        # the own blocks met E too: take off Σ <v_p as it sat in U, v_p>
-        if g.scales is None and len(in_u) == n:  # v_p sat in U as it is in y: Σ <v_p, v_p> = <y, y> - 1
-            square = w.op("ReduceSum", [w.op("Mul", [y, y], "own_products"), w.ints(1, 2)], "own_dot", keepdims=0)
-            dots.append(w.const(np.ones(1, np.float32), "unit_square"))
-        else:
-            in_u_own = w.op("Concat", [own_in_u[p] for p in sorted(in_u)], "own_blocks", axis=2)
-            own_e = w.op("Concat", [owns[p] for p in sorted(in_u)], "own_vectors", axis=2)
-            square = w.op("ReduceSum", [w.op("Mul", [in_u_own, own_e], "own_products"), w.ints(1, 2)], "own_dot",
-                          keepdims=0)
-        dots[0] = w.op("Sub", [dots[0], square], "dot")
-    for p, value in split_rows.items():
-        row = layout.rows[p]
-        dot = w.op("ReduceSum", [w.slice(value, row.lin, row.lin + 1, 2, "lin"), w.ints(1, 2)], "lin_dot", keepdims=0)
-        if row.body_width:
-            body = w.slice(value, row.body_start, row.lin, 2, "body")
-            window = w.slice(y, row.start + row.body_start, row.start + row.lin, 2, "window")
-            cached = w.op("ReduceSum", [w.op("Mul", [body, window], "products"), w.ints(1, 2)], "dot", keepdims=0)
-            dot = w.op("Add", [dot, cached], "dot")
-        if p in g.computed:
-            e = w.slice(y, 0, plan.offsets[-1], 2, "e")
-            dot = w.op("Add", [dot, computed_dot(w, layout, p, owns[p], g.computed[p], e)], "dot")
-        dots.append(dot)
-    out = w.op("Sum", dots, "pairs") if len(dots) > 1 else dots[0]
-    return w.graph([out], "large_batch")
+    return w.op("Concat", [owns[p] for p in range(layout.num_fields)] + [tail_value], "y", axis=2)
+
+
+def u_dot(w: GraphWriter, layout: FieldsLayout, g: Shared, acc: Accumulated, own_in_u: dict[int, ir.Value],
+          y: ir.Value) -> list[ir.Value]:
+    """<U, Y window> less what U's own blocks met there, Σ <v_p as it sat in U, v_p>: terms to sum."""
+    span, y_end = acc.span, max(r.start + r.width for r in layout.rows)
+    window = y if span == (0, y_end) else w.slice(y, span[0], span[1], 2, "window")
+    dot = w.op("ReduceSum", [w.op("Mul", [acc.total, window], "products"), w.ints(1, 2)], "dot", keepdims=0)
+    if g.scales is None and len(acc.in_u) == layout.num_fields:  # v_p sat in U as in y: Σ <v_p, v_p> = <y, y> - 1
+        square = w.op("ReduceSum", [w.op("Mul", [y, y], "own_products"), w.ints(1, 2)], "own_dot", keepdims=0)
+        unit = w.const(np.ones(1, np.float32), "unit_square")
+        return [w.op("Sub", [dot, square], "dot"), unit]
+    in_u_own = w.op("Concat", [own_in_u[p] for p in sorted(acc.in_u)], "own_blocks", axis=2)
+    own_e = w.op("Concat", [acc.owns[p] for p in sorted(acc.in_u)], "own_vectors", axis=2)
+    square = w.op("ReduceSum", [w.op("Mul", [in_u_own, own_e], "own_products"), w.ints(1, 2)], "own_dot", keepdims=0)
+    return [w.op("Sub", [dot, square], "dot")]
+
+
+def split_row_dot(w: GraphWriter, layout: FieldsLayout, g: Shared, p: int, value: ir.Value,
+                  owns: dict[int, ir.Value], y: ir.Value) -> ir.Value:
+    """A row outside U (it computes partners): its linear term, its cached vectors' dot with their Y
+    window, and the partners it computes."""
+    row, plan = layout.rows[p], layout.plan
+    dot = w.op("ReduceSum", [w.slice(value, row.lin, row.lin + 1, 2, "lin"), w.ints(1, 2)], "lin_dot", keepdims=0)
+    if row.body_width:
+        body = w.slice(value, row.body_start, row.lin, 2, "body")
+        window = w.slice(y, row.start + row.body_start, row.start + row.lin, 2, "window")
+        cached = w.op("ReduceSum", [w.op("Mul", [body, window], "products"), w.ints(1, 2)], "dot", keepdims=0)
+        dot = w.op("Add", [dot, cached], "dot")
+    if p in g.computed:
+        e = w.slice(y, 0, plan.offsets[-1], 2, "e")
+        dot = w.op("Add", [dot, computed_dot(w, layout, p, owns[p], g.computed[p], e)], "dot")
+    return dot
 
 
 def scale_of(w: GraphWriter, scales: ir.Value, p: int, which: int) -> ir.Value:

@@ -21,14 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import FMFamilyModel, ModelSpec
+from models.embeddings import sanitize_ids
 
 from .field_order import PairLayout, canonical_order
-
-
-def clamp_unknown(ids: torch.Tensor, vocab_sizes: torch.Tensor) -> torch.Tensor:
-    """Negative or past-the-vocabulary ids -> 0, in-graph, so the runtime never fails or wraps."""
-    bad = (ids < 0) | (ids >= vocab_sizes)
-    return torch.where(bad, torch.zeros_like(ids), ids)
 
 
 class ServingModule(nn.Module):
@@ -52,7 +47,7 @@ class ServingModule(nn.Module):
             self.embeddings = buffer_list([t.weight.detach() for t in model.embeddings.tables])
 
     def forward(self, feature_ids: torch.Tensor):
-        ids = clamp_unknown(feature_ids, self.vocab_sizes)
+        ids = sanitize_ids(feature_ids, self.vocab_sizes)  # in-graph, so the runtime never fails or wraps
         vectors = self.look_up(ids)
         logit = self.bias + self.linear_term(ids, vectors)
         pairs = self.interaction(vectors)

@@ -7,9 +7,11 @@ from torch import nn
 
 
 def sanitize_ids(ids: torch.Tensor, vocab_sizes: torch.Tensor) -> torch.Tensor:
-    """Map negative or past-the-vocabulary ids to row 0 instead of failing or wrapping around."""
-    valid = (ids >= 0) & (ids < vocab_sizes)
-    return torch.where(valid, ids, torch.zeros_like(ids))
+    """Map negative or past-the-vocabulary ids to row 0 instead of failing or wrapping around.
+
+    The serving contract's id rule: traced, it is the exported graphs' clamp too."""
+    bad = (ids < 0) | (ids >= vocab_sizes)
+    return torch.where(bad, torch.zeros_like(ids), ids)
 
 
 class FieldEmbeddings(nn.Module):
