@@ -245,6 +245,13 @@ def test_mapping_errors_name_the_entry_and_tensor(tmp_path, change, words):
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_one_width_unless_fmfm(tmp_path):
+    doc = mapping_of("fm")
+    model = Foreign("fm", (3, 2, 3))
+    message = error_of(invoke("import", "torch", *write(tmp_path, model, doc), "-o", tmp_path / "x.pt"))
+    assert "fields[1] (item).embedding: 2 wide while user's is 3" in message
+
+
 def test_bad_state_dict_files(tmp_path):
     model_file, _, mapping = write(tmp_path, Foreign("fm"), mapping_of("fm"))
     (tmp_path / "cut.pt").write_bytes(model_file.read_bytes()[:100])

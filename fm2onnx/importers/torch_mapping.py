@@ -114,6 +114,10 @@ def import_torch(state_dict: str | Path, mapping: str | Path) -> tuple[ImportedP
         dims = [0] * n
     else:
         dims = [f["table"].shape[1] // (n - 1 if kind == "ffm" else 1) for f in fields]
+        if kind != "fmfm" and len(set(dims)) > 1:  # only FmFM's matrices can be rectangular
+            a = next(a for a, d in enumerate(dims) if d != dims[0])
+            raise m.fail(f"fields[{a}] ({names[a]}).embedding", f"{dims[a]} wide while {names[0]}'s is {dims[0]}: "
+                         f"{kind} needs one embedding width (per-field widths: fmfm)")
     parts = ImportedParts(kind, names, [f["table_rows"] for f in fields], dims,
                           None if kind == "lr" else [f["table"] for f in fields],
                           linear_term(m, doc, fields, kind, sum(dims)), bias(m, doc.get("bias")),
