@@ -6,8 +6,8 @@ fields after a, field a's table holds v_a·M_ab (d_b floats per feature of a); o
 computes v_a·M_ab (2·d_a·d_b FLOPs). So a field's cached vectors line up with the part of the
 concatenated embedding row that follows it (export/fields_layout.py).
 
-FLOPs per row follow Table 4's conventions: a cached pair costs 2·d_b + 1 (dot product, then its sum),
-a computed one 2·d_a·d_b more, plus n for the linear terms (cached as one scalar per feature).
+FLOPs per row follow Table 4's conventions (models/cost.py): a cached pair costs 2·d_b + 1 (dot product,
+then its sum), a computed one 2·d_a·d_b more, plus n for the linear terms (one cached value per feature).
 
 Choosing a plan (Section 4.3 caches every pair on its smaller-dim side; that is ``unlimited``):
 
@@ -34,6 +34,7 @@ import numpy as np
 
 from fm2onnx.errors import Fm2OnnxError
 from models import ModelSpec
+from models.cost import LINEAR_TERM_FLOPS, cached_pair_flops, computed_pair_flops
 
 from .field_order import canonical_order
 
@@ -94,10 +95,10 @@ class CachePlan:
     @cached_property
     def flops_per_row(self) -> int:
         """Table 4's conventions (module docstring)."""
-        d, total = self.position_dims, self.num_fields
+        d, total = self.position_dims, LINEAR_TERM_FLOPS * self.num_fields
         for p in range(self.num_fields):
-            total += sum(2 * d[q] + 1 for q in self.cached_partners(p))
-            total += sum(2 * d[p] * d[q] + 2 * d[q] + 1 for q in self.computed_partners(p))
+            total += sum(cached_pair_flops(d[q]) for q in self.cached_partners(p))
+            total += sum(computed_pair_flops(d[p], d[q]) for q in self.computed_partners(p))
         return total
 
     @cached_property
@@ -189,7 +190,7 @@ class OrderCurve:
             for q in range(p + 1, n):  # a position's partners in order: its cached ones stay a prefix
                 positions.append(p)
                 floats.append(floats[-1] + v[p] * d[q])
-                saved.append(saved[-1] + 2 * d[p] * d[q])
+                saved.append(saved[-1] + computed_pair_flops(d[p], d[q]) - cached_pair_flops(d[q]))
         start = CachePlan(order, (0,) * n, spec.dims, spec.vocab_sizes).flops_per_row
         return cls(order, ranked, np.array(positions, np.int64), np.array(floats, np.int64),
                    start - np.array(saved, np.int64))

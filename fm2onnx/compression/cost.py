@@ -8,15 +8,11 @@ terms as 2n; by this formula a uniform K = 16 over 39 fields is 24,492.)
 
 from __future__ import annotations
 
-from itertools import combinations
-
 import numpy as np
 
+from models.cost import cached_flops
 
-def cached_flops(dims) -> int:
-    """Per prediction: sum over field pairs of (2 * min(d_a, d_b) + 1), plus n."""
-    dims = [int(d) for d in dims]
-    return sum(2 * min(da, db) + 1 for da, db in combinations(dims, 2)) + len(dims)
+__all__ = ["cached_flops", "cross_field_dims"]
 
 
 def cross_field_dims(dims) -> np.ndarray:
