@@ -377,6 +377,8 @@ def test_model_override_and_existing_output(dataset, saved_fmfm, tmp_path):
     message = error_of(invoke("import", "fuxictr", model_file, "--data-dir", root / "data", "--model", "FM",
                               "-o", tmp_path / "fm.pt"))
     assert "fm.lr_layer" in message  # the tensor an FM would have
+    assert "--linear-type is FwFM's option" in error_of(invoke(*args, "--linear-type", "LW", "-o", tmp_path / "y.pt"))
+    assert load_checkpoint(out).training["imported_from"]["field_interaction_type"] == "matrixed"
     assert "DeepFM" in error_of(invoke("import", "fuxictr", model_file, "--data-dir", root / "data",
                                        "--model", "DeepFM", "-o", tmp_path / "x.pt"))
 

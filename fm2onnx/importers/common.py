@@ -60,7 +60,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             reason = "it holds pickled Python objects, which could run code; save model.state_dict() instead"
         raise Fm2OnnxError(f"{path}: refused: {reason}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise Fm2OnnxError(f"{path}: cannot read the state dict ({first})") from None
     tensors: dict[str, torch.Tensor] = {}

@@ -68,6 +68,8 @@ def import_fuxictr(model_file: str | Path, data_dir: str | Path, model: str | No
     src = Source(Path(model_file), load_state_dict(model_file))
     fields, label = read_fields(Path(data_dir))
     name = resolve_model(model) if model else detect_model(src)
+    if linear_type is not None and name != "FwFM":
+        raise Fm2OnnxError(f"--linear-type is FwFM's option; {src.path} holds a FuxiCTR {name}")
     parts = BUILDERS[name](src, fields, linear_type)
     src.check_all_used(name)
     parts.source = {"format": "fuxictr", "model": name, "model_file": str(model_file), **parts.source}
@@ -109,6 +111,8 @@ def _read_json(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Fm2OnnxError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise Fm2OnnxError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def read_fields(data_dir: Path) -> tuple[list[Field], str]:
@@ -250,10 +254,13 @@ def build_fmfm(src: Source, fields: list[Field], linear_type=None) -> ImportedPa
     w = src.get("interaction_weight", "FmFM's field matrices")
     p = num_pairs(fields)
     if tuple(w.shape) == (p, k, k):
-        return _parts("fmfm", fields, k, embeddings, weights, bias, list(w.unbind(0)))
-    expect_shape(w, (p, k), "interaction_weight", str(src.path),
-                 f"{p} field pairs: [P, K, K] if matrixed, [P, K] if vectorized")
-    return _parts("fvfm", fields, k, embeddings, weights, bias, w)
+        parts = _parts("fmfm", fields, k, embeddings, weights, bias, list(w.unbind(0)))
+    else:
+        expect_shape(w, (p, k), "interaction_weight", str(src.path),
+                     f"{p} field pairs: [P, K, K] if matrixed, [P, K] if vectorized")
+        parts = _parts("fvfm", fields, k, embeddings, weights, bias, w)
+    parts.source["field_interaction_type"] = "matrixed" if parts.kind == "fmfm" else "vectorized"
+    return parts
 
 
 def build_ffm(src: Source, fields: list[Field], linear_type=None) -> ImportedParts:

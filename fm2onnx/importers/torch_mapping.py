@@ -87,6 +87,8 @@ def read_mapping(path: Path) -> dict:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Fm2OnnxError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise Fm2OnnxError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not isinstance(doc, dict):
         raise Fm2OnnxError(f"{path}: the mapping must be a JSON object")
     unknown = set(doc) - TOP_KEYS
