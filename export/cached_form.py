@@ -14,7 +14,6 @@ import onnx_ir as ir
 from fm2onnx.errors import Fm2OnnxError
 
 from .fields_layout import FieldsLayoutConfig
-from .folds import TABLE_DTYPES
 from .parity import tolerance_of
 from .passes import RewriteReport, fields_pipeline, pairs_pipeline, rewrite
 from .plan import CachePlan, parse_budget
@@ -44,19 +43,18 @@ class CachedFormOptions:
         """Check the options against the model kind; the fields layout exists for FmFM only."""
         if self.layout not in LAYOUTS:
             raise Fm2OnnxError(f"unknown layout {self.layout!r}; expected one of {', '.join(LAYOUTS)}")
-        if self.table_dtype not in TABLE_DTYPES:
-            raise Fm2OnnxError(f"unknown table dtype {self.table_dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
         parse_budget(self.cache_budget)
         if self.pair_major and self.layout != "pairs":
             raise Fm2OnnxError("--pair-major is an option of the pairs layout")
         layout = self.layout if kind == "fmfm" else "pairs"
+        batched = self.batched or ("gemm" if layout == "fields" else "cached")
+        fields = replace(self.fields, table_dtype=self.table_dtype, batched=batched)  # checks dtype and form
         if layout == "pairs" and (self.table_dtype != "float32" or self.cache_budget != "unlimited"
-                                  or self.batched not in (None, "cached")):
+                                  or batched != "cached"):
             what = f"{kind} models" if kind != "fmfm" else "the pairs layout"
             raise Fm2OnnxError(f"cache budgets, compact table dtypes and --batched gemm need the fields layout of an "
                                f"FmFM model, not {what}")
-        batched = self.batched or ("gemm" if layout == "fields" else "cached")
-        return replace(self, layout=layout, fields=replace(self.fields, table_dtype=self.table_dtype, batched=batched))
+        return replace(self, layout=layout, fields=fields)
 
     @property
     def tolerance(self) -> tuple[float, float]:

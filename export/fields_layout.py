@@ -32,7 +32,7 @@ import numpy as np
 
 from fm2onnx.errors import Fm2OnnxError
 
-from .folds import TABLE_DTYPES, FieldWeights, encode, project
+from .folds import FieldWeights, check_table_dtype, encode, project
 from .plan import CachePlan
 
 BATCHED_FORMS = ("cached", "gemm")
@@ -47,8 +47,7 @@ class FieldsLayoutConfig:
     batched: str = "cached"  # what batches of 2 or more run on: the cached tables, or "gemm" (export/gemm_form.py)
 
     def __post_init__(self) -> None:
-        if self.table_dtype not in TABLE_DTYPES:
-            raise Fm2OnnxError(f"unknown table dtype {self.table_dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
+        check_table_dtype(self.table_dtype)
         if self.batched not in BATCHED_FORMS:
             raise Fm2OnnxError(f"unknown batched form {self.batched!r}; expected one of {', '.join(BATCHED_FORMS)}")
         if self.small_batch_max < 0 or self.max_table_zeros < 0 or self.values_per_run < 0:

@@ -20,9 +20,27 @@ TABLE_DTYPES = ("float32", "float16", "int8")
 BYTES_PER_VALUE = {"float32": 4, "float16": 2, "int8": 1}
 
 
+def check_table_dtype(dtype: str) -> str:
+    if dtype not in TABLE_DTYPES:
+        raise Fm2OnnxError(f"unknown table dtype {dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
+    return dtype
+
+
 def project(table: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """v·M for every row v of ``table``: float64 [V, columns of M]."""
+    """v·M for every row v of ``table``: float64 [V, columns of M] (full field matrices, FmFM)."""
     return np.asarray(table, np.float64) @ np.asarray(matrix, np.float64)
+
+
+def project_diagonal(table: np.ndarray, diagonals: np.ndarray) -> np.ndarray:
+    """v ⊙ d for every row v and every diagonal d [c, K]: float64 [V, c·K] (FvFM)."""
+    t, d = np.asarray(table, np.float64), np.asarray(diagonals, np.float64)
+    return (t[:, None, :] * d[None]).reshape(len(t), -1)
+
+
+def project_scalar(table: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """v·r for every row v and every pair weight r [c]: float64 [V, c·K] (FwFM)."""
+    t, r = np.asarray(table, np.float64), np.asarray(weights, np.float64)
+    return (t[:, None, :] * r[None, :, None]).reshape(len(t), -1)
 
 
 @dataclass(frozen=True)
@@ -77,8 +95,7 @@ def encode(values: np.ndarray, own: np.ndarray, dtype: str) -> tuple[np.ndarray,
         if np.abs(values).max(initial=0) > np.finfo(np.float16).max:
             raise Fm2OnnxError("a table value exceeds the float16 range; use --table-dtype float32 or int8")
         return values.astype(np.float16), None
-    if dtype != "int8":
-        raise Fm2OnnxError(f"unknown table dtype {dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
+    check_table_dtype(dtype)
     scale_dot = np.maximum(np.abs(values[:, ~own]).max(axis=1, initial=0), 1e-30) / 127
     scale_own = np.maximum(np.abs(values[:, own]).max(axis=1, initial=0), 1e-30) / 127
     scaled = values / np.where(own, scale_own[:, None], scale_dot[:, None])

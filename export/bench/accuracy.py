@@ -18,7 +18,8 @@ from models import ModelSpec
 from models.paper_shapes import CRITEO_TABLE3_DIMS
 
 from ..fields_graph import build_fields_graph
-from ..fields_layout import TABLE_DTYPES, FieldsLayoutConfig
+from ..fields_layout import FieldsLayoutConfig
+from ..folds import TABLE_DTYPES, FieldWeights
 from ..ort import session
 from ..plan import unlimited_plan
 from .prepare import write
@@ -67,10 +68,10 @@ def compact_accuracy(workdir: Path, *, rows: int = 500_000, epochs: int = 2, see
     ids = np.asarray(dataset.ids[test], np.int64)
     labels = np.asarray(dataset.labels[test], np.float64)
     scores = {}
-    plan = unlimited_plan(spec)
+    plan, weights = unlimited_plan(spec), FieldWeights.of_model(model)
     for dtype in TABLE_DTYPES:
         path = workdir / f"model.{dtype}.onnx"
-        size = write(build_fields_graph(model, plan, FieldsLayoutConfig(table_dtype=dtype)), path)
+        size = write(build_fields_graph(weights, plan, FieldsLayoutConfig(table_dtype=dtype)), path)
         scores[dtype] = (size, held_out_logits(path, ids))
     base = scores["float32"][1]
     base_auc, base_loss = auc(labels, base), log_loss(labels, 1 / (1 + np.exp(-base)))

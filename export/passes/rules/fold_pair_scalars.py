@@ -4,9 +4,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 from onnxscript.rewriter import pattern
 
+from ...folds import project_scalar
 from ..graph_match import as_ints, constant
 from ._lookups import cached_table, is_row_lookup, shape_constant
 
@@ -32,7 +32,7 @@ def condition(context, rows, axes, sum_axes, weights, **_):
 def replacement(op, table, ids, partners, sum_axes, weights, **_):
     t, r = constant(table), constant(weights)
     k = t.shape[1]
-    folded = (t.astype(np.float64)[:, None, :] * r.astype(np.float64)[None, :, None]).reshape(len(t), len(r) * k)
+    folded = project_scalar(t, r)
     name = f"{table.name}*{weights.name}"
     rows = op.Gather(cached_table(op, name, folded, t.dtype), ids, axis=0)
     left = op.Reshape(rows, shape_constant(op, f"{name}.shape", [-1, len(r), k]))

@@ -5,9 +5,9 @@ D = [d_ab ...] holds the diagonals of one field's pair matrices: each feature's 
 
 from __future__ import annotations
 
-import numpy as np
 from onnxscript.rewriter import pattern
 
+from ...folds import project_diagonal
 from ..graph_match import as_ints, constant
 from ._lookups import cached_table, is_row_lookup, shape_constant
 
@@ -29,7 +29,7 @@ def condition(context, rows, axes, vectors, table, **_):
 def replacement(op, table, ids, vectors, **_):
     t, d = constant(table), constant(vectors)
     c, k = d.shape
-    folded = (t.astype(np.float64)[:, None, :] * d.astype(np.float64)[None]).reshape(len(t), c * k)
+    folded = project_diagonal(t, d)
     name = f"{table.name}*{vectors.name}"
     rows = op.Gather(cached_table(op, name, folded, t.dtype), ids, axis=0)
     return op.Reshape(rows, shape_constant(op, f"{name}.shape", [-1, c, k]))
