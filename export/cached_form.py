@@ -29,7 +29,7 @@ class CachedFormOptions:
     # fields: what batches of 2 or more run on, "gemm" (the default: faster from a few requests on) or
     # "cached" (the tables alone: the smallest file); the pairs layout has its tables only
     batched: str | None = None
-    pair_major: bool = False  # pairs: merge the cached lookups too (rewrite/merge.py)
+    pair_major: bool = False  # pairs: merge the cached lookups too (passes/merge_lookups.py)
     fields: FieldsLayoutConfig = field(default_factory=FieldsLayoutConfig)
 
     @classmethod

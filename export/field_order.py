@@ -3,7 +3,7 @@
 Caching v_a·M_ab is cheapest on the side that projects into the smaller space (Section 4.3), and
 on equal dims on the field with fewer features (its cached table is the smaller one). Sorting the
 fields by (dim descending, vocabulary ascending) makes "the earlier field of a pair" always that
-side, so every fold in export/rewrite is the same local rule: cache on the left.
+side, so every fold in export/passes/rules is the same local rule: cache on the left.
 """
 
 from __future__ import annotations

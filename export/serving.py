@@ -3,7 +3,7 @@
 Every module follows the serving contract: ``feature_ids`` int64 [B, n] (field-local ids, 0 the
 unknown row) -> ``probability``, ``logit`` float32 [B]. Out-of-range and negative ids read row 0.
 Each keeps one table per field (``Gather(table_f, ids[:, f])``) and builds the pair interaction in
-the shape that makes caching a local fold (see export/rewrite) and its FLOPs match Table 4:
+the shape that makes caching a local fold (see export/passes/rules) and its FLOPs match Table 4:
 
     FmFM  per field a and partner dim d: MatMul(v_a, [M_ab ...]) -> Reshape [B, c, d]; Concat over a,
           times the partners v_b, ReduceSum -> [B, P_d]; Concat over d -> ReduceSum over pairs.
