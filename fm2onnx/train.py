@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import sys
@@ -110,6 +111,25 @@ def evaluate_rows(model: FMFamilyModel, ids: np.ndarray, labels: np.ndarray, row
     return {"auc": auc(y, logits), "logloss": log_loss(y, probs), "rows": int(len(rows))}
 
 
+@dataclass
+class BestEpoch:
+    """Early stopping's state: the best score so far, its epoch and weights, and the epochs since."""
+
+    score: float = -np.inf
+    epoch: int = 0
+    state: dict | None = None
+    stale: int = 0
+
+    def offer(self, score: float, epoch: int, model: FMFamilyModel) -> bool:
+        """Keep ``model``'s weights if ``score`` beats the best; True if it did."""
+        if score > self.score:
+            self.score, self.epoch, self.stale = score, epoch, 0
+            self.state = copy.deepcopy(model.state_dict())
+            return True
+        self.stale += 1
+        return False
+
+
 def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = True,
           log_path: Path | None = None, start_from: FMFamilyModel | None = None) -> TrainResult:
     """Train on dataset's train split, early-stop on its validation AUC, score the best model on all splits.
@@ -126,64 +146,71 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     model = build_model(spec, sparse=True, seed=config.seed)
     optimizers = make_optimizers(model, config)
     rng = np.random.default_rng(config.seed)
-    best_auc, best_epoch, best_state, stale = -np.inf, 0, None, 0
-    history = []
+    best, history = BestEpoch(), []
     if start_from is not None:
         model.load_state_dict(start_from.state_dict())
-        if len(valid_rows):
-            best_auc = evaluate_rows(model, dataset.ids, dataset.labels, valid_rows)["auc"]
-            history.append({"epoch": 0, "valid": {"auc": best_auc}})
-        best_state = copy.deepcopy(model.state_dict())
-    log = open(log_path, "w") if log_path else None
-    try:
+        best = starting_point(model, dataset, valid_rows, history)
+    with (open(log_path, "w") if log_path else contextlib.nullcontext()) as log:
         for epoch in range(1, config.epochs + 1):
-            model.train()
-            bar = Progress(f"epoch {epoch}/{config.epochs}", enabled=progress)
-            loss_sum, seen, started = 0.0, 0, time.perf_counter()
-            for x, y in shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng):
-                for opt in optimizers:
-                    opt.zero_grad(set_to_none=True)
-                logits, penalty = model.forward_with_penalty(x, config.l2)
-                loss = F.binary_cross_entropy_with_logits(logits, y)
-                (loss + penalty).backward()
-                for opt in optimizers:
-                    opt.step()
-                loss_sum += loss.item() * len(y)
-                seen += len(y)
-                bar.update(seen, seen / len(train_rows), loss=loss_sum / seen)
-            rows_per_s = seen / bar.done(seen, f", loss {loss_sum / max(seen, 1):.4f}")
-            record = {"epoch": epoch, "train_logloss_running": loss_sum / max(seen, 1),
-                      "rows_per_s": rows_per_s, "seconds": time.perf_counter() - started}
+            record = {"epoch": epoch} | run_epoch(model, optimizers, dataset, train_rows, config, rng,
+                                                   f"epoch {epoch}/{config.epochs}", progress)
             if len(valid_rows):
                 record["valid"] = evaluate_rows(model, dataset.ids, dataset.labels, valid_rows)
-                score = record["valid"]["auc"]
-            else:
-                score = -record["train_logloss_running"]
-            improved = score > best_auc
-            if improved:
-                best_auc, best_epoch, stale = score, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-            record["best_epoch"] = best_epoch
+            # Without a validation split, the lowest training loss stands in for the best AUC.
+            score = record["valid"]["auc"] if len(valid_rows) else -record["train_logloss_running"]
+            improved = best.offer(score, epoch, model)
+            record["best_epoch"] = best.epoch
             history.append(record)
-            if log:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            if progress:
-                valid = record.get("valid")
-                note = f"valid AUC {valid['auc']:.4f} log loss {valid['logloss']:.4f}" if valid else ""
-                print(f"epoch {epoch}: {note}{'  (best)' if improved else ''}", file=sys.stderr)
-            if stale >= config.patience:
+            report_epoch(record, improved, log, progress)
+            if best.stale >= config.patience:
                 break
-    finally:
-        if log:
-            log.close()
-    model.load_state_dict(best_state)  # the test score always comes from the best epoch's weights
+    model.load_state_dict(best.state)  # the test score always comes from the best epoch's weights
     model.eval()
     metrics = {name: evaluate_rows(model, dataset.ids, dataset.labels, rows)
                for name, rows in (("train", train_rows), ("valid", valid_rows), ("test", test_rows)) if len(rows)}
-    return TrainResult(model, best_epoch, history, metrics)
+    return TrainResult(model, best.epoch, history, metrics)
+
+
+def starting_point(model: FMFamilyModel, dataset, valid_rows: np.ndarray, history: list[dict]) -> BestEpoch:
+    """``model``'s given weights as epoch 0: the best so far, at their validation AUC if there is a split."""
+    score = -np.inf
+    if len(valid_rows):
+        score = evaluate_rows(model, dataset.ids, dataset.labels, valid_rows)["auc"]
+        history.append({"epoch": 0, "valid": {"auc": score}})
+    return BestEpoch(score, 0, copy.deepcopy(model.state_dict()))
+
+
+def run_epoch(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], dataset, train_rows: np.ndarray,
+              config: TrainConfig, rng: np.random.Generator, title: str, progress: bool) -> dict:
+    """One pass over the shuffled training rows -> its running loss, speed and duration."""
+    model.train()
+    bar = Progress(title, enabled=progress)
+    loss_sum, seen, started = 0.0, 0, time.perf_counter()
+    for x, y in shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng):
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        logits, penalty = model.forward_with_penalty(x, config.l2)
+        loss = F.binary_cross_entropy_with_logits(logits, y)
+        (loss + penalty).backward()
+        for opt in optimizers:
+            opt.step()
+        loss_sum += loss.item() * len(y)
+        seen += len(y)
+        bar.update(seen, seen / len(train_rows), loss=loss_sum / seen)
+    rows_per_s = seen / bar.done(seen, f", loss {loss_sum / max(seen, 1):.4f}")
+    return {"train_logloss_running": loss_sum / max(seen, 1), "rows_per_s": rows_per_s,
+            "seconds": time.perf_counter() - started}
+
+
+def report_epoch(record: dict, improved: bool, log, progress: bool) -> None:
+    """One JSON line in the epoch log (flushed, so a long run can be followed) and one line on stderr."""
+    if log:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    if progress:
+        valid = record.get("valid")
+        note = f"valid AUC {valid['auc']:.4f} log loss {valid['logloss']:.4f}" if valid else ""
+        print(f"epoch {record['epoch']}: {note}{'  (best)' if improved else ''}", file=sys.stderr)
 
 
 def config_dict(config: TrainConfig) -> dict:

@@ -76,11 +76,8 @@ def bench(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot file or --workdir's files."),
 ) -> None:
     """Serving latency, throughput and peak memory: torch eager, onnxruntime uncached and cached, and the floor."""
-    from export.bench.prepare import CachedVariant
-    from export.bench.report import plot as draw, table_lines, target_lines, targets, targets_dict
-    from export.bench.run import BenchConfig, run_bench, to_dict
-    from export.fields_layout import BATCHED_FORMS, TABLE_DTYPES
-    from export.plan import parse_budget
+    from export.bench.report import plot as draw, targets
+    from export.bench.run import BenchConfig, run_bench
     from export.traffic import DISTRIBUTIONS
 
     refuse_overwrite(plot, force=force)
@@ -88,31 +85,55 @@ def bench(
         raise Fm2OnnxError(f"unknown --ids {ids!r}; expected one of {', '.join(DISTRIBUTIONS)}")
     config = BenchConfig(tuple(sorted(set(csv_ints(batches, "--batches")))), csv_ints(threads, "--threads"), ids,
                          seconds, min_runs, torch=not no_torch, rounds=rounds, huge_pages=huge_pages)
-    variants = [CachedVariant()]
-    for budget in csv_words(cache_budgets):
-        parse_budget(budget)
-        for dtype in csv_words(table_dtypes):
-            if dtype not in TABLE_DTYPES:
-                raise Fm2OnnxError(f"unknown table dtype {dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
-            for form in csv_words(batched):
-                if form not in BATCHED_FORMS:
-                    raise Fm2OnnxError(f"unknown --batched {form!r}; expected one of {', '.join(BATCHED_FORMS)}")
-                if CachedVariant(dtype, budget, batched=form) not in variants:
-                    variants.append(CachedVariant(dtype, budget, batched=form))
+    variants = cached_variants(csv_words(cache_budgets), csv_words(table_dtypes), csv_words(batched))
     log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     with contextlib.ExitStack() as stack:
-        if workdir is None:
-            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fm2onnx-bench-")))
-        else:
-            if workdir.is_dir() and any(workdir.iterdir()) and not force:
-                raise Fm2OnnxError(f"{workdir}: --workdir is not empty; pass --force to write over its files")
-            root = workdir
-            root.mkdir(parents=True, exist_ok=True)
+        root = bench_workdir(workdir, force, stack)
         models = bench_models(list(checkpoints or []), shape, dims, root)
         result = run_bench(models, variants, config, root, echo=log)
-    found = targets(result)
     if plot is not None:
         draw(result, plot)
+    print_bench(result, targets(result), plot, as_json)
+
+
+def cached_variants(budgets: list[str], dtypes: list[str], batched: list[str]) -> list:
+    """The default cached export first, then every budget x table dtype x batched form asked for, once each."""
+    from export.bench.prepare import CachedVariant
+    from export.fields_layout import BATCHED_FORMS
+    from export.folds import TABLE_DTYPES
+    from export.plan import parse_budget
+
+    for dtype in dtypes:
+        if dtype not in TABLE_DTYPES:
+            raise Fm2OnnxError(f"unknown table dtype {dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
+    for form in batched:
+        if form not in BATCHED_FORMS:
+            raise Fm2OnnxError(f"unknown --batched {form!r}; expected one of {', '.join(BATCHED_FORMS)}")
+    variants = [CachedVariant()]
+    for budget in budgets:
+        parse_budget(budget)
+        for dtype in dtypes:
+            for form in batched:
+                if CachedVariant(dtype, budget, batched=form) not in variants:
+                    variants.append(CachedVariant(dtype, budget, batched=form))
+    return variants
+
+
+def bench_workdir(workdir: Optional[Path], force: bool, stack: contextlib.ExitStack) -> Path:
+    """``workdir`` (kept, refused if it holds files unless ``force``) or a temporary directory closed with ``stack``."""
+    if workdir is None:
+        return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fm2onnx-bench-")))
+    if workdir.is_dir() and any(workdir.iterdir()) and not force:
+        raise Fm2OnnxError(f"{workdir}: --workdir is not empty; pass --force to write over its files")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def print_bench(result, found, plot: Optional[Path], as_json: bool) -> None:
+    """The results as JSON (with the targets and the command line) or as tables and target lines."""
+    from export.bench.report import table_lines, target_lines, targets_dict
+    from export.bench.run import to_dict
+
     if as_json:
         typer.echo(json.dumps(to_dict(result) | {"targets": targets_dict(found), "command": sys.argv[1:]}, indent=2))
         return

@@ -48,13 +48,18 @@ def checkpoint_dataset(ckpt: Checkpoint, data: Path, fmt_name: Optional[str], sc
     return dataset
 
 
-def feature_counts_for(ckpt: Checkpoint, weighting: str, data: Optional[Path], fmt, schema, cache_dir,
-                       skip_bad_rows, quiet):
-    from fm2onnx.compression import feature_counts
+def check_weighting(weighting: str) -> None:
     from fm2onnx.compression.dims import WEIGHTINGS
 
     if weighting not in WEIGHTINGS:
         raise Fm2OnnxError(f"--weighting {weighting!r}: expected one of {', '.join(WEIGHTINGS)}")
+
+
+def feature_counts_for(ckpt: Checkpoint, weighting: str, data: Optional[Path], fmt, schema, cache_dir,
+                       skip_bad_rows, quiet):
+    from fm2onnx.compression import feature_counts
+
+    check_weighting(weighting)
     if weighting == "uniform":
         return None
     if data is None:
@@ -106,11 +111,10 @@ def dims(
     quiet: bool = typer.Option(False),
 ):
     """Per-field embedding dims by PCA of the trained tables (the paper's 2-pass method, Table 3)."""
-    from fm2onnx.compression import select_dims, write_dims_csv
+    from fm2onnx.compression import require_field_matrices, select_dims, write_dims_csv
 
     refuse_overwrite(output, force=force)
     ckpt = load_checkpoint(checkpoint)
-    from fm2onnx.compression import require_field_matrices
     require_field_matrices(ckpt.spec, str(checkpoint))
     counts = feature_counts_for(ckpt, weighting, data, format, schema, cache_dir, skip_bad_rows, quiet)
     selection = select_dims(ckpt.model(), variance, counts)
@@ -150,12 +154,7 @@ def compress(
     from fm2onnx.dims_file import read_dims
 
     refuse_overwrite(output, force=force)
-    if variance is not None and dims_file is not None:
-        raise Fm2OnnxError("give --variance or --dims, not both")
-    if finetune_epochs < 0:
-        raise Fm2OnnxError("--finetune-epochs must be >= 0")
-    if finetune_epochs and data is None:
-        raise Fm2OnnxError("--finetune-epochs needs --data")
+    check_compress_options(variance, dims_file, finetune_epochs, data)
     ckpt = load_checkpoint(checkpoint)
     require_field_matrices(ckpt.spec, str(checkpoint))
     counts = feature_counts_for(ckpt, weighting, data, format, schema, cache_dir, skip_bad_rows, quiet)
@@ -171,30 +170,55 @@ def compress(
     if data is not None:
         dataset = checkpoint_dataset(ckpt, data, format, schema, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
                                      progress=not quiet)
-        from fm2onnx.train import TrainConfig, evaluate_rows
-
-        if finetune_epochs:
-            from fm2onnx.compression.finetune import finetune
-
-            seed = int((ckpt.training.get("config") or {}).get("seed", 0))
-            config = TrainConfig(learning_rate=lr, batch_size=batch_size, epochs=finetune_epochs, seed=seed)
-            result = finetune(small, dataset, config, progress=not quiet)
-            small = result.model
-            training.update(finetune_epochs=finetune_epochs, best_epoch=result.best_epoch, history=result.history)
-        test = dataset.indices("test")
-        rows = test if len(test) else dataset.indices("all")
-        scores = {"full": evaluate_rows(model, dataset.ids, dataset.labels, rows),
-                  "compressed": evaluate_rows(small, dataset.ids, dataset.labels, rows)}
-        training["metrics"] = {"test": scores["compressed"]}
-        console.print(comparison_table(f"{'test split' if len(test) else 'all rows'} of {data}", scores))
+        seed = int((ckpt.training.get("config") or {}).get("seed", 0))
+        small, scored = finetune_and_score(model, small, dataset, data, seed=seed, epochs=finetune_epochs, lr=lr,
+                                           batch_size=batch_size, quiet=quiet)
+        training.update(scored)
     save_checkpoint(Checkpoint.from_model(small, ckpt.preprocessor, training), output, force=force)
+    console.print(compression_line(ckpt.spec, target, small.spec))
+    console.print(f"wrote {output}")
+
+
+def check_compress_options(variance: Optional[float], dims_file: Optional[Path], finetune_epochs: int,
+                           data: Optional[Path]) -> None:
+    if variance is not None and dims_file is not None:
+        raise Fm2OnnxError("give --variance or --dims, not both")
+    if finetune_epochs < 0:
+        raise Fm2OnnxError("--finetune-epochs must be >= 0")
+    if finetune_epochs and data is None:
+        raise Fm2OnnxError("--finetune-epochs needs --data")
+
+
+def finetune_and_score(model, small, dataset, data: Path, *, seed: int, epochs: int, lr: float, batch_size: int,
+                       quiet: bool):
+    """Fine-tune the compressed ``small`` (if ``epochs``), then print it against the full ``model`` on the test
+    split (all rows if there is none) -> (``small``, what the checkpoint records about both)."""
+    from fm2onnx.compression.finetune import finetune
+    from fm2onnx.train import TrainConfig, evaluate_rows
+
+    notes = {}
+    if epochs:
+        config = TrainConfig(learning_rate=lr, batch_size=batch_size, epochs=epochs, seed=seed)
+        result = finetune(small, dataset, config, progress=not quiet)
+        small = result.model
+        notes.update(finetune_epochs=epochs, best_epoch=result.best_epoch, history=result.history)
+    test = dataset.indices("test")
+    rows = test if len(test) else dataset.indices("all")
+    scores = {"full": evaluate_rows(model, dataset.ids, dataset.labels, rows),
+              "compressed": evaluate_rows(small, dataset.ids, dataset.labels, rows)}
+    notes["metrics"] = {"test": scores["compressed"]}
+    console.print(comparison_table(f"{'test split' if len(test) else 'all rows'} of {data}", scores))
+    return small, notes
+
+
+def compression_line(spec, target, small_spec) -> str:
+    """Kind and dims before -> after, and the cached FLOPs per row they cost."""
     from fm2onnx.compression import cached_flops
 
-    k = ckpt.spec.dims
-    console.print(f"{ckpt.spec.kind} {list(k) if len(set(k)) > 1 else f'K={k[0]}'} -> fmfm, mean dim "
-                  f"{sum(target) / len(target):.2f}, cached FLOPs per row {cached_flops(target):,} "
-                  f"(was {cached_flops(k):,}); linear: {small.spec.linear}")
-    console.print(f"wrote {output}")
+    k = spec.dims
+    return (f"{spec.kind} {list(k) if len(set(k)) > 1 else f'K={k[0]}'} -> fmfm, mean dim "
+            f"{sum(target) / len(target):.2f}, cached FLOPs per row {cached_flops(target):,} "
+            f"(was {cached_flops(k):,}); linear: {small_spec.linear}")
 
 
 @app.command()
@@ -227,28 +251,19 @@ def sweep(
     quiet: bool = typer.Option(False),
 ):
     """Table 8 and Figure 8: dims, cached FLOPs, test AUC / log loss per variance, for retrain and compress."""
-    from fm2onnx.compression.dims import WEIGHTINGS
     from fm2onnx.report import prepare_out_dir
     from fm2onnx.sweep import markdown_table, parse_thresholds, run_sweep, write_sweep
     from fm2onnx.train import TrainConfig, config_dict
 
     thresholds = parse_thresholds(variance)
-    if weighting not in WEIGHTINGS:
-        raise Fm2OnnxError(f"--weighting {weighting!r}: expected one of {', '.join(WEIGHTINGS)}")
+    check_weighting(weighting)
     config = TrainConfig(learning_rate=lr, l2_embeddings=l2_embeddings, l2_field_matrices=l2_field_matrices,
                          l2_linear=l2_linear, batch_size=batch_size, epochs=epochs, patience=patience, seed=seed,
                          threads=threads)
     config.validate()
     prepare_out_dir(output, force)
-    full_model = None
-    if full is not None:
-        ckpt = load_checkpoint(full)
-        dataset = checkpoint_dataset(ckpt, data, format, schema, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
-                                     progress=not quiet)
-        full_model = ckpt.model()
-    else:
-        dataset = open_dataset(data, format, schema, min_count=min_count, seed=seed, skip_bad_rows=skip_bad_rows,
-                               cache_dir=cache_dir, progress=not quiet)
+    dataset, full_model = sweep_data(data, full, format, schema, min_count=min_count, seed=seed,
+                                     skip_bad_rows=skip_bad_rows, cache_dir=cache_dir, progress=not quiet)
     pre = dataset.preprocessor
 
     def keep(name, model):
@@ -262,6 +277,19 @@ def sweep(
     files = write_sweep(result, output, pre.field_names, f"Test AUC against cached FLOPs ({data.name})")
     typer.echo(markdown_table(result))
     console.print(f"wrote {', '.join(str(p) for p in files.values())}")
+
+
+def sweep_data(data: Path, full: Optional[Path], fmt_name: str, schema: Optional[Path], *, min_count, seed,
+               skip_bad_rows, cache_dir, progress):
+    """-> (dataset, first-pass model or None): with ``full``, its rows are encoded with the checkpoint's own
+    vocabularies and split as in its training run, so its test scores compare with the sweep's."""
+    if full is None:
+        return open_dataset(data, fmt_name, schema, min_count=min_count, seed=seed, skip_bad_rows=skip_bad_rows,
+                            cache_dir=cache_dir, progress=progress), None
+    ckpt = load_checkpoint(full)
+    dataset = checkpoint_dataset(ckpt, data, fmt_name, schema, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
+                                 progress=progress)
+    return dataset, ckpt.model()
 
 
 @app.command()
