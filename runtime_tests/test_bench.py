@@ -19,6 +19,7 @@ def tiny_ckpt(tmp_path_factory):
     return write_checkpoint(randomized_model("fmfm", VARIABLE_DIMS, seed=5), tmp_path_factory.mktemp("bench") / "tiny.pt")
 
 
+@pytest.mark.slow
 def test_bench_json_has_every_form_batch_and_target(cli, tiny_ckpt, tmp_path):
     plot = tmp_path / "bench.png"
     code, out, err = cli("bench", tiny_ckpt, "--batches", "1,4", "--threads", "1", "--seconds", "0.01",
@@ -181,6 +182,7 @@ def test_transparent_huge_pages_reads_the_kernels_mode(monkeypatch, tmp_path):
     assert run.transparent_huge_pages() is None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(transparent_huge_pages() in (None, "never"), reason="the kernel offers no transparent huge pages")
 def test_huge_pages_rows_beside_the_plain_ones(cli, tiny_ckpt):
     code, out, err = cli("bench", tiny_ckpt, "--batches", "1", "--threads", "1", "--seconds", "0.01", "--min-runs", "3",

@@ -78,6 +78,7 @@ def test_file_sizes_and_parity_within_each_dtypes_tolerance(cli, exports):
     assert code == 1
 
 
+@pytest.mark.slow
 def test_held_out_accuracy_against_float32(tmp_path):
     from export.bench.accuracy import compact_accuracy
 

@@ -28,6 +28,7 @@ def spec_for(dataset, kind, dim=6):
     return ModelSpec.create(kind, list(dataset.field_names), list(dataset.vocab_sizes), dim=dim)
 
 
+@pytest.mark.slow
 def test_fmfm_reaches_the_planted_models_auc_and_beats_fm(planted):
     dataset, info = planted
     test_rows = dataset.indices("test")
