@@ -60,7 +60,9 @@ def build_fields_graph(weights: FieldWeights, plan: CachePlan, config: FieldsLay
     main = GraphWriter()
     ids = ir.val(INPUT_NAME, dtype=INT64, shape=ir.Shape(["batch", plan.num_fields]))
     shared = shared_values(main, weights, layout, ids)
-    is_batched = main.op("Greater", [shared.batch, main.ints(1)], "is_batched")
+    # anything but one request (an empty batch too) takes the batched branch, which handles 0 rows
+    one = main.op("Equal", [shared.batch, main.ints(1)], "is_one_request")
+    is_batched = main.op("Not", [one], "is_batched")
     logit = main.op("If", [is_batched], "interaction", then_branch=batched_graph(weights, layout, shared, main),
                     else_branch=small_batch_graph(layout, shared, one_request=True))  # the bias is in the tables
     props = (props or {}) | {"form": "cached"} | layout_metadata(layout)
@@ -102,7 +104,8 @@ def batched_graph(weights: FieldWeights, layout: FieldsLayout, g: Shared, main: 
     if config.small_batch_max <= 1:
         return large
     w = GraphWriter("batched_")
-    is_large = w.op("Greater", [g.batch, w.ints(config.small_batch_max)], "is_large_batch")
+    is_large = w.op("Or", [w.op("Greater", [g.batch, w.ints(config.small_batch_max)], "above_small"),
+                           w.op("Less", [g.batch, w.ints(1)], "empty")], "is_large_batch")  # 0 rows: large
     pairs = w.op("If", [is_large], "interaction", then_branch=large,
                  else_branch=small_batch_graph(layout, g, one_request=False))
     return w.graph([pairs], "batched")

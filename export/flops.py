@@ -25,6 +25,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes.common import ShapeInferencePass
 
@@ -130,25 +131,45 @@ class BatchChooser:
     among: object = max
 
     def __call__(self, counts: list[int], node: ir.Node | None = None) -> int:
-        threshold = batch_threshold(node) if node is not None else None
-        if threshold is None or len(counts) != 2:
+        taken = {branch_taken(node, b) for b in self.samples()} if node is not None else {None}
+        if None in taken or len(counts) != 2:
             return self.among(counts)
-        lo, hi = self.batch
-        reachable = [c for c, taken in zip(counts, (hi > threshold, lo <= threshold)) if taken]
-        return self.among(reachable or counts)
+        reachable = [c for c, branch in zip(counts, (True, False)) if branch in taken]
+        return self.among(reachable)
+
+    def samples(self) -> list[int]:
+        """Batch sizes standing for the range: each size up to 1,024 in it, and a huge one if open."""
+        lo, hi = int(self.batch[0]), self.batch[1]
+        return list(range(lo, int(min(hi, 1024)) + 1)) + ([1 << 30] if hi > 1024 else [])
 
 
-def batch_threshold(node: ir.Node) -> int | None:
-    """k when the If's condition is Greater(batch size, k), the batch size a Shape's first dim."""
-    cond = node.inputs[0].producer() if node.inputs and node.inputs[0] is not None else None
-    if cond is None or cond.op_type != "Greater":
+def branch_taken(node: ir.Node, batch: int) -> bool | None:
+    """Whether an If takes its then-branch for ``batch`` rows, when its condition is a function of the
+    batch size (a Shape's first dim) and constants; None when it is not."""
+    cond = node.inputs[0] if node.inputs else None
+    value = evaluate_on_batch(cond, batch)
+    return None if value is None else bool(np.asarray(value).reshape(-1)[0])
+
+
+CONDITION_OPS = {"Greater": np.greater, "Less": np.less, "Equal": np.equal, "GreaterOrEqual": np.greater_equal,
+                 "LessOrEqual": np.less_equal, "And": np.logical_and, "Or": np.logical_or, "Not": np.logical_not}
+
+
+def evaluate_on_batch(value: ir.Value | None, batch: int) -> np.ndarray | None:
+    if value is None:
         return None
-    shape, k = cond.inputs[0].producer(), cond.inputs[1].const_value
-    if shape is None or shape.op_type != "Shape" or k is None or k.size != 1:
+    if value.const_value is not None:
+        return value.const_value.numpy()
+    node = value.producer()
+    if node is None:
         return None
-    if shape.attributes.get_int("start", 0) != 0 or shape.attributes.get_int("end", 1) != 1:
+    if node.op_type == "Shape":
+        starts_at_batch = node.attributes.get_int("start", 0) == 0 and node.attributes.get_int("end", 1) == 1
+        return np.array([batch], np.int64) if starts_at_batch else None
+    args = [evaluate_on_batch(x, batch) for x in node.inputs]
+    if node.op_type not in CONDITION_OPS or any(a is None for a in args):
         return None
-    return int(k.numpy().reshape(-1)[0])
+    return CONDITION_OPS[node.op_type](*args)
 
 
 def if_flops(node: ir.Node, branch=max) -> int | None:
