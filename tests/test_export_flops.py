@@ -4,7 +4,7 @@ import numpy as np
 import onnx_ir as ir
 from onnx import TensorProto, helper, numpy_helper
 
-from export.flops import count_flops
+from export.flops import BatchFlops, count_flops, flops_by_batch
 
 
 def graph(nodes, inputs, outputs, initializers=()):
@@ -79,3 +79,20 @@ def test_an_if_counts_as_its_larger_branch_or_on_request_its_smaller():
                   [("w", np.zeros((8, 8), np.float32)), ("one", np.array([1], np.int64))])
     assert count_flops(model).total == 2 * 8 * 8
     assert count_flops(model, branch=min).total == 8
+    assert flops_by_batch(model) == BatchFlops(one_request=8, batches=2 * 8 * 8)
+
+
+def test_flops_by_batch_evaluates_the_condition_on_the_batch_size():
+    """Not(Equal(batch, 1)) and Or(Greater(batch, 8), Less(batch, 1)) send batch 1 to the else branch."""
+    then = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y_big"])], "batches", [],
+                             [tensor("y_big", TensorProto.FLOAT, ["batch", 8])])
+    other = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["y_small"])], "one", [],
+                              [tensor("y_small", TensorProto.FLOAT, ["batch", 8])])
+    nodes = [helper.make_node("Shape", ["x"], ["batch"], start=0, end=1),
+             helper.make_node("Equal", ["batch", "one"], ["single"]),
+             helper.make_node("Not", ["single"], ["many"]),
+             helper.make_node("If", ["many"], ["y"], then_branch=then, else_branch=other)]
+    model = graph(nodes, [tensor("x", TensorProto.FLOAT, ["batch", 8])], [tensor("y", TensorProto.FLOAT, ["batch", 8])],
+                  [("w", np.zeros((8, 8), np.float32)), ("one", np.array([1], np.int64))])
+    assert flops_by_batch(model) == BatchFlops(one_request=8, batches=128)
+    assert flops_by_batch(model).describe() == "one request: 8 FLOPs; batches: 128 FLOPs per row"
