@@ -30,6 +30,7 @@ from fm2onnx.errors import Fm2OnnxError
 
 from .raw_tables import bucket_edge, day_of_week_ids, hour_of_day_ids, numeric_table
 from .contract import INPUT_NAME
+from .graph_writer import GraphWriter, tensor
 
 NUMERIC_INPUT = "numeric"
 CATEGORICAL_INPUT = "categorical"
@@ -95,59 +96,23 @@ def preprocessor_of(checkpoint) -> Preprocessor:
     return pre
 
 
-class _Builder:
-    """Named nodes and initializers for the preprocessing (names under ``raw/``)."""
-
-    def __init__(self, graph: ir.Graph):
-        self.graph = graph
-        self.nodes: list[ir.Node] = []
-        self._count = 0
-
-    def _name(self, stem: str) -> str:
-        self._count += 1
-        return f"raw/{stem}_{self._count}"
-
-    def const(self, array, stem: str = "const") -> ir.Value:
-        tensor = _tensor(np.asarray(array), name=self._name(stem))
-        value = ir.Value(name=tensor.name, shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype),
-                         const_value=tensor)
-        self.graph.register_initializer(value)
-        return value
-
-    def op(self, op_type: str, *inputs: ir.Value, domain: str = "", **attributes):
-        name = self._name(op_type)
-        num_outputs = attributes.get("num_outputs", 1)  # Split's attribute is also its output count
-        node = ir.node(op_type, list(inputs), attributes or None, domain=domain, num_outputs=num_outputs,
-                       name=name)
-        for i, out in enumerate(node.outputs):
-            out.name = f"{name}:{i}"
-        self.nodes.append(node)
-        return node.outputs[0] if num_outputs == 1 else list(node.outputs)
-
-    def label_encoder(self, x: ir.Value, keys: np.ndarray, ids: np.ndarray, placeholder) -> ir.Value:
-        """keys -> ids, anything else -> 0 (an empty vocabulary gets one placeholder key mapped to 0)."""
-        if len(keys) == 0:
-            keys, ids = np.asarray([placeholder], dtype=keys.dtype), np.zeros(1, np.int64)
-        return self.op("LabelEncoder", x, domain="ai.onnx.ml", keys_tensor=_tensor(keys),
-                       values_tensor=ir.tensor(np.asarray(ids, np.int64)),
-                       default_tensor=ir.tensor(np.zeros(1, np.int64)))
+def label_encoder(w: GraphWriter, x: ir.Value, keys: np.ndarray, ids: np.ndarray, placeholder) -> ir.Value:
+    """keys -> ids, anything else -> 0 (an empty vocabulary gets one placeholder key mapped to 0)."""
+    if len(keys) == 0:  # LabelEncoder needs at least one key
+        keys, ids = np.asarray([placeholder], dtype=keys.dtype), np.zeros(1, np.int64)
+    return w.op("LabelEncoder", [x], domain="ai.onnx.ml", keys_tensor=tensor(keys),
+                values_tensor=ir.tensor(np.asarray(ids, np.int64)),
+                default_tensor=ir.tensor(np.zeros(1, np.int64)))
 
 
-def _tensor(array: np.ndarray, name: str | None = None) -> ir.TensorProtocol:
-    if array.dtype == object:  # strings: stored as UTF-8 bytes
-        encoded = np.array([str(v).encode("utf-8") for v in array.reshape(-1)], dtype=object).reshape(array.shape)
-        return ir.StringTensor(encoded, name=name)
-    return ir.tensor(array, name=name)
-
-
-def _columns(b: _Builder, x: ir.Value, n: int) -> list[ir.Value]:
+def _columns(w: GraphWriter, x: ir.Value, n: int) -> list[ir.Value]:
     """[batch, n] -> n values [batch, 1]."""
     if n == 1:
         return [x]
-    return b.op("Split", x, axis=1, num_outputs=n)
+    return w.ops("Split", [x], "column", n, axis=1, num_outputs=n)
 
 
-def _numeric_ids(b: _Builder, x: ir.Value, pre: Preprocessor, fields: list[int]) -> list[ir.Value]:
+def _numeric_ids(w: GraphWriter, x: ir.Value, pre: Preprocessor, fields: list[int]) -> list[ir.Value]:
     """Ids [batch, 1] of the numeric fields (all columns at once, then one value lookup per field)."""
     tables = [numeric_table(pre.tokens(j), pre.fields[j].integer) for j in fields]
     top = max(t.top_bucket for t in tables)  # buckets 0..top; top + 1 stands for "any larger bucket"
@@ -158,59 +123,63 @@ def _numeric_ids(b: _Builder, x: ir.Value, pre: Preprocessor, fields: list[int])
     edges[-1] = np.inf  # an estimate of top + 1 (or more, clipped) is never raised
     integer = np.array([pre.fields[j].integer for j in fields])
 
-    zero = b.const(np.float64(0.0), "zero")
-    finite = b.op("Less", b.op("Abs", x), b.const(np.float64(np.inf), "inf"))  # NaN and ±inf: missing
-    integral = b.op("Or", b.op("Equal", b.op("Floor", x), x), b.const(~integer, "not_integer_field"))
-    valid = b.op("And", finite, integral)  # Criteo's integer columns: 2.5 is malformed, so unknown
-    clean = b.op("Where", valid, b.op("Add", x, zero), zero)  # x + 0.0: -0.0 -> 0.0, as the vocabulary
-    above_2 = b.op("Greater", clean, b.const(np.float64(2.0), "two"))
+    zero = w.const(np.float64(0.0), "zero")
+    finite = w.op("Less", [w.op("Abs", [x]), w.const(np.float64(np.inf), "inf")])  # NaN and ±inf: missing
+    integral = w.op("Or", [w.op("Equal", [w.op("Floor", [x]), x]), w.const(~integer, "not_integer_field")])
+    valid = w.op("And", [finite, integral])  # Criteo's integer columns: 2.5 is malformed, so unknown
+    clean = w.op("Where", [valid, w.op("Add", [x, zero]), zero])  # x + 0.0: -0.0 -> 0.0, as the vocabulary
+    above_2 = w.op("Greater", [clean, w.const(np.float64(2.0), "two")])
 
     # bucket: estimate floor(ln(x)^2) with the runtime's Log, then correct it by one against exact edges
-    big = b.op("Where", above_2, clean, b.const(np.float64(3.0), "three"))  # Log only sees values > 2
-    log = b.op("Log", big)
-    estimate = b.op("Min", b.op("Floor", b.op("Mul", log, log)), b.const(np.float64(top + 1), "top"))
-    k = b.op("Cast", estimate, to=ir.DataType.INT64)
-    edge_table = b.const(edges, "bucket_edges")
-    lower = b.op("Gather", edge_table, k)
-    upper = b.op("Gather", edge_table, b.op("Add", k, b.const(np.int64(1), "one")))
-    as_int = lambda cond: b.op("Cast", cond, to=ir.DataType.INT64)  # noqa: E731
-    k = b.op("Add", b.op("Sub", k, as_int(b.op("Less", big, lower))), as_int(b.op("GreaterOrEqual", big, upper)))
-    flat = b.op("Add", k, b.const(np.arange(len(fields), dtype=np.int64) * (top + 2), "bucket_offset"))
-    bucket_ids = b.op("Gather", b.const(bucket_ids.reshape(-1), "bucket_ids"), flat)
+    big = w.op("Where", [above_2, clean, w.const(np.float64(3.0), "three")])  # Log only sees values > 2
+    log = w.op("Log", [big])
+    estimate = w.op("Min", [w.op("Floor", [w.op("Mul", [log, log])]), w.const(np.float64(top + 1), "top")])
+    k = w.op("Cast", [estimate], to=ir.DataType.INT64)
+    edge_table = w.const(edges, "bucket_edges")
+    lower = w.op("Gather", [edge_table, k])
+    upper = w.op("Gather", [edge_table, w.op("Add", [k, w.const(np.int64(1), "one")])])
+    as_int = lambda cond: w.op("Cast", [cond], to=ir.DataType.INT64)  # noqa: E731
+    k = w.op("Add", [w.op("Sub", [k, as_int(w.op("Less", [big, lower]))]),
+                     as_int(w.op("GreaterOrEqual", [big, upper]))])
+    flat = w.op("Add", [k, w.const(np.arange(len(fields), dtype=np.int64) * (top + 2), "bucket_offset")])
+    bucket_ids = w.op("Gather", [w.const(bucket_ids.reshape(-1), "bucket_ids"), flat])
 
-    small = [b.label_encoder(col, t.small_keys, t.small_ids, placeholder=3.0)  # 3.0 never takes this branch
-             for col, t in zip(_columns(b, clean, len(fields)), tables)]
-    small_ids = small[0] if len(small) == 1 else b.op("Concat", *small, axis=1)
-    ids = b.op("Where", valid, b.op("Where", above_2, bucket_ids, small_ids), b.const(np.int64(0), "zero_id"))
-    return _columns(b, ids, len(fields))
+    small = [label_encoder(w, col, t.small_keys, t.small_ids, placeholder=3.0)  # 3.0 never takes this branch
+             for col, t in zip(_columns(w, clean, len(fields)), tables)]
+    small_ids = small[0] if len(small) == 1 else w.op("Concat", small, axis=1)
+    ids = w.op("Where", [valid, w.op("Where", [above_2, bucket_ids, small_ids]), w.const(np.int64(0), "zero_id")])
+    return _columns(w, ids, len(fields))
 
 
-def _hour_ids(b: _Builder, s: ir.Value, dow_ids: np.ndarray, hour_ids: np.ndarray) -> tuple[ir.Value, ir.Value]:
+def _hour_ids(w: GraphWriter, s: ir.Value, dow_ids: np.ndarray, hour_ids: np.ndarray) -> tuple[ir.Value, ir.Value]:
     """(day_of_week id, hour_of_day id) [batch, 1] of YYMMDDHH strings, 0 unless a real date and hour."""
-    i64 = lambda v, stem="int": b.const(np.int64(v), stem)  # noqa: E731
-    digits = b.op("RegexFullMatch", s, pattern=hour_pattern())
-    safe = b.op("Where", digits, s, b.const(np.array("00010100", dtype=object), "safe_hour"))  # Cast throws on "x"
-    v = b.op("Cast", safe, to=ir.DataType.INT64)
-    yy = b.op("Div", v, i64(1_000_000))
-    mm = b.op("Mod", b.op("Div", v, i64(10_000)), i64(100))
-    dd = b.op("Mod", b.op("Div", v, i64(100)), i64(100))
-    hh = b.op("Mod", v, i64(100))
-    month_ok = b.op("And", b.op("GreaterOrEqual", mm, i64(1)), b.op("LessOrEqual", mm, i64(12)))
-    month = b.op("Where", month_ok, mm, i64(1))
-    leap = b.op("Equal", b.op("Mod", yy, i64(4)), i64(0))  # years 2000..2099: every fourth
-    leap_day = lambda cond: b.op("Cast", b.op("And", leap, cond), to=ir.DataType.INT64)  # noqa: E731
-    month_days = b.op("Add", b.op("Gather", b.const(np.array(_DAYS_IN_MONTH, np.int64), "days_in_month"), month),
-                      leap_day(b.op("Equal", month, i64(2))))
-    day_ok = b.op("And", b.op("GreaterOrEqual", dd, i64(1)), b.op("LessOrEqual", dd, month_days))
-    valid = b.op("And", b.op("And", digits, month_ok), b.op("And", day_ok, b.op("LessOrEqual", hh, i64(23))))
-    days = b.op("Add", b.op("Mul", yy, i64(365)), b.op("Div", b.op("Add", yy, i64(3)), i64(4)))  # leap days before
-    days = b.op("Add", days, b.op("Gather", b.const(np.array(_DAYS_BEFORE_MONTH, np.int64), "days_before"), month))
-    days = b.op("Add", days, b.op("Add", leap_day(b.op("Greater", month, i64(2))), dd))
-    weekday = b.op("Mod", b.op("Add", days, i64(_WEEKDAY_OF_2000_01_01 - 1)), i64(7))
-    hour = b.op("Where", valid, hh, i64(0))
+    i64 = lambda v, stem="int": w.const(np.int64(v), stem)  # noqa: E731
+    digits = w.op("RegexFullMatch", [s], pattern=hour_pattern())
+    safe = w.op("Where", [digits, s, w.const(np.array("00010100", dtype=object), "safe_hour")])  # Cast throws on "x"
+    v = w.op("Cast", [safe], to=ir.DataType.INT64)
+    yy = w.op("Div", [v, i64(1_000_000)])
+    mm = w.op("Mod", [w.op("Div", [v, i64(10_000)]), i64(100)])
+    dd = w.op("Mod", [w.op("Div", [v, i64(100)]), i64(100)])
+    hh = w.op("Mod", [v, i64(100)])
+    month_ok = w.op("And", [w.op("GreaterOrEqual", [mm, i64(1)]), w.op("LessOrEqual", [mm, i64(12)])])
+    month = w.op("Where", [month_ok, mm, i64(1)])
+    leap = w.op("Equal", [w.op("Mod", [yy, i64(4)]), i64(0)])  # years 2000..2099: every fourth
+    leap_day = lambda cond: w.op("Cast", [w.op("And", [leap, cond])], to=ir.DataType.INT64)  # noqa: E731
+    days_in_month = w.const(np.array(_DAYS_IN_MONTH, np.int64), "days_in_month")
+    month_days = w.op("Add", [w.op("Gather", [days_in_month, month]), leap_day(w.op("Equal", [month, i64(2)]))])
+    day_ok = w.op("And", [w.op("GreaterOrEqual", [dd, i64(1)]), w.op("LessOrEqual", [dd, month_days])])
+    valid = w.op("And", [w.op("And", [digits, month_ok]),
+                         w.op("And", [day_ok, w.op("LessOrEqual", [hh, i64(23)])])])
+    days = w.op("Mul", [yy, i64(365)])
+    days = w.op("Add", [days, w.op("Div", [w.op("Add", [yy, i64(3)]), i64(4)])])  # + the leap days of the years before
+    days_before = w.const(np.array(_DAYS_BEFORE_MONTH, np.int64), "days_before")
+    days = w.op("Add", [days, w.op("Gather", [days_before, month])])
+    days = w.op("Add", [days, w.op("Add", [leap_day(w.op("Greater", [month, i64(2)])), dd])])
+    weekday = w.op("Mod", [w.op("Add", [days, i64(_WEEKDAY_OF_2000_01_01 - 1)]), i64(7)])
+    hour = w.op("Where", [valid, hh, i64(0)])
     zero = i64(0, "zero_id")
-    dow = b.op("Where", valid, b.op("Gather", b.const(dow_ids, "day_of_week_ids"), weekday), zero)
-    hod = b.op("Where", valid, b.op("Gather", b.const(hour_ids, "hour_of_day_ids"), hour), zero)
+    dow = w.op("Where", [valid, w.op("Gather", [w.const(dow_ids, "day_of_week_ids"), weekday]), zero])
+    hod = w.op("Where", [valid, w.op("Gather", [w.const(hour_ids, "hour_of_day_ids"), hour]), zero])
     return dow, hod
 
 
@@ -233,7 +202,7 @@ def attach_raw_input(model: ir.Model, pre: Preprocessor) -> RawContract:
         raise Fm2OnnxError(f"the graph has no {INPUT_NAME!r} input: not an fm2onnx id graph")
     contract = RawContract.of(pre)
     batch = ids_input.shape[0] if ids_input.shape is not None else "batch"
-    b = _Builder(graph)
+    w = GraphWriter("raw/")
     per_field: dict[int, ir.Value] = {}
     inputs = []
 
@@ -242,26 +211,26 @@ def attach_raw_input(model: ir.Model, pre: Preprocessor) -> RawContract:
         x = ir.Value(name=NUMERIC_INPUT, type=ir.TensorType(ir.DataType.DOUBLE),
                      shape=ir.Shape([batch, len(numeric_fields)]))
         inputs.append(x)
-        per_field.update(zip(numeric_fields, _numeric_ids(b, x, pre, numeric_fields)))
+        per_field.update(zip(numeric_fields, _numeric_ids(w, x, pre, numeric_fields)))
 
     if contract.categorical_columns:
         s = ir.Value(name=CATEGORICAL_INPUT, type=ir.TensorType(ir.DataType.STRING),
                      shape=ir.Shape([batch, len(contract.categorical_columns)]))
         inputs.append(s)
-        columns = dict(zip(contract.categorical_columns, _columns(b, s, len(contract.categorical_columns))))
+        columns = dict(zip(contract.categorical_columns, _columns(w, s, len(contract.categorical_columns))))
         hours: dict[str, tuple[ir.Value, ir.Value]] = {}
         for j, f in enumerate(pre.fields):
             if f.kind == "categorical":
                 tokens = np.array(pre.tokens(j), dtype=object)
-                per_field[j] = b.label_encoder(columns[f.source], tokens, np.arange(1, len(tokens) + 1),
-                                               placeholder="")
+                per_field[j] = label_encoder(w, columns[f.source], tokens, np.arange(1, len(tokens) + 1),
+                                             placeholder="")
             elif f.kind in ("day_of_week", "hour_of_day"):
                 if f.source not in hours:
-                    hours[f.source] = _hour_ids(b, columns[f.source], *_hour_tables(pre, f.source))
+                    hours[f.source] = _hour_ids(w, columns[f.source], *_hour_tables(pre, f.source))
                 per_field[j] = hours[f.source][0 if f.kind == "day_of_week" else 1]
 
-    ids = b.op("Concat", *(per_field[j] for j in range(pre.n_fields)), axis=1) if pre.n_fields > 1 else per_field[0]
-    graph.insert_before(graph.node(0), b.nodes)
+    ids = w.op("Concat", [per_field[j] for j in range(pre.n_fields)], axis=1) if pre.n_fields > 1 else per_field[0]
+    w.insert_into(graph, before=graph.node(0))
     ids_input.replace_all_uses_with(ids)
     graph.inputs.clear()
     graph.inputs.extend(inputs)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
+from ..graph_writer import GraphWriter
 from .graph_match import as_ints, constant
 from .manager import ReportedPass
 
@@ -121,22 +122,17 @@ def replace_with_one_gather(graph: ir.Graph, concat: ir.Node, parts: list[Lookup
     if len(name) > 120:
         name = f"merged{len(parts)}({parts[0].table.name},...,{parts[-1].table.name})"
 
-    def init(suffix: str, array: np.ndarray) -> ir.Value:
-        value = ir.Value(name=f"{name}{suffix}", const_value=ir.tensor(array, name=f"{name}{suffix}"),
-                         shape=ir.Shape(array.shape), type=ir.TensorType(ir.DataType.from_numpy(array.dtype)))
-        graph.register_initializer(value)
-        return value
-
-    nodes = [ir.node("Gather", [parts[0].ids, init(".fields", fields)], {"axis": 1})]
+    w = GraphWriter(f"{name}/")
+    indices = [w.op("Gather", [parts[0].ids, w.const(fields, "fields", name=f"{name}.fields")], "ids", axis=1)]
     if np.any(strides != 1):
-        nodes.append(ir.node("Mul", [nodes[-1].outputs[0], init(".strides", strides)]))
-    nodes.append(ir.node("Add", [nodes[-1].outputs[0], init(".bases", bases)]))
-    nodes.append(ir.node("Gather", [init("", table.reshape(-1) if flat else table), nodes[-1].outputs[0]], {"axis": 0}))
+        indices.append(w.op("Mul", [indices[-1], w.const(strides, "strides", name=f"{name}.strides")], "strided"))
+    indices.append(w.op("Add", [indices[-1], w.const(bases, "bases", name=f"{name}.bases")], "index"))
+    merged = w.const(table.reshape(-1) if flat else table, "table", name=name)
+    rows = w.op("Gather", [merged, indices[-1]], "rows", axis=0)
     # Shapes now, so a later Concat's rank check in this same pass sees them.
     batch = concat.outputs[0].shape[0]
-    for index_node in nodes[:-1]:
-        index_node.outputs[0].shape = ir.Shape([batch, len(fields)])
-        index_node.outputs[0].type = ir.TensorType(ir.DataType.INT64)
-    nodes[-1].outputs[0].shape, nodes[-1].outputs[0].type = concat.outputs[0].shape, concat.outputs[0].type
-    graph.insert_before(concat, nodes)
-    concat.outputs[0].replace_all_uses_with(nodes[-1].outputs[0])
+    for index in indices:
+        index.shape, index.type = ir.Shape([batch, len(fields)]), ir.TensorType(ir.DataType.INT64)
+    rows.shape, rows.type = concat.outputs[0].shape, concat.outputs[0].type
+    w.insert_into(graph, before=concat)
+    concat.outputs[0].replace_all_uses_with(rows)
