@@ -11,6 +11,7 @@ import numpy as np
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 
+from .contract import file_sha256
 from .flops import flops_by_batch
 from .model_io import load_model, tensor_bytes
 from .ort import session
@@ -49,7 +50,7 @@ def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int 
                  labels: np.ndarray | None = None) -> list[GraphCheck]:
     """Random ids (incl. 0, negative, out-of-range) unless ``ids`` (and ``labels``, for AUC/log loss) are given.
     Tolerances default to each graph's table dtype (export/parity.py TOLERANCES)."""
-    ckpt = load_checkpoint(checkpoint)
+    ckpt, sha = load_checkpoint(checkpoint), file_sha256(checkpoint)
     if ids is None:
         ids = parity_ids(ckpt.spec, rows, seed)
     torch_model = ckpt.model()
@@ -57,7 +58,7 @@ def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int 
     results = []
     for path in graphs:
         model = load_model(path)
-        ensure_same_model(ckpt, model.metadata_props, path)
+        ensure_same_model(ckpt, model.metadata_props, path, sha)
         flops = flops_by_batch(model)
         stats = dict(flops_one_request=flops.one_request, flops_batches=flops.batches,
                      table_bytes=tensor_bytes(model, float_only=True))
@@ -96,7 +97,7 @@ def run_raw_graph(ckpt: Checkpoint, path, rows: int) -> tuple[np.ndarray, np.nda
     return python_ids(pre, probe), logits
 
 
-def ensure_same_model(ckpt: Checkpoint, props: dict[str, str], path) -> None:
+def ensure_same_model(ckpt: Checkpoint, props: dict[str, str], path, checkpoint_sha256: str = "") -> None:
     """A graph of another model would 'fail parity' for a confusing reason: say what differs instead."""
     expected = {"model_kind": ckpt.spec.kind, "field_names": list(ckpt.spec.field_names),
                 "vocab_sizes": list(ckpt.spec.vocab_sizes), "dims": list(ckpt.spec.dims)}
@@ -107,6 +108,10 @@ def ensure_same_model(ckpt: Checkpoint, props: dict[str, str], path) -> None:
         got = raw if key == "model_kind" else json.loads(raw)
         if got != want:
             raise Fm2OnnxError(f"{path}: {key} {got} does not match the checkpoint's {want}")
+    source = props.get("source_checkpoint_sha256", "")
+    if source and checkpoint_sha256 and source != checkpoint_sha256:
+        raise Fm2OnnxError(f"{path}: exported from another checkpoint (its source_checkpoint_sha256 is "
+                           f"{source[:12]}…, this checkpoint's {checkpoint_sha256[:12]}…)")
 
 
 def quality(labels: np.ndarray, logits: np.ndarray) -> tuple[float, float]:

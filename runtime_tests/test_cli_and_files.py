@@ -17,7 +17,7 @@ from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 from runtime_tests.reference import reference_logits
 
-from .conftest import randomized_model, write_checkpoint
+from .conftest import VARIABLE_DIMS, randomized_model, write_checkpoint
 
 FMFMV = ("fmfm", (3, 5, 1, 4, 2, 5))
 
@@ -230,3 +230,19 @@ def test_a_model_failing_parity_is_not_written(fmfm_ckpt, tmp_path, monkeypatch)
     with pytest.raises(Fm2OnnxError, match="not written: the cached graph disagrees with torch"):
         export_checkpoint(fmfm_ckpt, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == [fmfm_ckpt]
+
+
+def test_check_names_a_model_exported_from_another_checkpoint(cli, exported, tmp_path):
+    """Same fields, other weights: the digest mismatch is named before any number is compared."""
+    _, cached, _, _ = exported(FMFMV)
+    other = write_checkpoint(randomized_model("fmfm", VARIABLE_DIMS, seed=99), tmp_path / "other.pt")
+    code, _, err = cli("check", other, cached)
+    assert code == 2 and "exported from another checkpoint" in err and "source_checkpoint_sha256" in err
+
+
+def test_export_refuses_to_write_over_its_own_checkpoint(cli, fmfm_ckpt, tmp_path):
+    ckpt = tmp_path / "x.pt"
+    ckpt.write_bytes(fmfm_ckpt.read_bytes())
+    code, _, err = cli("export", ckpt, "-o", ckpt, "--force")
+    assert code == 2 and "would overwrite the checkpoint" in err
+    assert ckpt.read_bytes() == fmfm_ckpt.read_bytes()
