@@ -6,7 +6,7 @@ order) and round-trips through a plain-Python dict, stored in checkpoints and en
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -239,8 +239,10 @@ def transpose_into(dst: np.ndarray, src: np.ndarray) -> None:
 
 # ----------------------------------------------------------------------------- dict form
 
+_Complaint = Callable[[str], Fm2OnnxError]  # message -> the error naming the file being read
 
-def _check_header(d: Any, bad) -> None:
+
+def _check_header(d: Any, bad: _Complaint) -> None:
     """Everything of a preprocessor dict except its fields."""
     if not isinstance(d, Mapping):
         raise bad(f"expected a dict, got {type(d).__name__}")
@@ -259,7 +261,7 @@ def _check_header(d: Any, bad) -> None:
         raise bad("'label' must be a string or None")
 
 
-def _fields_from_dicts(raw_fields: Any, bad) -> tuple[list[FieldSpec], list[list[str]]]:
+def _fields_from_dicts(raw_fields: Any, bad: _Complaint) -> tuple[list[FieldSpec], list[list[str]]]:
     if not isinstance(raw_fields, list) or not raw_fields:
         raise bad("'fields' must be a non-empty list")
     fields: list[FieldSpec] = []
@@ -272,7 +274,7 @@ def _fields_from_dicts(raw_fields: Any, bad) -> tuple[list[FieldSpec], list[list
     return fields, tokens
 
 
-def _field_from_dict(i: int, f: Any, bad, names: set[str]) -> tuple[FieldSpec, list[str]]:
+def _field_from_dict(i: int, f: Any, bad: _Complaint, names: set[str]) -> tuple[FieldSpec, list[str]]:
     """One field and its tokens; ``names`` (the names seen so far) catches duplicates."""
     if not isinstance(f, Mapping):
         raise bad(f"fields[{i}] is not a dict")
