@@ -7,6 +7,7 @@ import importlib
 from .app import app, run
 
 COMMAND_MODULES = ("data_cmds", "train_cmds", "export_cmds", "dims_cmds", "bench_cmds", "import_cmds")
+COMMAND_MODULES += ("package_cmds",)
 
 
 def main() -> None:
