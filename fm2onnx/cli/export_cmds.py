@@ -99,27 +99,47 @@ def rewrite(
 
 @app.command()
 def check(
-    checkpoint: Path = typer.Argument(..., help="The checkpoint the graphs were exported from."),
-    models: List[Path] = typer.Argument(..., help="One or more ONNX models."),
+    paths: List[Path] = typer.Argument(..., metavar="CHECKPOINT MODELS... | MODEL",
+                                       help="The checkpoint the graphs were exported from and one or more ONNX "
+                                            "models; with --golden, one model alone."),
     data: Optional[Path] = typer.Option(None, help="Score real rows (encoded with the checkpoint's "
-                                        "preprocessor) and report AUC and log loss per graph."),
+                                        "preprocessor) and report AUC and log loss per graph; with --golden "
+                                        "--write, record them too (needs --checkpoint)."),
     format: Optional[str] = typer.Option(None, "--format", help="Format of --data (default: the checkpoint's)."),
-    rows: int = typer.Option(4096, help="Rows to compare (random ids, or the first rows of --data)."),
+    rows: Optional[int] = typer.Option(None, help="Rows to compare (random ids, or the first rows of --data); "
+                                       "default 4096, 512 with --golden --write."),
     tolerance: Optional[float] = typer.Option(None, help="Pass when |Δlogit| ≤ tol + tol·|logit| on every row. "
                                               "Default by the graph's table dtype: float32 1e-4, float16 5e-3, "
-                                              "int8 5e-2."),
+                                              "int8 5e-2; with --golden, the golden file's (1e-4 unless "
+                                              "recorded with another)."),
     seed: int = typer.Option(0, help="Seed of the random ids."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output for CI."),
+    golden: Optional[Path] = typer.Option(None, help="Golden outputs (npz): re-run the rows recorded in it on "
+                                          "MODEL, exit 1 if an output moved past its tolerance (docs/golden.md)."),
+    write: bool = typer.Option(False, "--write", help="With --golden: record MODEL's outputs on seeded random "
+                               "rows (and --data rows) in the golden file instead."),
+    force: bool = typer.Option(False, "--force", help="With --golden --write: overwrite an existing golden file."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="With --golden --write --data: the "
+                                              "checkpoint whose vocabularies encode the rows."),
 ) -> None:
-    """Compare the torch model with each graph on onnxruntime; exit 1 if any exceeds the tolerance."""
+    """Compare the torch model with each graph on onnxruntime; exit 1 if any exceeds the tolerance.
+    With --golden: compare MODEL with the outputs it gave when the golden file was written."""
+    if golden is not None:
+        return _check_golden(paths, golden, write=write, force=force, checkpoint=checkpoint, data=data,
+                             fmt=format, rows=rows, tolerance=tolerance, seed=seed, as_json=as_json)
+    if write or force or checkpoint is not None:
+        raise Fm2OnnxError("--write, --force and --checkpoint go with --golden FILE")
+    if len(paths) < 2:
+        raise Fm2OnnxError(f"check takes CHECKPOINT MODELS... (or MODEL --golden FILE); got only {paths[0]}")
     from export.check import as_json as to_json, as_table, check_graphs
 
+    ckpt, models, rows = paths[0], paths[1:], 4096 if rows is None else rows
     ids = labels = None
     if data is not None:
         from export.data_rows import encoded_rows
 
-        ids, labels = encoded_rows(checkpoint, data, format, rows)
-    checks = check_graphs(checkpoint, models, rows=rows, seed=seed, atol=tolerance, rtol=tolerance,
+        ids, labels = encoded_rows(ckpt, data, format, rows)
+    checks = check_graphs(ckpt, models, rows=rows, seed=seed, atol=tolerance, rtol=tolerance,
                           ids=ids, labels=labels)
     if as_json:
         typer.echo(to_json(checks))
@@ -127,6 +147,30 @@ def check(
         for line in as_table(checks):
             typer.echo(line)
     if not all(c.within_tolerance for c in checks):
+        raise typer.Exit(1)
+
+
+def _check_golden(paths: List[Path], golden: Path, *, write: bool, force: bool, checkpoint: Optional[Path],
+                  data: Optional[Path], fmt: Optional[str], rows: Optional[int], tolerance: Optional[float],
+                  seed: int, as_json: bool) -> None:
+    """``check MODEL --golden FILE [--write]``: options checked here, the work in export/golden.py."""
+    from export import golden as gold
+
+    if len(paths) != 1:
+        raise Fm2OnnxError(f"--golden takes one model (fm2onnx check MODEL --golden {golden}), got {len(paths)} "
+                           "paths; a checkpoint for --data goes in --checkpoint")
+    if write:
+        meta = gold.write_golden(paths[0], golden, rows=gold.DEFAULT_ROWS if rows is None else rows, seed=seed,
+                                 data=data, data_format=fmt, checkpoint=checkpoint, tolerance=tolerance,
+                                 force=force)
+        typer.echo(json.dumps(meta, indent=2) if as_json else gold.describe_written(golden, meta))
+        return
+    if data is not None or checkpoint is not None or rows is not None or force or fmt is not None:
+        raise Fm2OnnxError("--data, --format, --checkpoint, --rows and --force go with --golden FILE --write; "
+                           "a check re-runs the rows recorded in the golden file")
+    result = gold.check_golden(paths[0], golden, tolerance=tolerance)
+    typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.describe())
+    if not result.ok:
         raise typer.Exit(1)
 
 
