@@ -246,3 +246,19 @@ def test_export_refuses_to_write_over_its_own_checkpoint(cli, fmfm_ckpt, tmp_pat
     code, _, err = cli("export", ckpt, "-o", ckpt, "--force")
     assert code == 2 and "would overwrite the checkpoint" in err
     assert ckpt.read_bytes() == fmfm_ckpt.read_bytes()
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_behind(cli, fmfm_ckpt, tmp_path, monkeypatch):
+    import errno
+
+    import export.staging as staging
+
+    def full_disk(model, path, **_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(staging, "save_model", full_disk)
+    out_dir = tmp_path / "out"
+    code, _, err = cli("export", fmfm_ckpt, "-o", out_dir / "model.onnx")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "No space left on device" in err and "model.onnx" in err
+    assert list(out_dir.iterdir()) == []  # no scratch folder, no half-written file

@@ -29,6 +29,10 @@ def run() -> None:
     except Fm2OnnxError as exc:
         typer.echo(f"fm2onnx: error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:  # a full disk, an unwritable folder: which file, and what the system said
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"fm2onnx: error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("fm2onnx: interrupted", err=True)
         sys.exit(130)
