@@ -100,15 +100,17 @@ def package_models(models: list[str | Path], output: str | Path, *, force: bool 
         link_sources(sources, scratch / "in")
         convert(scratch / "in", scratch / "out")
         config = check_converted(sources, scratch / "out")
-        entries = [gate_and_describe(s, scratch / "out" / s.ort_name, scratch / "ops", report) for s in sources]
+        ort_files = [scratch / "out" / s.ort_name for s in sources]
+        parities = [gate(s, f) for s, f in zip(sources, ort_files)]  # all pass before any op listing
+        operators = ort_operators(ort_files, scratch / "ops")
+        entries = [describe(*args, report) for args in zip(sources, ort_files, parities, operators)]
         combined = read_config(config)
         check_config_covers(config, combined, entries)
         result.summary = summary(entries, combined)
         (scratch / "out" / SUMMARY_NAME).write_text(json.dumps(result.summary, indent=2) + "\n")
         for line in operator_lines(CONFIG_NAME, combined):
             report(line)
-        files = [scratch / "out" / s.ort_name for s in sources] + [config, scratch / "out" / SUMMARY_NAME]
-        result.written = move_into_place(files, output)
+        result.written = move_into_place([*ort_files, config, scratch / "out" / SUMMARY_NAME], output)
     for path in result.written:
         report(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return result
@@ -204,10 +206,9 @@ def check_converted(sources: list[Source], out_dir: Path) -> Path:
 # ----------------------------------------------------------------------------- parity of the .ort files
 
 
-def gate_and_describe(source: Source, ort_path: Path, ops_dir: Path, report: Callable[[str], None]) -> dict:
-    """The .ort file's parity with its .onnx, then its summary entry and printed lines."""
-    parity = gate(source, ort_path)
-    operators = ort_operators(ort_path, ops_dir)
+def describe(source: Source, ort_path: Path, parity: dict, operators: Operators,
+             report: Callable[[str], None]) -> dict:
+    """The summary entry of one packaged model, and its printed lines."""
     entry = {"onnx": str(source.path), "onnx_bytes": source.path.stat().st_size,
              "sidecar_bytes": sum(f.stat().st_size for f in source.sidecars), "ort": source.ort_name,
              "ort_bytes": ort_path.stat().st_size, "model_kind": source.props.get("model_kind"),
@@ -268,22 +269,26 @@ def first_line(exc: Exception) -> str:
 # ----------------------------------------------------------------------------- operators
 
 # Per-model op lists, by onnxruntime's own helper in a child process: importing it here would
-# reconfigure this process's root logger (it calls logging.basicConfig).
-_PER_MODEL_CONFIG = ("import pathlib, sys\n"
-                     "from onnxruntime.tools.ort_format_model import create_config_from_models\n"
-                     "create_config_from_models([pathlib.Path(sys.argv[1])], pathlib.Path(sys.argv[2]), False)\n")
+# reconfigure this process's root logger (it calls logging.basicConfig). Arguments: ort, config, ...
+_PER_MODEL_CONFIGS = ("import pathlib, sys\n"
+                      "from onnxruntime.tools.ort_format_model import create_config_from_models\n"
+                      "for ort_file, config in zip(sys.argv[1::2], sys.argv[2::2]):\n"
+                      "    create_config_from_models([pathlib.Path(ort_file)], pathlib.Path(config), False)\n")
 
 
-def ort_operators(ort_path: Path, ops_dir: Path) -> Operators:
-    """The operators an ORT-format file needs, as the converter's config lists them."""
+def ort_operators(ort_files: list[Path], ops_dir: Path) -> list[Operators]:
+    """The operators each ORT-format file needs, as the converter's config would list them for it alone."""
     ops_dir.mkdir(exist_ok=True)
-    config = ops_dir / (ort_path.stem + ".config")
-    done = subprocess.run([sys.executable, "-c", _PER_MODEL_CONFIG, str(ort_path), str(config)],
+    configs = [ops_dir / f"{i}.config" for i in range(len(ort_files))]
+    done = subprocess.run([sys.executable, "-c", _PER_MODEL_CONFIGS,
+                           *[str(p) for pair in zip(ort_files, configs) for p in pair]],
                           capture_output=True, text=True)
-    if done.returncode != 0 or not config.is_file():
+    missing = [f for f, c in zip(ort_files, configs) if not c.is_file()]
+    if done.returncode != 0 or missing:
         log = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
-        raise Fm2OnnxError(f"{ort_path.name}: cannot list its operators ({log[-1][:300]})")
-    return read_config(config)
+        name = missing[0].name if missing else ort_files[0].name
+        raise Fm2OnnxError(f"{name}: cannot list its operators ({log[-1][:300]})")
+    return [read_config(c) for c in configs]
 
 
 def read_config(path: Path) -> Operators:
