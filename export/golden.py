@@ -91,18 +91,19 @@ class GoldenCheck:
 
     def describe(self) -> str:
         """One line: the summary, or the worst row when the check fails."""
-        runtimes = f"recorded on {self.recorded_with}, now {self.now_with}"
+        runtimes = (f"{self.now_with}, as recorded" if self.now_with == self.recorded_with
+                    else f"recorded on {self.recorded_with}, now {self.now_with}")
         if self.ok:
             return (f"{self.golden}: {self.model} matches: {self.rows:,} rows, alone and in serving batches, "
                     f"max |Δlogit| {self.max_abs_logit_delta:.2e} ({self.tolerance_text()}; {runtimes})")
-        parts = [f"{self.golden}: {self.model} moved"]
+        parts = []
         if self.past:
             w = self.worst
             parts.append(f"{self.past:,} of {self.scorings:,} scorings past {self.tolerance_text()}; worst row "
                          f"{w.row} ({w.how}): logit recorded {w.recorded:.6f}, now {w.now:.6f}, |Δ| {w.delta:.2e}")
         if self.other_outputs:
             parts.append(self.other_outputs)
-        return "; ".join(parts) + f" ({runtimes})"
+        return f"{self.golden}: {self.model} moved: " + "; ".join(parts) + f" ({runtimes})"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "ok": self.ok, "describe": self.describe()}
@@ -186,7 +187,7 @@ def raw_probe_feeds(path: Path, props: dict[str, str], rows: int, seed: int) -> 
     for column in contract.numeric_columns:
         out[column] = [number_pool[i] for i in rng.integers(0, len(number_pool), rows)]
     for j, column in enumerate(contract.categorical_columns):
-        own = tokens.get(j, [])[:200]
+        own = (tokens.get(j) or tokens.get(-1, []))[:200]  # -1: keys of a column the Split tracing missed
         pool = own + STRING_CASES if own else HOUR_EDGE_CASES + [_random_hour(rng) for _ in range(40)] + STRING_CASES
         out[column] = [pool[i] for i in rng.integers(0, len(pool), rows)]
     return graph_feeds(contract, out)
@@ -275,9 +276,9 @@ def write_golden(model: str | Path, golden: str | Path, *, rows: int = DEFAULT_R
     """Record ``model``'s outputs on seeded random rows (+ the first ``rows`` rows of ``data``, which
     need the ``checkpoint``) in ``golden``; returns the file's meta."""
     model, golden = Path(model), Path(golden)
-    refuse_overwrite(golden, force=force)
     if data is not None and checkpoint is None:
         raise Fm2OnnxError(f"{data}: encoding its rows needs the checkpoint's vocabularies (--checkpoint)")
+    refuse_overwrite(golden, force=force)
     sess, props = open_model(model)
     parts = [random_feeds(model, props, rows, seed)]
     if data is not None:
