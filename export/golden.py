@@ -278,6 +278,12 @@ def write_golden(model: str | Path, golden: str | Path, *, rows: int = DEFAULT_R
     model, golden = Path(model), Path(golden)
     if data is not None and checkpoint is None:
         raise Fm2OnnxError(f"{data}: encoding its rows needs the checkpoint's vocabularies (--checkpoint)")
+    if checkpoint is not None and data is None:
+        raise Fm2OnnxError(f"{checkpoint}: --checkpoint encodes --data rows; without --data it has no use")
+    if rows < 1:
+        raise Fm2OnnxError(f"--rows {rows}: a golden file needs at least one row")
+    if tolerance is not None and not tolerance >= 0:
+        raise Fm2OnnxError(f"--tolerance {tolerance}: must be 0 or more")
     refuse_overwrite(golden, force=force)
     sess, props = open_model(model)
     parts = [random_feeds(model, props, rows, seed)]

@@ -99,9 +99,9 @@ def rewrite(
 
 @app.command()
 def check(
-    paths: List[Path] = typer.Argument(..., metavar="CHECKPOINT MODELS... | MODEL",
-                                       help="The checkpoint the graphs were exported from and one or more ONNX "
-                                            "models; with --golden, one model alone."),
+    paths: List[Path] = typer.Argument(..., metavar="PATHS",
+                                       help="CHECKPOINT MODEL [MODEL ...]: the checkpoint the graphs were exported "
+                                            "from and one or more ONNX models; with --golden, MODEL alone."),
     data: Optional[Path] = typer.Option(None, help="Score real rows (encoded with the checkpoint's "
                                         "preprocessor) and report AUC and log loss per graph; with --golden "
                                         "--write, record them too (needs --checkpoint)."),
