@@ -1,7 +1,7 @@
-"""Lookup tables that let a graph apply the checkpoint's preprocessing (fm2onnx.data.vocab) exactly.
+"""Lookup tables that let a graph apply the checkpoint's preprocessing (fm2onnx.data.tokens) exactly.
 
-Numeric fields. A finite value ``x > 2`` has the token ``"L<k>"``, ``k = floor(ln(x)**2)`` as numpy
-computes it in float64; any other value is its own token. A runtime's ``Log`` need not round like
+Numeric fields. A finite value ``x > 2`` has the token ``"L<k>"``, k its log² bucket
+(fm2onnx.data.buckets: ``floor(ln(x)**2)`` as numpy computes it in float64); any other value is its own token. A runtime's ``Log`` need not round like
 numpy's, and a bucket flips on one ulp, so the graph only *estimates* k with ``Log`` and then
 corrects the estimate against exact *edges*: ``bucket_edge(k)`` is the smallest float64 whose bucket
 is k or more, searched with numpy's own ``log``. An estimate is never off by more than one bucket
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fm2onnx.data import Preprocessor
-from fm2onnx.data.buckets import log2_buckets as numpy_buckets
+from fm2onnx.data.buckets import log2_buckets
 
 _POSITIVE_INF_BITS = np.float64(np.inf).view(np.int64)
 SMALLEST_ABOVE_2 = float(np.nextafter(2.0, 3.0))  # where bucket 0 ("L0") starts: the rule is x > 2
@@ -39,7 +39,7 @@ def bucket_edge(ks: np.ndarray) -> np.ndarray:
         if not open_.any():
             break
         mid = lo + (hi - lo) // 2
-        at_or_above = numpy_buckets(mid.view(np.float64)) >= ks
+        at_or_above = log2_buckets(mid.view(np.float64)) >= ks
         hi = np.where(open_ & at_or_above, mid, hi)
         lo = np.where(open_ & ~at_or_above, mid, lo)
     edges = hi.view(np.float64).copy()
