@@ -356,7 +356,7 @@ def load_golden(golden: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def ensure_same_model(golden: Path, meta: dict, feeds: dict[str, np.ndarray], model: Path,
+def ensure_recorded_for(golden: Path, meta: dict, feeds: dict[str, np.ndarray], model: Path,
                       sess: ort.InferenceSession, props: dict[str, str]) -> None:
     """A golden file of another model would 'move' for a confusing reason: say what differs instead."""
     recorded, now = meta.get("inputs", {}), input_signature(sess)
@@ -419,7 +419,7 @@ def check_golden(model: str | Path, golden: str | Path, *, tolerance: float | No
     meta, arrays = load_golden(golden)
     sess, props = open_model(model)
     feeds = {name[len("feed."):]: a for name, a in arrays.items() if name.startswith("feed.")}
-    ensure_same_model(golden, meta, feeds, model, sess, props)
+    ensure_recorded_for(golden, meta, feeds, model, sess, props)
     now = score_both_ways(sess, feeds, recorded_cuts(golden, arrays["served_batch_size"]))
     missing = [k for k in arrays if (k.startswith("served.") or k.startswith("alone.")) and k not in now]
     if missing:
