@@ -15,6 +15,7 @@ Package layout: ``<name>.ort`` per ``<name>.onnx``, ``required_operators.config`
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -148,6 +149,8 @@ def check_names(sources: list[Source]) -> None:
     """One ``.ort`` per model, named after it: two models of one name would overwrite each other."""
     seen: dict[str, Path] = {}
     for s in sources:
+        if s.ort_name in seen and seen[s.ort_name].resolve() == s.path.resolve():
+            raise Fm2OnnxError(f"{s.path}: given twice")
         if s.ort_name in seen:
             raise Fm2OnnxError(f"{s.path}: same file name as {seen[s.ort_name]}; both would become {s.ort_name}")
         seen[s.ort_name] = s.path
@@ -180,6 +183,8 @@ def convert(models_dir: Path, out_dir: Path) -> None:
 
 def conversion_error(log: str, models_dir: Path) -> str:
     """One line from the converter's output: the model it failed on and why."""
+    for scratch in {str(models_dir.resolve()), str(models_dir)}:  # paths that are gone by the time one reads this
+        log = log.replace(scratch + os.sep, "")
     failed = re.search(r"Error converting (\S+): (.*)", log)
     if failed:
         name = Path(failed.group(1)).name
@@ -235,7 +240,8 @@ def gate(source: Source, ort_path: Path) -> dict:
     try:
         got = outputs_in_serving_batches(session(ort_path), source.feeds)
     except Exception as exc:  # onnxruntime raises its own exception types for unloadable or failing files
-        raise Fm2OnnxError(f"{where}: onnxruntime cannot run it ({first_line(exc)})") from None
+        reason = first_line(exc).replace(str(ort_path.parent) + os.sep, "")  # the scratch directory is gone
+        raise Fm2OnnxError(f"{where}: onnxruntime cannot run it ({reason})") from None
     want = outputs_in_serving_batches(session(source.path), source.feeds)
     if list(got) != list(want):
         raise Fm2OnnxError(f"{where}: its outputs {list(got)} differ from {source.path.name}'s {list(want)}")
@@ -268,27 +274,33 @@ def first_line(exc: Exception) -> str:
 
 # ----------------------------------------------------------------------------- operators
 
-# Per-model op lists, by onnxruntime's own helper in a child process: importing it here would
-# reconfigure this process's root logger (it calls logging.basicConfig). Arguments: ort, config, ...
-_PER_MODEL_CONFIGS = ("import pathlib, sys\n"
-                      "from onnxruntime.tools.ort_format_model import create_config_from_models\n"
-                      "for ort_file, config in zip(sys.argv[1::2], sys.argv[2::2]):\n"
-                      "    create_config_from_models([pathlib.Path(ort_file)], pathlib.Path(config), False)\n")
-
-
 def ort_operators(ort_files: list[Path], ops_dir: Path) -> list[Operators]:
-    """The operators each ORT-format file needs, as the converter's config would list them for it alone."""
+    """The operators each ORT-format file needs, as the converter's config would list them for it alone
+    (onnxruntime's own helper, run on one file at a time)."""
+    create_config_from_models = config_helper()
     ops_dir.mkdir(exist_ok=True)
-    configs = [ops_dir / f"{i}.config" for i in range(len(ort_files))]
-    done = subprocess.run([sys.executable, "-c", _PER_MODEL_CONFIGS,
-                           *[str(p) for pair in zip(ort_files, configs) for p in pair]],
-                          capture_output=True, text=True)
-    missing = [f for f, c in zip(ort_files, configs) if not c.is_file()]
-    if done.returncode != 0 or missing:
-        log = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
-        name = missing[0].name if missing else ort_files[0].name
-        raise Fm2OnnxError(f"{name}: cannot list its operators ({log[-1][:300]})")
-    return [read_config(c) for c in configs]
+    operators = []
+    for i, ort_file in enumerate(ort_files):
+        config = ops_dir / f"{i}.config"
+        try:
+            create_config_from_models([ort_file], config, False)
+        except Exception as exc:  # the flatbuffer reader's errors have no common type
+            raise Fm2OnnxError(f"{ort_file.name}: cannot list its operators ({first_line(exc)})") from None
+        operators.append(read_config(config))
+    return operators
+
+
+def config_helper():
+    """``onnxruntime.tools.ort_format_model.create_config_from_models``, imported without the side effect
+    of its import: it calls ``logging.basicConfig``, which would give this process's root logger a
+    handler, and it logs each config it writes at INFO."""
+    handlers = logging.root.handlers[:]
+    try:
+        from onnxruntime.tools.ort_format_model import create_config_from_models
+    finally:
+        logging.root.handlers[:] = handlers
+    logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
+    return create_config_from_models
 
 
 def read_config(path: Path) -> Operators:

@@ -146,7 +146,26 @@ def test_refusals_name_the_file(sources, package, tmp_path):
     twin = shutil.copy(sources["ffm"], other / "fmfm.onnx")
     with pytest.raises(Fm2OnnxError, match="same file name as .*both would become fmfm.ort"):
         package_models([sources["fmfm"], twin], tmp_path / "edge")
+    with pytest.raises(Fm2OnnxError, match="given twice"):
+        package_models([sources["ffm"], sources["ffm"]], tmp_path / "edge")
     with pytest.raises(Fm2OnnxError, match="expected a .onnx file"):
         package_models([tmp_path / "model.ort"], tmp_path / "edge")
     with pytest.raises(Fm2OnnxError, match="no such ONNX file"):
         package_models([tmp_path / "missing.onnx"], tmp_path / "edge")
+
+
+def test_models_the_ort_format_cannot_hold_or_the_converter_rejects(sources, tmp_path, monkeypatch):
+    import onnx
+
+    import export.package as package_module
+
+    monkeypatch.setattr(package_module, "ORT_FORMAT_LIMIT", 1000)  # stands in for 2 GiB of weights
+    with pytest.raises(Fm2OnnxError, match=r"ffm\.onnx: [\d,]+ bytes of weights; .* stops at 2 GiB"):
+        package_models([sources["ffm"]], tmp_path / "edge")
+    monkeypatch.undo()
+    broken = onnx.load(str(sources["ffm"]))
+    broken.graph.node[-1].op_type = "NoSuchOp"
+    onnx.save(broken, str(tmp_path / "broken.onnx"))
+    with pytest.raises(Fm2OnnxError, match="broken.onnx: onnxruntime's converter failed: .*NoSuchOp") as failure:
+        package_models([tmp_path / "broken.onnx"], tmp_path / "edge")
+    assert ".fm2onnx-" not in str(failure.value) and list((tmp_path / "edge").iterdir()) == []
