@@ -49,7 +49,7 @@ ORT_FORMAT_LIMIT = 2**31 - 1
 # The converter skips these names (its own earlier outputs), so such a model would silently go missing.
 SKIPPED_SUFFIX = ".optimized.onnx"
 # Ops whose result is not a string even when they read one (the rest pass strings through).
-STRING_CONSUMERS = {"LabelEncoder", "Cast", "RegexFullMatch", "Equal", "Shape", "Size", "StringNormalizer"}
+STRING_CONSUMERS = {"LabelEncoder", "Cast", "RegexFullMatch", "Equal", "Shape", "Size"}
 
 Operators = dict[str, dict[int, list[str]]]  # domain -> opset -> op types
 
@@ -157,13 +157,17 @@ def check_names(sources: list[Source]) -> None:
 
 
 def link_sources(sources: list[Source], directory: Path) -> None:
-    """Each model and its sidecars under their own names (the model refers to the sidecar by name)."""
+    """Each model, and its sidecars at the paths it names them by (relative to the model)."""
     directory.mkdir()
     for s in sources:
         for file in [s.path, *s.sidecars]:
-            link = directory / file.name
+            relative = Path(os.path.relpath(file, s.path.parent))
+            if relative.parts[0] == os.pardir:
+                raise Fm2OnnxError(f"{s.path}: its external data {file} lies outside the model's directory")
+            link = directory / relative
             if link.exists():
-                raise Fm2OnnxError(f"{file}: another packaged model uses a file of the same name ({file.name})")
+                raise Fm2OnnxError(f"{file}: another packaged model uses a file of the same name ({relative})")
+            link.parent.mkdir(parents=True, exist_ok=True)
             try:
                 link.symlink_to(file.resolve())
             except OSError:  # filesystems without symlinks: a copy does as well
@@ -190,7 +194,8 @@ def conversion_error(log: str, models_dir: Path) -> str:
         name = Path(failed.group(1)).name
         return f"{name}: onnxruntime's converter failed: {failed.group(2).strip()[:300]}"
     last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["no output"]
-    return f"{models_dir.name}: onnxruntime's converter failed: {last[0].strip()[:300]}"
+    names = ", ".join(sorted(p.name for p in models_dir.glob("*.onnx")))  # which one failed is not known
+    return f"{names}: onnxruntime's converter failed: {last[0].strip()[:300]}"
 
 
 def check_converted(sources: list[Source], out_dir: Path) -> Path:
