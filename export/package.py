@@ -87,6 +87,8 @@ def package_models(models: list[str | Path], output: str | Path, *, force: bool 
     if rows < 1:
         raise Fm2OnnxError(f"--rows {rows}: the parity gate needs at least one row")
     output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise Fm2OnnxError(f"{output}: not a directory (-o names the package directory)")
     sources = [read_source(Path(m), rows) for m in models]
     check_names(sources)
     refuse_overwrite(*[output / s.ort_name for s in sources], output / CONFIG_NAME, output / SUMMARY_NAME,
