@@ -9,10 +9,13 @@ Schema version 1, a dict of plain types and tensors:
     state_dict        parameter name -> tensor (layout in models/)
     preprocessor      Preprocessor.to_dict() (vocabularies and preprocessing) or None
     training          config and metrics of the run that produced it, or {}
+    tensors_sha256    digest of the state_dict (names, dtypes, shapes, bytes), checked on every load:
+                      torch.load does not check the archive's CRCs, so a flipped byte would load silently
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -61,11 +64,21 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path, *, force: bool = False) 
         "state_dict": ckpt.state_dict,
         "preprocessor": ckpt.preprocessor,
         "training": ckpt.training,
+        "tensors_sha256": tensors_sha256(ckpt.state_dict),
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)  # never leave a half-written checkpoint under the real name
     return path
+
+
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().contiguous().cpu()
+        digest.update(f"{name}:{tensor.dtype}:{list(tensor.shape)};".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -123,5 +136,8 @@ def _validate(path: Path, payload) -> Checkpoint:
     preprocessor = payload.get("preprocessor")
     if preprocessor is not None and not isinstance(preprocessor, dict):
         raise CheckpointError(f"{path}: preprocessor must be a dict or None")
+    recorded = payload.get("tensors_sha256")
+    if recorded is not None and recorded != tensors_sha256(state):
+        raise CheckpointError(f"{path}: corrupted: its tensors do not match the digest they were saved with")
     training = payload.get("training") or {}
     return Checkpoint(spec, {k: state[k].float() for k in expected}, preprocessor, training, path)

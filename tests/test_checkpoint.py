@@ -89,3 +89,17 @@ def test_pickled_objects_are_refused_and_never_run(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_a_checkpoint_whose_tensors_changed_after_saving_is_refused(tmp_path):
+    """torch.load does not check the archive's CRCs: the saved digest of the tensors does."""
+    spec = ModelSpec.create("fmfm", ["a", "b", "c"], [5, 6, 7], dim=3)
+    path = save_checkpoint(Checkpoint.from_model(build_model(spec, seed=0)), tmp_path / "ckpt.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["bias"] += 1.0  # as a flipped byte would: the digest stays the old one
+    torch.save(payload, tmp_path / "changed.pt")
+    with pytest.raises(CheckpointError, match="changed.pt: corrupted: its tensors do not match the digest"):
+        load_checkpoint(tmp_path / "changed.pt")
+    del payload["tensors_sha256"]  # a checkpoint written before digests: loads as it is
+    torch.save(payload, tmp_path / "no-digest.pt")
+    assert load_checkpoint(tmp_path / "no-digest.pt").state_dict["bias"].item() == pytest.approx(1.0)
