@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,10 +36,12 @@ class TrainConfig:
     l2_field_matrices: float = 1e-6
     l2_linear: float = 1e-6
     batch_size: int = 2048
-    epochs: int = 3
+    # A cap, not a schedule: early stopping ends a run long before it on any data set tried
+    # (docs/defaults.md), so the default never stops while validation AUC still climbs.
+    epochs: int = 50
     patience: int = 2  # stop after this many epochs in a row without a better validation AUC
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = None  # None: one per physical core
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -138,8 +141,7 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     fine-tuning never returns a model with a worse validation AUC than it was given.
     """
     config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    threads = set_threads(config.threads)
     train_rows, valid_rows, test_rows = (dataset.indices(s) for s in ("train", "valid", "test"))
     if len(train_rows) == 0:
         raise Fm2OnnxError("the training split is empty")
@@ -152,8 +154,9 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
         best = starting_point(model, dataset, valid_rows, history)
     with (open(log_path, "w") if log_path else contextlib.nullcontext()) as log:
         for epoch in range(1, config.epochs + 1):
-            record = {"epoch": epoch} | run_epoch(model, optimizers, dataset, train_rows, config, rng,
-                                                   f"epoch {epoch}/{config.epochs}", progress)
+            title = f"epoch {epoch} (at most {config.epochs}, {threads} threads)"
+            record = {"epoch": epoch} | run_epoch(model, optimizers, dataset, train_rows, config, rng, title,
+                                                   progress)
             if len(valid_rows):
                 record["valid"] = evaluate_rows(model, dataset.ids, dataset.labels, valid_rows)
             # Without a validation split, the lowest training loss stands in for the best AUC.
@@ -169,6 +172,31 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     metrics = {name: evaluate_rows(model, dataset.ids, dataset.labels, rows)
                for name, rows in (("train", train_rows), ("valid", valid_rows), ("test", test_rows)) if len(rows)}
     return TrainResult(model, best.epoch, history, metrics)
+
+
+def physical_cores() -> int:
+    """Cores this process may run on, not hardware threads: the two threads of one core share its
+    floating-point units, so a second torch thread per core slows training down."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in cpus:
+        topology = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+        try:
+            with open(topology + "core_id") as a, open(topology + "physical_package_id") as b:
+                cores.add((a.read().strip(), b.read().strip()))
+        except OSError:
+            cores.add((str(cpu), ""))
+    return max(1, len(cores))
+
+
+def set_threads(threads: int | None) -> int:
+    """torch's intra-op threads: ``threads``, or one per physical core; returns the count used."""
+    count = threads or physical_cores()
+    torch.set_num_threads(count)
+    return count
 
 
 def starting_point(model: FMFamilyModel, dataset, valid_rows: np.ndarray, history: list[dict]) -> BestEpoch:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from fm2onnx.data import EncodedDataset, encode_file, get_format, hour_tokens, load_or_encode, numeric_token
+from fm2onnx.data.splits import assign_split
 from fm2onnx.data.synth import synthesize
 from fm2onnx.errors import DataError, Fm2OnnxError
 
@@ -24,8 +25,12 @@ TINY = {"block_size": 2048, "chunk_rows": 20}  # for the line-number tests on sm
 # ----------------------------------------------------------------------------- helpers
 
 
-def reference_encode(path, fmt, min_count):
-    """Pure-Python encoding by the documented rules: (ids [rows, fields], labels)."""
+ALL_TRAIN = (1.0, 0.0, 0.0)  # every row counted into the vocabulary (only training rows are)
+
+
+def reference_encode(path, fmt, min_count, split=(0.8, 0.1, 0.1), seed=0):
+    """Pure-Python encoding by the documented rules: (ids [rows, fields], labels); the vocabularies
+    count the rows of the training split only."""
     with open(path, newline="") as f:
         lines = f.read().splitlines()
     rows = list(csv.reader(lines, delimiter=fmt.delimiter)) if fmt.quoting else [ln.split(fmt.delimiter) for ln in lines]
@@ -52,9 +57,10 @@ def reference_encode(path, fmt, min_count):
         return dow if spec.kind == "day_of_week" else hour
 
     toks = [[token(spec, r) for spec in fmt.fields] for r in rows]
+    counted = [t for t, s in zip(toks, assign_split(np.arange(len(toks)), seed, split)) if s == 0]
     vocabs = []
     for j in range(len(fmt.fields)):
-        cnt = Counter(t[j] for t in toks if t[j] is not None)
+        cnt = Counter(t[j] for t in counted if t[j] is not None)
         kept = sorted((t for t, c in cnt.items() if c >= min_count), key=lambda t: (-cnt[t], t.encode()))
         vocabs.append({t: i + 1 for i, t in enumerate(kept)})
     ids = np.array([[vocabs[j].get(t[j], 0) if t[j] is not None else 0 for j in range(len(t))] for t in toks])
@@ -135,7 +141,7 @@ def test_avazu_hour_fields_by_hand(tmp_path):
              f"3,0,14102623,{rest}",  # Sun 23
              f"4,0,14102712,{rest}"]  # Mon 12
     p = write_lines(tmp_path / "a.csv", lines)
-    ds = encode_file(p, get_format("avazu"), tmp_path / "enc", min_count=1, progress=False)
+    ds = encode_file(p, get_format("avazu"), tmp_path / "enc", min_count=1, split=ALL_TRAIN, progress=False)
     pre = ds.preprocessor
     assert pre.tokens("day_of_week") == ["6", "0", "1"]  # Sunday twice, then ties by token
     assert pre.tokens("hour_of_day") == ["23", "0", "12"]
@@ -189,10 +195,10 @@ def test_min_count_thresholds(tmp_path):
     lines = [criteo_line("0", None, cats("aaaaaaaa")) for _ in range(8)]
     lines += [criteo_line("1", None, cats("bbbbbbbb")) for _ in range(7)]
     p = write_lines(tmp_path / "t.txt", lines)
-    ds = encode_file(p, "criteo", tmp_path / "default", progress=False)  # criteo default: 8
+    ds = encode_file(p, "criteo", tmp_path / "default", split=ALL_TRAIN, progress=False)  # criteo default: 8
     assert ds.meta["min_count"] == 8 and ds.preprocessor.tokens("C1") == ["aaaaaaaa"]
     assert ds.ids[:, 13].tolist() == [1] * 8 + [0] * 7
-    ds7 = encode_file(p, "criteo", tmp_path / "seven", min_count=7, progress=False)
+    ds7 = encode_file(p, "criteo", tmp_path / "seven", min_count=7, split=ALL_TRAIN, progress=False)
     assert ds7.preprocessor.tokens("C1") == ["aaaaaaaa", "bbbbbbbb"]
     assert ds7.ids[:, 13].tolist() == [1] * 8 + [2] * 7
     assert get_format("avazu").default_min_count == 5
@@ -213,7 +219,7 @@ def test_given_preprocessor_single_pass(criteo_small, tmp_path):
     synthesize(other, rows=500, fmt="criteo", seed=99, progress=False)
     enc = encode_file(other, fmt, tmp_path / "other", preprocessor=base.preprocessor, progress=False)
     assert enc.vocab_sizes == base.vocab_sizes
-    ref_ids, _, ref_vocabs = reference_encode(other, fmt, 1)
+    ref_ids, _, ref_vocabs = reference_encode(other, fmt, 1, split=(1, 0, 0))
     pre = base.preprocessor
     for j in (0, 13, 20):
         # map this file's own tokens back to the base vocabulary by hand
@@ -404,8 +410,10 @@ def test_progress_goes_to_stderr(criteo_small, tmp_path, capsys):
 def test_load_or_encode_cache(tmp_path, monkeypatch):
     src = tmp_path / "data.txt"
     synthesize(src, rows=2000, fmt="criteo", seed=1, progress=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     a = load_or_encode(src, get_format("criteo"), progress=False)
-    assert a.path.parent == Path(str(src) + ".fm2onnx-cache")
+    assert a.path.parent.parent == tmp_path / "xdg" / "fm2onnx"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.txt", "xdg"]  # nothing beside the data
     calls = []
     import fm2onnx.data.cache as cache
 

@@ -19,20 +19,38 @@ from models import MODEL_KINDS, ModelSpec
 
 from .app import app
 
-console = Console(stderr=False)
+# soft_wrap: a line piped to a log keeps its length instead of being folded at rich's default 80 columns
+console = Console(stderr=False, soft_wrap=True)
+
+DATA_HELP = ("Training rows (or an encoded directory). Without --valid it is split 80/10/10 into train, "
+             "validation and test rows by --split-seed.")
+VALID_HELP = "Validation rows for early stopping, in the same format; --data is then all training rows."
+TEST_HELP = "Test rows, scored once with the best epoch's weights (every row of the file)."
+CACHE_HELP = ("Where encoded copies of the data are kept for reuse (default: $XDG_CACHE_HOME/fm2onnx or "
+              "~/.cache/fm2onnx); nothing is written beside the data.")
+THREADS_HELP = ("torch threads (default: one per physical core). On a machine shared with other jobs, "
+                "--threads 1 per run is faster in total.")
+
 
 def open_dataset(data: Path, fmt_name: str, schema: Optional[Path], *, min_count, seed, skip_bad_rows,
-                 cache_dir, progress, preprocessor=None):
-    """An encoded directory is used as is; a text file is encoded (and cached) first."""
+                 cache_dir, progress, valid: Optional[Path] = None, test: Optional[Path] = None):
+    """An encoded directory is used as is; text files are encoded (and cached) first: ``data`` split by
+    ``seed``, or, with ``valid``/``test``, each file its own split with the vocabulary of ``data`` alone."""
     from fm2onnx import data as fdata
 
     if data.is_dir():
+        if valid is not None or test is not None:
+            raise Fm2OnnxError(f"{data}: an encoded directory carries its own split; --valid and --test "
+                               "go with a text --data file")
         return fdata.EncodedDataset.open(data)
-    if not data.is_file():
-        raise Fm2OnnxError(f"{data}: no such data file")
+    if test is not None and valid is None:
+        raise Fm2OnnxError(f"--test {test} needs --valid too: early stopping reads the validation rows")
+    for path in (data, valid, test):
+        if path is not None and not path.is_file():
+            raise Fm2OnnxError(f"{path}: no such data file")
     fmt = fdata.get_format(fmt_name, str(schema) if schema else None)
     return fdata.load_or_encode(data, fmt, cache_dir=cache_dir, min_count=min_count, seed=seed,
-                                skip_bad_rows=skip_bad_rows, progress=progress)
+                                skip_bad_rows=skip_bad_rows, progress=progress, valid=valid, test=test)
 
 
 def metrics_table(title: str, metrics: dict) -> Table:
@@ -46,7 +64,9 @@ def metrics_table(title: str, metrics: dict) -> Table:
 
 @app.command()
 def train(
-    data: Path = typer.Option(..., help="Data file (or an encoded directory)."),
+    data: Path = typer.Option(..., help=DATA_HELP),
+    valid: Optional[Path] = typer.Option(None, help=VALID_HELP),
+    test: Optional[Path] = typer.Option(None, help=TEST_HELP),
     format: str = typer.Option("criteo", "--format", help="criteo | avazu | csv | tsv."),
     schema: Optional[Path] = typer.Option(None, help="Schema JSON for the generic csv/tsv format."),
     model: str = typer.Option("fmfm", help=f"One of: {', '.join(MODEL_KINDS)}."),
@@ -59,13 +79,17 @@ def train(
     l2_field_matrices: float = typer.Option(1e-6, help="L2 on field matrices / weights."),
     l2_linear: float = typer.Option(1e-6, help="L2 on linear weights."),
     batch_size: int = typer.Option(2048),
-    epochs: int = typer.Option(3),
-    patience: int = typer.Option(2, help="Stop after this many epochs in a row without a better validation AUC."),
-    seed: int = typer.Option(0, help="Seeds the split, the init and the shuffling."),
-    min_count: Optional[int] = typer.Option(None, help="Features seen fewer times map to unknown (criteo 8, avazu 5)."),
+    epochs: int = typer.Option(50, help="At most this many epochs; early stopping usually ends "
+                               "the run well before."),
+    patience: int = typer.Option(2, help="Stop after this many epochs in a row without a "
+                                 "better validation AUC."),
+    seed: int = typer.Option(0, help="Seeds the model's init and the shuffling."),
+    split_seed: int = typer.Option(0, help="Seeds the 80/10/10 split of a single --data file."),
+    min_count: Optional[int] = typer.Option(None, help="Features seen fewer times in the training rows map to "
+                                            "unknown (criteo 8, avazu 5, csv/tsv 1)."),
     skip_bad_rows: bool = typer.Option(False, help="Count and skip malformed rows instead of failing."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Where the encoded data set is kept."),
-    threads: Optional[int] = typer.Option(None, help="torch intra-op threads."),
+    cache_dir: Optional[Path] = typer.Option(None, help=CACHE_HELP),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     log: Optional[Path] = typer.Option(None, help="JSON-lines log of each epoch (default: OUTPUT.log.jsonl)."),
     output: Path = typer.Option(Path("ckpt.pt"), "-o", "--output"),
     force: bool = typer.Option(False, help="Overwrite an existing output / log."),
@@ -83,15 +107,16 @@ def train(
     config = TrainConfig(optimizer, lr, l2_embeddings, l2_field_matrices, l2_linear, batch_size, epochs,
                          patience, seed, threads)
     config.validate()
-    dataset = open_dataset(data, format, schema, min_count=min_count, seed=seed, skip_bad_rows=skip_bad_rows,
-                           cache_dir=cache_dir, progress=not quiet)
+    dataset = open_dataset(data, format, schema, min_count=min_count, seed=split_seed, skip_bad_rows=skip_bad_rows,
+                           cache_dir=cache_dir, progress=not quiet, valid=valid, test=test)
     pre = dataset.preprocessor
     field_dims = read_dims(dims, list(pre.field_names)) if dims else None
     spec = ModelSpec.create(model, list(pre.field_names), list(pre.vocab_sizes), dim=dim, dims=field_dims,
                             linear=linear)
     result = run_training(spec, dataset, config, progress=not quiet, log_path=log)
     training = {"config": config_dict(config), "data": str(data), "best_epoch": result.best_epoch,
-                "metrics": result.metrics, "history": result.history}
+                "metrics": result.metrics, "history": result.history, "split_seed": split_seed,
+                "files": {"valid": str(valid) if valid else None, "test": str(test) if test else None}}
     save_checkpoint(Checkpoint.from_model(result.model, pre.to_dict(), training), output, force=force)
     console.print(metrics_table(f"{spec.kind} (best epoch {result.best_epoch})", result.metrics))
     console.print(f"wrote {output}  (epoch log: {log})")

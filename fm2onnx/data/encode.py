@@ -10,26 +10,30 @@ encoded directly. Memory is bounded by the vocabularies (distinct tokens) plus o
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import DataError, Fm2OnnxError
 from ..progress import Progress
-from .chunk_view import ChunkView
-from .dataset import DatasetWriter, EncodedDataset, write_dataset_files
+from .. import __version__
+from .chunk_view import ChunkView, FieldCodes
+from .counting import VocabCounter
+from .dataset import ENCODED_KIND, ENCODED_VERSION, DatasetWriter, EncodedDataset, write_dataset_files
 from .formats import TableFormat, get_format
 from .local_codes import LocalCodes
 from .preprocessor import Preprocessor
+from .npy import NpyAppender
 from .reader import ChunkReader, check_input_file
-from .splits import check_split
+from .splits import SPLIT_NAMES, WHOLE_FILE, check_split, train_mask
 from .staging import staged_directory
 from .validation import BadRows, check_chunk, collect_rejected_lines
 
-__all__ = ["encode_file", "resolve_format", "resolve_min_count", "source_info"]
+__all__ = ["encode_file", "encode_files", "resolve_format", "resolve_min_count", "source_info"]
 
 # (view of a chunk, mask of its rows to keep or None, index of its first kept row) -> int32 ids
 ChunkEncoder = Callable[[ChunkView, "np.ndarray | None", int], np.ndarray]
@@ -103,8 +107,9 @@ def encode_file(
 
     Without ``preprocessor``: pass 1 parses the file once, validates it, counts tokens and writes
     chunk-local codes (plus each chunk's distinct tokens, spilled to a temporary Arrow stream);
-    the vocabularies are then built (``min_count`` defaults to the format's threshold: criteo 8,
-    avazu 5, csv/tsv 1) and pass 2 rewrites the codes into ids in place. With ``preprocessor`` its
+    the vocabularies are then built from the rows of the training split alone (``min_count``
+    defaults to the format's threshold: criteo 8, avazu 5, csv/tsv 1) and pass 2 rewrites the codes
+    into ids in place. With ``preprocessor`` its
     vocabularies are used as they are (unseen values -> 0) in a single parse.
 
     Malformed rows raise ``DataError("path:line: ...")`` unless ``skip_bad_rows``, which excludes,
@@ -124,7 +129,7 @@ def encode_file(
     encoding = _Encoding(reader, skip_bad_rows, progress)
     with staged_directory(out, force=force) as tmp, DatasetWriter(tmp, fmt.n_fields, seed, fractions) as writer:
         if preprocessor is None:
-            pre = encoding.count_then_remap(writer, min_count)
+            pre = encoding.count_then_remap(writer, min_count, seed, fractions)
         else:
             pre = encoding.encode_directly(writer, preprocessor)
         meta = writer.meta(pre, source=source, format=fmt.to_dict(), skip_bad_rows=bool(skip_bad_rows),
@@ -157,14 +162,18 @@ class _Encoding:
         self.encode_s = self._parse_pass(writer, encode, f"encode {self.name}")
         return pre
 
-    def count_then_remap(self, writer: DatasetWriter, min_count: int) -> Preprocessor:
+    def count_then_remap(self, writer: DatasetWriter, min_count: int, seed: int,
+                         split: tuple[float, float, float]) -> Preprocessor:
         """Pass 1 counts and writes local codes; pass 2 rewrites them as ids of the counted vocabularies."""
         codes = LocalCodes(self.reader.path, self.reader.fmt, writer.directory / "tokens.spill.arrows")
+        encode, counter = codes.encode_chunk, codes.counter
+        if split[0] < 1:
+            encode, counter = _train_rows_counted(codes, seed, split)
         try:
-            self.count_s = self._parse_pass(writer, codes.encode_chunk, f"count {self.name}")
+            self.count_s = self._parse_pass(writer, encode, f"count {self.name}")
         finally:
             codes.close()
-        pre = Preprocessor.from_counter(self.reader.fmt, codes.counter, min_count)
+        pre = Preprocessor.from_counter(self.reader.fmt, counter, min_count)
         prog = Progress(f"encode {self.name}", self.progress)
         codes.remap(writer.directory / "ids.npy", pre, prog)
         self.encode_s = prog.done(writer.rows)
@@ -202,3 +211,110 @@ class _Encoding:
             first = ", ".join(map(str, self.bad.lines[:5]))
             msg += f"; skipped {self.bad.count:,} bad rows (first at lines {first})"
         print(msg, file=sys.stderr)
+
+
+class _RecordingView:
+    """A :class:`ChunkView` that keeps the field codes it hands out, so they can be counted again."""
+
+    def __init__(self, view: ChunkView):
+        self._view = view
+        self.codes: list[FieldCodes] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._view, name)
+
+    def field_codes(self, spec, keep):
+        fc = self._view.field_codes(spec, keep)
+        self.codes.append(fc)
+        return fc
+
+
+class _NoCounts:
+    def add(self, *args) -> None:
+        pass
+
+
+def _train_rows_counted(codes: LocalCodes, seed: int,
+                        split: tuple[float, float, float]) -> tuple[ChunkEncoder, VocabCounter]:
+    """``codes.encode_chunk`` and a counter of the training split's rows only: a feature seen only in
+    validation or test rows must map to the unknown row, as it will for rows never seen in serving."""
+    counter, codes.counter = codes.counter, _NoCounts()
+
+    def encode(view: ChunkView, keep: np.ndarray | None, row0: int) -> np.ndarray:
+        recording = _RecordingView(view)
+        ids = codes.encode_chunk(recording, keep, row0)  # type: ignore[arg-type]
+        train = train_mask(row0, len(ids), seed, split)
+        for j, fc in enumerate(recording.codes):
+            counter.add(j, *FieldCodes(fc.tokens, fc.offset, fc.codes[train], fc.size).counts())
+        return ids
+
+    return encode, counter
+
+
+def encode_files(
+    files: Mapping[str, str | os.PathLike | None],
+    fmt: TableFormat | str,
+    out_dir: str | os.PathLike,
+    *,
+    min_count: int | None = None,
+    skip_bad_rows: bool = False,
+    preprocessor: Preprocessor | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> EncodedDataset:
+    """A user's own split: ``files["train"]`` and optional ``"valid"`` / ``"test"`` files -> one dataset
+    directory whose split of each row is the file it came from.
+
+    The vocabularies are counted on the training file alone (unless ``preprocessor`` is given), and
+    the other files are encoded through them, so a feature seen only in them maps to id 0.
+    """
+    unknown = set(files) - set(SPLIT_NAMES)
+    if unknown or files.get("train") is None:
+        raise Fm2OnnxError(f"files must name a 'train' file and optionally 'valid' and 'test', got {sorted(files)}")
+    fmt = resolve_format(fmt)
+    out = Path(out_dir)
+    pre = preprocessor
+    with staged_directory(out, force=force) as tmp:
+        parts: dict[str, EncodedDataset] = {}
+        for name in SPLIT_NAMES:
+            if files.get(name) is None:
+                continue
+            parts[name] = encode_file(files[name], fmt, tmp / f"part-{name}", min_count=min_count if pre is None else None,
+                                      split=WHOLE_FILE[name], skip_bad_rows=skip_bad_rows, preprocessor=pre,
+                                      progress=progress)
+            pre = parts[name].preprocessor
+        meta = _concatenate(parts, tmp, preprocessor_given=preprocessor is not None)
+        write_dataset_files(tmp, pre, meta)
+        for part in parts.values():
+            shutil.rmtree(part.path)
+    return EncodedDataset.open(out, _pre=pre)
+
+
+def _concatenate(parts: Mapping[str, EncodedDataset], out: Path, *, preprocessor_given: bool,
+                 block_rows: int = 1 << 18) -> dict:
+    """The parts' arrays, one after the other, into ``out``'s; returns the combined meta.json."""
+    first = next(iter(parts.values()))
+    appenders = [NpyAppender(str(out / "ids.npy"), np.int32, (first.n_fields,)),
+                 NpyAppender(str(out / "labels.npy"), np.float32), NpyAppender(str(out / "split.npy"), np.uint8)]
+    for part in parts.values():
+        for a in range(0, part.rows, block_rows):
+            for appender, array in zip(appenders, (part.ids, part.labels, part.split)):
+                appender.write(np.asarray(array[a:a + block_rows]))
+    for appender in appenders:
+        appender.close()
+    rows = sum(p.rows for p in parts.values())
+    positives = sum(float(np.asarray(p.labels).sum()) for p in parts.values())
+    keep = ("source", "rows", "bad_rows", "bad_row_lines", "bad_row_examples", "timing")
+    pre = first.preprocessor
+    return {
+        "kind": ENCODED_KIND, "version": ENCODED_VERSION, "fm2onnx_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": int(rows), "n_fields": pre.n_fields,
+        "field_names": pre.field_names, "vocab_sizes": pre.vocab_sizes, "min_count": pre.min_count,
+        "seed": None, "split": "files", "source": first.meta["source"],
+        "files": {name: {k: p.meta[k] for k in keep if k in p.meta} for name, p in parts.items()},
+        "split_counts": {n: int(parts[n].rows) if n in parts else 0 for n in SPLIT_NAMES},
+        "positive_rate": positives / rows if rows else 0.0, "format": first.meta["format"],
+        "skip_bad_rows": first.meta.get("skip_bad_rows", False),
+        "bad_rows": sum(int(p.meta.get("bad_rows", 0)) for p in parts.values()),
+        "preprocessor_given": preprocessor_given,
+    }

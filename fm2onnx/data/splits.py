@@ -8,9 +8,13 @@ import numpy as np
 
 from ..errors import Fm2OnnxError
 
-__all__ = ["SPLIT_NAMES", "check_split", "assign_split"]
+__all__ = ["SPLIT_NAMES", "WHOLE_FILE", "DEFAULT_SPLIT", "check_split", "assign_split", "train_mask"]
 
 SPLIT_NAMES = ("train", "valid", "test")
+DEFAULT_SPLIT = (0.8, 0.1, 0.1)
+# The fractions that put every row of a file in one split: how a user's own train/valid/test files
+# are encoded, each into the split it was given as.
+WHOLE_FILE = {"train": (1.0, 0.0, 0.0), "valid": (0.0, 1.0, 0.0), "test": (0.0, 0.0, 1.0)}
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -43,3 +47,9 @@ def assign_split(rows: np.ndarray, seed: int, split: Sequence[float]) -> np.ndar
     out[u < fr[0] + fr[1]] = 1
     out[u < fr[0]] = 0
     return out
+
+
+def train_mask(row0: int, n: int, seed: int, split: Sequence[float]) -> np.ndarray:
+    """bool [n]: which of the rows ``row0 .. row0 + n - 1`` fall in the training split (what the
+    vocabulary is counted on, so validation and test rows never add features)."""
+    return assign_split(np.arange(row0, row0 + n), seed, split) == 0
