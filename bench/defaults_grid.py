@@ -82,6 +82,8 @@ def main() -> int:
     parser.add_argument("--synth-rows", type=int, default=100_000)
     parser.add_argument("--work", default="/tmp/fm2onnx-grid")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lrs", default=",".join(map(str, LRS)), help="Comma-separated learning rates.")
+    parser.add_argument("--l2s", default=",".join(map(str, L2S)), help="Comma-separated L2 weights (all three terms).")
     parser.add_argument("--json", default=None, help="Also write the results here.")
     args = parser.parse_args()
     results = {}
@@ -90,8 +92,8 @@ def main() -> int:
         dataset = fdata.load_or_encode(files["train"], fmt, cache_dir=Path(args.work) / "cache",
                                        valid=files["valid"], test=files["test"], progress=False)
         results[name] = []
-        for lr in LRS:
-            for l2 in L2S:
+        for lr in map(float, args.lrs.split(",")):
+            for l2 in map(float, args.l2s.split(",")):
                 results[name].append(run_point(dataset, lr, l2, args.threads))
                 print(name, json.dumps(results[name][-1]), file=sys.stderr, flush=True)
         print(markdown(name, results[name]), flush=True)

@@ -11,18 +11,19 @@ from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 
 
-def encoded_rows(checkpoint: str | Path, data: str | Path, fmt_name: str | None,
-                 rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids int64 [rows, n], labels float [rows]) of the first ``rows`` rows of ``data``."""
+def encoded_rows(checkpoint: str | Path, data: str | Path, fmt_name: str | None, rows: int,
+                 schema: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int64 [rows, n], labels float [rows]) of the first ``rows`` rows of ``data``, read in the
+    checkpoint's own format (its csv/tsv schema included) unless ``fmt_name``/``schema`` say otherwise.
+    The encoding lives in a temporary folder: nothing is written beside the data."""
     from fm2onnx import data as fdata
+    from fm2onnx.data.encode import format_for
 
     ckpt = load_checkpoint(checkpoint)
     if ckpt.preprocessor is None:
         raise Fm2OnnxError(f"{checkpoint}: has no vocabularies, so the rows of {data} cannot be encoded for it")
-    pre = fdata.Preprocessor.from_dict(ckpt.preprocessor)
-    fmt = fdata.get_format(fmt_name or pre.format_name)
-    if list(fmt.field_names) != list(pre.field_names):
-        raise Fm2OnnxError(f"{data}: format {fmt.name!r} has fields that differ from the checkpoint's")
+    pre = fdata.Preprocessor.from_dict(ckpt.preprocessor, where=str(checkpoint))
+    fmt = format_for(pre, fmt_name, schema, where=str(checkpoint))
     with tempfile.TemporaryDirectory(prefix="fm2onnx-check-") as tmp:
         dataset = fdata.encode_file(data, fmt, Path(tmp) / "encoded", preprocessor=pre, split=(0.0, 0.0, 1.0),
                                     progress=False)

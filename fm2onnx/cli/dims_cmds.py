@@ -15,17 +15,27 @@ from fm2onnx.errors import Fm2OnnxError
 from fm2onnx.files import refuse_overwrite
 
 from .app import app
-from .train_cmds import open_dataset
+from .train_cmds import (CACHE_HELP, DATA_HELP, DEFAULT_EPOCHS, DEFAULT_L2, DEFAULT_LR, DEFAULT_PATIENCE, THREADS_HELP,
+                         VALID_HELP, open_dataset)
 
-console = Console()
+# soft_wrap: a line piped to a log keeps its length instead of being folded at rich's default 80 columns
+console = Console(soft_wrap=True)
 
 WEIGHTING_HELP = "uniform: every known feature counts once; frequency: weighted by occurrences in --data."
 
 
 def checkpoint_dataset(ckpt: Checkpoint, data: Path, fmt_name: Optional[str], schema: Optional[Path], *,
-                       cache_dir: Optional[Path], skip_bad_rows: bool, progress: bool):
-    """Rows encoded with the checkpoint's own vocabularies, split as in its training run (same seed)."""
+                       cache_dir: Optional[Path], skip_bad_rows: bool, progress: bool, split: str = "whole",
+                       valid: Optional[Path] = None, test: Optional[Path] = None, split_seed: Optional[int] = None):
+    """Rows encoded with the checkpoint's own vocabularies and format (its csv/tsv schema included).
+
+    ``split``: "whole" makes every row of ``data`` a test row (scoring a file scores all of it); "train"
+    splits ``data`` as the checkpoint's training run did (its split seed, unless ``split_seed``), or, with
+    ``valid``/``test``,
+    takes each file as its split. Encodings go to the user's cache (``cache_dir`` to choose another).
+    """
     from fm2onnx import data as fdata
+    from fm2onnx.data.encode import format_for
 
     where = ckpt.path or "checkpoint"
     if data.is_dir():
@@ -34,18 +44,29 @@ def checkpoint_dataset(ckpt: Checkpoint, data: Path, fmt_name: Optional[str], sc
         if ckpt.preprocessor is None:
             raise Fm2OnnxError(f"{where}: has no vocabularies, so {data} cannot be encoded for it")
         pre = fdata.Preprocessor.from_dict(ckpt.preprocessor, where=str(where))
-        if not data.is_file():
-            raise Fm2OnnxError(f"{data}: no such data file")
-        if fmt_name is None and pre.format is None:
-            raise Fm2OnnxError(f"{where}: was trained on encoded ids; pass the encoded dataset directory as --data")
-        fmt = fdata.get_format(fmt_name or pre.format_name, str(schema) if schema else None)
-        seed = int((ckpt.training.get("config") or {}).get("seed", 0))
-        dataset = fdata.load_or_encode(data, fmt, cache_dir=cache_dir, preprocessor=pre, seed=seed,
-                                       skip_bad_rows=skip_bad_rows, progress=progress)
+        for path in (data, valid, test):
+            if path is not None and not path.is_file():
+                raise Fm2OnnxError(f"{path}: no such data file")
+        fmt = format_for(pre, fmt_name, schema, where=str(where))
+        if split == "whole":
+            options = {"split": (0.0, 0.0, 1.0)}
+        elif valid is not None or test is not None:
+            options = {"valid": valid, "test": test}
+        else:
+            options = {"seed": training_split_seed(ckpt) if split_seed is None else split_seed}
+        dataset = fdata.load_or_encode(data, fmt, cache_dir=cache_dir, preprocessor=pre,
+                                       skip_bad_rows=skip_bad_rows, progress=progress, **options)
     if list(dataset.field_names) != list(ckpt.spec.field_names) or \
             list(dataset.vocab_sizes) != list(ckpt.spec.vocab_sizes):
         raise Fm2OnnxError(f"{data}: its fields or vocabularies differ from those of {where}")
     return dataset
+
+
+def training_split_seed(ckpt: Checkpoint) -> int:
+    """The seed that split the checkpoint's training file (its model seed, for checkpoints that
+    predate a separate split seed)."""
+    training = ckpt.training or {}
+    return int(training.get("split_seed", (training.get("config") or {}).get("seed", 0)))
 
 
 def check_weighting(weighting: str) -> None:
@@ -137,10 +158,14 @@ def compress(
     variance: Optional[float] = typer.Option(None, help="Variance each field keeps, in (0, 1] (default 0.95)."),
     dims_file: Optional[Path] = typer.Option(None, "--dims", help="Target dims CSV instead of --variance."),
     weighting: str = typer.Option("uniform", help=WEIGHTING_HELP),
-    data: Optional[Path] = typer.Option(None, help="Data for frequency weighting, fine-tuning and the test score."),
+    data: Optional[Path] = typer.Option(None, help="Rows to score the compressed model on (all of them) and to "
+                                        "count features in; with --finetune-epochs, the training rows."),
+    valid: Optional[Path] = typer.Option(None, help="With --finetune-epochs: validation rows for early stopping "
+                                         "(default: --data split as in the checkpoint's training run)."),
+    test: Optional[Path] = typer.Option(None, help="With --finetune-epochs: the rows scored after fine-tuning."),
     format: Optional[str] = typer.Option(None, "--format", help="Defaults to the checkpoint's format."),
-    schema: Optional[Path] = typer.Option(None),
-    cache_dir: Optional[Path] = typer.Option(None),
+    schema: Optional[Path] = typer.Option(None, help="Defaults to the checkpoint's csv/tsv schema."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where encodings are kept (default: the user's cache)."),
     skip_bad_rows: bool = typer.Option(False),
     finetune_epochs: int = typer.Option(0, help="Epochs of training from the compressed weights (needs --data)."),
     lr: float = typer.Option(1e-3, help="Fine-tuning learning rate."),
@@ -154,7 +179,7 @@ def compress(
     from fm2onnx.dims_file import read_dims
 
     refuse_overwrite(output, force=force)
-    check_compress_options(variance, dims_file, finetune_epochs, data)
+    check_compress_options(variance, dims_file, finetune_epochs, data, valid, test)
     ckpt = load_checkpoint(checkpoint)
     require_field_matrices(ckpt.spec, str(checkpoint))
     counts = feature_counts_for(ckpt, weighting, data, format, schema, cache_dir, skip_bad_rows, quiet)
@@ -169,9 +194,10 @@ def compress(
                 "source_metrics": ckpt.training.get("metrics", {}), "config": ckpt.training.get("config", {})}
     if data is not None:
         dataset = checkpoint_dataset(ckpt, data, format, schema, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
-                                     progress=not quiet)
+                                     progress=not quiet, split="train" if finetune_epochs else "whole",
+                                     valid=valid, test=test)
         seed = int((ckpt.training.get("config") or {}).get("seed", 0))
-        small, scored = finetune_and_score(model, small, dataset, data, seed=seed, epochs=finetune_epochs, lr=lr,
+        small, scored = finetune_and_score(model, small, dataset, test or data, seed=seed, epochs=finetune_epochs, lr=lr,
                                            batch_size=batch_size, quiet=quiet)
         training.update(scored)
     save_checkpoint(Checkpoint.from_model(small, ckpt.preprocessor, training), output, force=force)
@@ -180,13 +206,17 @@ def compress(
 
 
 def check_compress_options(variance: Optional[float], dims_file: Optional[Path], finetune_epochs: int,
-                           data: Optional[Path]) -> None:
+                           data: Optional[Path], valid: Optional[Path] = None, test: Optional[Path] = None) -> None:
     if variance is not None and dims_file is not None:
         raise Fm2OnnxError("give --variance or --dims, not both")
     if finetune_epochs < 0:
         raise Fm2OnnxError("--finetune-epochs must be >= 0")
     if finetune_epochs and data is None:
         raise Fm2OnnxError("--finetune-epochs needs --data")
+    if (valid is not None or test is not None) and not finetune_epochs:
+        raise Fm2OnnxError("--valid and --test go with --finetune-epochs; without it every row of --data is scored")
+    if test is not None and valid is None:
+        raise Fm2OnnxError(f"--test {test} needs --valid too: fine-tuning stops early on the validation rows")
 
 
 def finetune_and_score(model, small, dataset, data: Path, *, seed: int, epochs: int, lr: float, batch_size: int,
@@ -207,7 +237,8 @@ def finetune_and_score(model, small, dataset, data: Path, *, seed: int, epochs: 
     scores = {"full": evaluate_rows(model, dataset.ids, dataset.labels, rows),
               "compressed": evaluate_rows(small, dataset.ids, dataset.labels, rows)}
     notes["metrics"] = {"test": scores["compressed"]}
-    console.print(comparison_table(f"{'test split' if len(test) else 'all rows'} of {data}", scores))
+    whole = len(rows) == dataset.rows
+    console.print(comparison_table(f"{'all rows' if whole else 'test rows'} of {data}", scores))
     return small, notes
 
 
@@ -223,9 +254,12 @@ def compression_line(spec, target, small_spec) -> str:
 
 @app.command()
 def sweep(
-    data: Path = typer.Option(..., help="Data file (or an encoded directory)."),
-    format: str = typer.Option("criteo", "--format", help="criteo | avazu | csv | tsv."),
-    schema: Optional[Path] = typer.Option(None),
+    data: Path = typer.Option(..., help=DATA_HELP),
+    valid: Optional[Path] = typer.Option(None, help=VALID_HELP),
+    test: Optional[Path] = typer.Option(None, help="Test rows every model of the sweep is scored on (all of them)."),
+    format: Optional[str] = typer.Option(None, "--format", help="criteo | avazu | csv | tsv (default: the --full "
+                                         "checkpoint's, else criteo)."),
+    schema: Optional[Path] = typer.Option(None, help="Schema JSON for csv/tsv (default: the --full checkpoint's)."),
     variance: str = typer.Option("0.99,0.97,0.95,0.90,0.85,0.80", help="Comma-separated thresholds."),
     full: Optional[Path] = typer.Option(None, help="The first-pass checkpoint, trained on this data (default: train one)."),
     dim: int = typer.Option(16, help="K of the first-pass FmFM when it is trained here."),
@@ -233,18 +267,20 @@ def sweep(
     compress: bool = typer.Option(True, "--compress/--no-compress", help="Also score compression without retraining."),
     finetune_epochs: int = typer.Option(0, help="Fine-tune each compressed model this many epochs."),
     weighting: str = typer.Option("uniform", help="uniform | frequency (counts from the training split)."),
-    epochs: int = typer.Option(3),
-    patience: int = typer.Option(1),
-    lr: float = typer.Option(1e-3),
-    l2_embeddings: float = typer.Option(1e-6, help="L2 on the embedding rows a batch uses."),
-    l2_field_matrices: float = typer.Option(1e-6, help="L2 on the field matrices."),
-    l2_linear: float = typer.Option(1e-6, help="L2 on linear weights."),
+    epochs: int = typer.Option(DEFAULT_EPOCHS, help="At most this many epochs per model (early stopping)."),
+    patience: int = typer.Option(DEFAULT_PATIENCE),
+    lr: float = typer.Option(DEFAULT_LR),
+    l2_embeddings: float = typer.Option(DEFAULT_L2, help="L2 on the embedding rows a batch uses."),
+    l2_field_matrices: float = typer.Option(DEFAULT_L2, help="L2 on the field matrices."),
+    l2_linear: float = typer.Option(DEFAULT_L2, help="L2 on linear weights."),
     batch_size: int = typer.Option(2048),
-    seed: int = typer.Option(0),
-    threads: Optional[int] = typer.Option(None),
+    seed: int = typer.Option(0, help="Seeds the models' init and the shuffling."),
+    split_seed: Optional[int] = typer.Option(None, help="Seeds the 80/10/10 split of a single --data file "
+                                             "(default 0, or the --full checkpoint's)."),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     min_count: Optional[int] = typer.Option(None),
     skip_bad_rows: bool = typer.Option(False),
-    cache_dir: Optional[Path] = typer.Option(None),
+    cache_dir: Optional[Path] = typer.Option(None, help=CACHE_HELP),
     save_models: bool = typer.Option(False, help="Also write every model of the sweep as a checkpoint."),
     output: Path = typer.Option(Path("sweep"), "-o", "--output", help="Output directory."),
     force: bool = typer.Option(False, help="Write into a non-empty output directory."),
@@ -262,8 +298,9 @@ def sweep(
                          threads=threads)
     config.validate()
     prepare_out_dir(output, force)
-    dataset, full_model = sweep_data(data, full, format, schema, min_count=min_count, seed=seed,
-                                     skip_bad_rows=skip_bad_rows, cache_dir=cache_dir, progress=not quiet)
+    dataset, full_model = sweep_data(data, full, format, schema, min_count=min_count, split_seed=split_seed,
+                                     skip_bad_rows=skip_bad_rows, cache_dir=cache_dir, progress=not quiet,
+                                     valid=valid, test=test)
     pre = dataset.preprocessor
 
     def keep(name, model):
@@ -279,16 +316,18 @@ def sweep(
     console.print(f"wrote {', '.join(str(p) for p in files.values())}")
 
 
-def sweep_data(data: Path, full: Optional[Path], fmt_name: str, schema: Optional[Path], *, min_count, seed,
-               skip_bad_rows, cache_dir, progress):
+def sweep_data(data: Path, full: Optional[Path], fmt_name: Optional[str], schema: Optional[Path], *, min_count,
+               split_seed: Optional[int], skip_bad_rows, cache_dir, progress, valid=None, test=None):
     """-> (dataset, first-pass model or None): with ``full``, its rows are encoded with the checkpoint's own
-    vocabularies and split as in its training run, so its test scores compare with the sweep's."""
+    vocabularies and format, and split as in its training run (or by the given files), so its test scores
+    compare with the sweep's."""
     if full is None:
-        return open_dataset(data, fmt_name, schema, min_count=min_count, seed=seed, skip_bad_rows=skip_bad_rows,
-                            cache_dir=cache_dir, progress=progress), None
+        return open_dataset(data, fmt_name or "criteo", schema, min_count=min_count, seed=split_seed or 0,
+                            skip_bad_rows=skip_bad_rows, cache_dir=cache_dir, progress=progress, valid=valid,
+                            test=test), None
     ckpt = load_checkpoint(full)
     dataset = checkpoint_dataset(ckpt, data, fmt_name, schema, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
-                                 progress=progress)
+                                 progress=progress, split="train", valid=valid, test=test, split_seed=split_seed)
     return dataset, ckpt.model()
 
 
@@ -297,7 +336,7 @@ def report(
     checkpoint: Path = typer.Argument(..., help="A trained FM/FwFM/FvFM/FmFM checkpoint."),
     data: Optional[Path] = typer.Option(None, help="Rows for the mutual-information heatmap (Figure 6)."),
     format: Optional[str] = typer.Option(None, "--format", help="Defaults to the checkpoint's format."),
-    schema: Optional[Path] = typer.Option(None),
+    schema: Optional[Path] = typer.Option(None, help="Defaults to the checkpoint's csv/tsv schema."),
     variance: Optional[float] = typer.Option(
         None, help="Show PCA dims at this variance (default: the checkpoint's dims if they vary by field, "
                    "else PCA at 0.95)."),

@@ -22,6 +22,13 @@ from .app import app
 # soft_wrap: a line piped to a log keeps its length instead of being folded at rich's default 80 columns
 console = Console(stderr=False, soft_wrap=True)
 
+# TrainConfig's defaults (fm2onnx.train imports torch, which --help should not wait for); the grid
+# behind them is in docs/defaults.md, and a test holds the two in step.
+DEFAULT_LR = 1e-3
+DEFAULT_L2 = 1e-6
+DEFAULT_EPOCHS = 50
+DEFAULT_PATIENCE = 2
+
 DATA_HELP = ("Training rows (or an encoded directory). Without --valid it is split 80/10/10 into train, "
              "validation and test rows by --split-seed.")
 VALID_HELP = "Validation rows for early stopping, in the same format; --data is then all training rows."
@@ -74,14 +81,14 @@ def train(
     dims: Optional[Path] = typer.Option(None, help="Per-field dims CSV (field,dim) for FmFM, e.g. from `fm2onnx dims`."),
     linear: Optional[str] = typer.Option(None, help="feature | field_vector (default: the paper's per model)."),
     optimizer: str = typer.Option("adam", help="adam | adagrad."),
-    lr: float = typer.Option(1e-3, help="Learning rate."),
-    l2_embeddings: float = typer.Option(1e-6, help="L2 on the embedding rows a batch uses."),
-    l2_field_matrices: float = typer.Option(1e-6, help="L2 on field matrices / weights."),
-    l2_linear: float = typer.Option(1e-6, help="L2 on linear weights."),
+    lr: float = typer.Option(DEFAULT_LR, help="Learning rate."),
+    l2_embeddings: float = typer.Option(DEFAULT_L2, help="L2 on the embedding rows a batch uses."),
+    l2_field_matrices: float = typer.Option(DEFAULT_L2, help="L2 on field matrices / weights."),
+    l2_linear: float = typer.Option(DEFAULT_L2, help="L2 on linear weights."),
     batch_size: int = typer.Option(2048),
-    epochs: int = typer.Option(50, help="At most this many epochs; early stopping usually ends "
+    epochs: int = typer.Option(DEFAULT_EPOCHS, help="At most this many epochs; early stopping usually ends "
                                "the run well before."),
-    patience: int = typer.Option(2, help="Stop after this many epochs in a row without a "
+    patience: int = typer.Option(DEFAULT_PATIENCE, help="Stop after this many epochs in a row without a "
                                  "better validation AUC."),
     seed: int = typer.Option(0, help="Seeds the model's init and the shuffling."),
     split_seed: int = typer.Option(0, help="Seeds the 80/10/10 split of a single --data file."),
@@ -127,22 +134,22 @@ def evaluate(
     checkpoint: Path = typer.Argument(..., help="ckpt.pt"),
     data: Path = typer.Option(..., help="Rows to score, in the checkpoint's format."),
     format: Optional[str] = typer.Option(None, "--format", help="Defaults to the checkpoint's format."),
-    schema: Optional[Path] = typer.Option(None),
+    schema: Optional[Path] = typer.Option(None, help="Defaults to the checkpoint's csv/tsv schema."),
     skip_bad_rows: bool = typer.Option(False),
     as_json: bool = typer.Option(False, "--json"),
     quiet: bool = typer.Option(False),
 ):
-    """AUC and log loss of a checkpoint on a data file, through the checkpoint's own vocabularies."""
+    """AUC and log loss of a checkpoint on every row of a data file, through the checkpoint's own
+    vocabularies and format (its csv/tsv schema included). The encoding is temporary."""
     from fm2onnx import data as fdata
+    from fm2onnx.data.encode import format_for
     from fm2onnx.train import evaluate_rows
 
     ckpt = load_checkpoint(checkpoint)
     if ckpt.preprocessor is None:
         raise Fm2OnnxError(f"{checkpoint}: has no vocabularies, so raw rows cannot be encoded for it")
-    pre = fdata.Preprocessor.from_dict(ckpt.preprocessor)
-    fmt = fdata.get_format(format or pre.format_name, str(schema) if schema else None)
-    if list(fmt.field_names) != list(pre.field_names):
-        raise Fm2OnnxError(f"{data}: format {fmt.name!r} has fields that differ from the checkpoint's")
+    pre = fdata.Preprocessor.from_dict(ckpt.preprocessor, where=str(checkpoint))
+    fmt = format_for(pre, format, schema, where=str(checkpoint))
     with tempfile.TemporaryDirectory(prefix="fm2onnx-eval-") as tmp:
         dataset = fdata.encode_file(data, fmt, Path(tmp) / "enc", preprocessor=pre, split=(0.0, 0.0, 1.0),
                                     skip_bad_rows=skip_bad_rows, progress=not quiet)

@@ -33,7 +33,7 @@ from .splits import SPLIT_NAMES, WHOLE_FILE, check_split, train_mask
 from .staging import staged_directory
 from .validation import BadRows, check_chunk, collect_rejected_lines
 
-__all__ = ["encode_file", "encode_files", "resolve_format", "resolve_min_count", "source_info"]
+__all__ = ["encode_file", "encode_files", "format_for", "resolve_format", "resolve_min_count", "source_info"]
 
 # (view of a chunk, mask of its rows to keep or None, index of its first kept row) -> int32 ids
 ChunkEncoder = Callable[[ChunkView, "np.ndarray | None", int], np.ndarray]
@@ -45,6 +45,23 @@ def resolve_format(fmt: TableFormat | str) -> TableFormat:
     if isinstance(fmt, str):
         return get_format(fmt)
     raise Fm2OnnxError(f"fmt must be a TableFormat or a format name, got {type(fmt).__name__}")
+
+
+def format_for(pre: Preprocessor, fmt_name: str | None = None, schema: str | os.PathLike | None = None, *,
+               where: str = "checkpoint") -> TableFormat:
+    """The text format rows are read in for ``pre``: the one its vocabularies were built from (a csv/tsv
+    schema included, so it need not be passed again), or ``fmt_name``/``schema`` when given."""
+    if fmt_name is None and schema is None:
+        fmt = pre.format
+        if fmt is None:
+            raise Fm2OnnxError(f"{where}: was trained on encoded ids, not text rows; pass an encoded dataset "
+                               "directory, or --format (and --schema) of the rows")
+        return fmt
+    fmt = get_format(fmt_name or pre.format_name, os.fspath(schema) if schema is not None else None)
+    if not pre.compatible_with(fmt):
+        raise Fm2OnnxError(f"{where}: its fields differ from those of format {fmt.name!r}"
+                           + (f" with schema {schema}" if schema is not None else ""))
+    return fmt
 
 
 def resolve_min_count(fmt: TableFormat, min_count: int | None, pre: Preprocessor | None) -> int:
