@@ -119,6 +119,7 @@ def encode_file(
     force: bool = False,
     block_size: int | None = None,
     chunk_rows: int | None = None,
+    announce: bool = True,
 ) -> EncodedDataset:
     """Encode the text file ``path`` of format ``fmt`` into the dataset directory ``out_dir``.
 
@@ -130,7 +131,8 @@ def encode_file(
     vocabularies are used as they are (unseen values -> 0) in a single parse.
 
     Malformed rows raise ``DataError("path:line: ...")`` unless ``skip_bad_rows``, which excludes,
-    counts and reports them (``meta.json``: bad_rows, bad_row_lines, bad_row_examples).
+    counts and reports them (``meta.json``: bad_rows, bad_row_lines, bad_row_examples). ``announce``:
+    with ``progress``, end with a line naming what was written.
     """
     started = time.perf_counter()
     path = os.fspath(path)
@@ -154,7 +156,7 @@ def encode_file(
                            timing=encoding.timing(started, writer.rows))
         write_dataset_files(tmp, pre, meta)
     if progress:
-        encoding.report(out, writer.rows, pre)
+        encoding.report(out if announce else None, writer.rows, pre)
     return EncodedDataset.open(out, _pre=pre)  # the vocabularies in memory are the ones just written
 
 
@@ -222,8 +224,11 @@ class _Encoding:
             "rows_per_s": round(rows / total_s, 1) if total_s > 0 else None,
         }
 
-    def report(self, out: Path, rows: int, pre: Preprocessor) -> None:
-        msg = f"wrote {out}: {rows:,} rows, {pre.n_fields} fields, {sum(pre.vocab_sizes):,} features"
+    def report(self, out: Path | None, rows: int, pre: Preprocessor) -> None:
+        """The run's closing line: what was written (``out`` None: a part of a larger dataset), bad rows."""
+        msg = f"{self.name}: {rows:,} rows, {pre.n_fields} fields, {sum(pre.vocab_sizes):,} features"
+        if out is not None:
+            msg = f"wrote {out}: {rows:,} rows, {pre.n_fields} fields, {sum(pre.vocab_sizes):,} features"
         if self.bad.count:
             first = ", ".join(map(str, self.bad.lines[:5]))
             msg += f"; skipped {self.bad.count:,} bad rows (first at lines {first})"
@@ -298,12 +303,15 @@ def encode_files(
                 continue
             parts[name] = encode_file(files[name], fmt, tmp / f"part-{name}", min_count=min_count if pre is None else None,
                                       split=WHOLE_FILE[name], skip_bad_rows=skip_bad_rows, preprocessor=pre,
-                                      progress=progress)
+                                      progress=progress, announce=False)
             pre = parts[name].preprocessor
         meta = _concatenate(parts, tmp, preprocessor_given=preprocessor is not None)
         write_dataset_files(tmp, pre, meta)
         for part in parts.values():
             shutil.rmtree(part.path)
+    if progress:
+        counts = ", ".join(f"{n} {c:,}" for n, c in meta["split_counts"].items() if c)
+        print(f"wrote {out}: {meta['rows']:,} rows ({counts}), {sum(pre.vocab_sizes):,} features", file=sys.stderr)
     return EncodedDataset.open(out, _pre=pre)
 
 
