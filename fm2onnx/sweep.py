@@ -71,7 +71,8 @@ def run_sweep(dataset, thresholds, config: TrainConfig, *, full_model: FMFamilyM
     ``on_model(name, model)`` is called for each model made (to save checkpoints)."""
     test_rows = dataset.indices("test")
     if not len(test_rows):
-        raise Fm2OnnxError("the test split is empty: the sweep scores every model on it")
+        raise Fm2OnnxError("no test rows: the sweep scores every model on them (pass --test with --valid, "
+                           "or one --data file to split)")
     names, vocab = list(dataset.preprocessor.field_names), list(dataset.preprocessor.vocab_sizes)
 
     def score(model):

@@ -257,8 +257,7 @@ def sweep(
     data: Path = typer.Option(..., help=DATA_HELP),
     valid: Optional[Path] = typer.Option(None, help=VALID_HELP),
     test: Optional[Path] = typer.Option(None, help="Test rows every model of the sweep is scored on (all of them)."),
-    format: Optional[str] = typer.Option(None, "--format", help="criteo | avazu | csv | tsv (default: the --full "
-                                         "checkpoint's, else criteo)."),
+    format: Optional[str] = typer.Option(None, "--format", help="Default: the --full checkpoint's format, else criteo."),
     schema: Optional[Path] = typer.Option(None, help="Schema JSON for csv/tsv (default: the --full checkpoint's)."),
     variance: str = typer.Option("0.99,0.97,0.95,0.90,0.85,0.80", help="Comma-separated thresholds."),
     full: Optional[Path] = typer.Option(None, help="The first-pass checkpoint, trained on this data (default: train one)."),
