@@ -51,7 +51,7 @@ def format_for(pre: Preprocessor, fmt_name: str | None = None, schema: str | os.
                where: str = "checkpoint") -> TableFormat:
     """The text format rows are read in for ``pre``: the one its vocabularies were built from (a csv/tsv
     schema included, so it need not be passed again), or ``fmt_name``/``schema`` when given."""
-    if fmt_name is None and schema is None:
+    if schema is None and fmt_name in (None, pre.format_name):
         fmt = pre.format
         if fmt is None:
             raise Fm2OnnxError(f"{where}: was trained on encoded ids, not text rows; pass an encoded dataset "
