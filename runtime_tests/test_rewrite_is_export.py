@@ -91,6 +91,7 @@ def test_a_graph_the_fields_layout_cannot_read_says_which_node_and_why(exported)
         read_field_weights(load_model(exported(("fwfm", None))[2]))
 
 
+@pytest.mark.slow  # exports a 39-field model
 def test_flops_reports_one_request_and_batches_apart(cli, tmp_path):
     """Table 3's dims: the one-request branch within 25% of the plan's 8,960 FLOPs, batches apart."""
     model = randomized_model("fmfm", CRITEO_TABLE3_DIMS, seed=1, fields=list(CRITEO_FIELD_NAMES), vocab=SMALL_VOCAB)
