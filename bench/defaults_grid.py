@@ -24,8 +24,8 @@ from fm2onnx.train import TrainConfig, train
 from models import ModelSpec
 
 LRS = (3e-4, 1e-3, 3e-3, 1e-2)
-L2S = (0.0, 1e-6, 1e-5, 1e-4)
-SEEDS = (0, 1, 2)  # model seeds: on 10k-row samples one seed's AUC moves by more than the gaps sought
+L2S = (0.0, 1e-6, 1e-5)
+SEEDS = (0, 1)  # model seeds: on 10k-row samples one seed's AUC moves by more than the gaps sought
 SAMPLES = {"criteo": ("criteo_sample_10k.txt", "criteo"), "avazu": ("avazu_sample_10k.csv", "avazu")}
 
 

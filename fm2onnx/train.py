@@ -41,6 +41,9 @@ class TrainConfig:
     epochs: int = 50
     # Three, not two: on a small validation set AUC can dip for two epochs early on while training still helps.
     patience: int = 3  # stop after this many epochs in a row without a better validation AUC
+    # Early stopping waits for this many optimizer steps: on a small data set (a few steps per epoch)
+    # validation AUC can sit on a plateau, even dip, for tens of epochs before training takes off.
+    min_steps: int = 200
     seed: int = 0
     threads: int | None = None  # None: one per physical core
 
@@ -49,6 +52,8 @@ class TrainConfig:
             raise Fm2OnnxError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
             raise Fm2OnnxError("learning rate and batch size must be positive, epochs and patience >= 1")
+        if self.min_steps < 0:
+            raise Fm2OnnxError("min_steps must be >= 0")
         if min(self.l2_embeddings, self.l2_field_matrices, self.l2_linear) < 0:
             raise Fm2OnnxError("L2 weights must be >= 0")
 
@@ -166,7 +171,8 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
             record["best_epoch"] = best.epoch
             history.append(record)
             report_epoch(record, improved, log, progress)
-            if best.stale >= config.patience:
+            steps = epoch * -(-len(train_rows) // config.batch_size)
+            if best.stale >= config.patience and steps >= config.min_steps:
                 break
     model.load_state_dict(best.state)  # the test score always comes from the best epoch's weights
     model.eval()

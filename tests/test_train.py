@@ -63,10 +63,20 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
     fdata.synthesize(tmp_path / "ids", rows=4000, fmt="ids", seed=7, field_dims=[4] * 6, cardinalities=[400] * 6,
                      zipf=0.5, progress=False)
     dataset = fdata.EncodedDataset.open(tmp_path / "ids")
-    config = TrainConfig(epochs=8, patience=2, learning_rate=0.05, batch_size=256, seed=0,
+    config = TrainConfig(epochs=8, patience=2, min_steps=0, learning_rate=0.05, batch_size=256, seed=0,
                          l2_embeddings=0.0, l2_field_matrices=0.0, l2_linear=0.0)
     result = train(spec_for(dataset, "fmfm", dim=16), dataset, config, progress=False)
     aucs = [r["valid"]["auc"] for r in result.history]
     assert result.best_epoch == 1 + int(np.argmax(aucs))
     assert len(aucs) == result.best_epoch + config.patience and max(aucs[result.best_epoch:]) < aucs[result.best_epoch - 1]
     assert result.metrics["valid"]["auc"] == pytest.approx(max(aucs), abs=1e-12)
+
+
+def test_early_stopping_waits_for_min_steps(tmp_path):
+    """A plateau on a small data set is not the end: no stop before min_steps optimizer steps."""
+    fdata.synthesize(tmp_path / "ids", rows=4000, fmt="ids", seed=7, field_dims=[4] * 6, cardinalities=[400] * 6,
+                     zipf=0.5, progress=False)
+    dataset = fdata.EncodedDataset.open(tmp_path / "ids")
+    config = TrainConfig(epochs=8, patience=1, min_steps=13 * 6, learning_rate=0.05, batch_size=256, seed=0)
+    result = train(spec_for(dataset, "fm", dim=4), dataset, config, progress=False)
+    assert len(result.history) >= 6  # 13 steps an epoch: six epochs before a stop may come

@@ -28,6 +28,7 @@ DEFAULT_LR = 1e-3
 DEFAULT_L2 = 1e-6
 DEFAULT_EPOCHS = 50
 DEFAULT_PATIENCE = 3
+DEFAULT_MIN_STEPS = 200
 
 DATA_HELP = ("Training rows (or an encoded directory). Without --valid it is split 80/10/10 into train, "
              "validation and test rows by --split-seed.")
@@ -90,6 +91,8 @@ def train(
                                "the run well before."),
     patience: int = typer.Option(DEFAULT_PATIENCE, help="Stop after this many epochs in a row without a "
                                  "better validation AUC."),
+    min_steps: int = typer.Option(DEFAULT_MIN_STEPS, help="No early stop before this many optimizer steps (a small "
+                                  "data set can sit on a plateau for tens of epochs)."),
     seed: int = typer.Option(0, help="Seeds the model's init and the shuffling."),
     split_seed: int = typer.Option(0, help="Seeds the 80/10/10 split of a single --data file."),
     min_count: Optional[int] = typer.Option(None, help="Features seen fewer times in the training rows map to "
@@ -112,7 +115,7 @@ def train(
     log = log or output.with_name(output.name + ".log.jsonl")
     refuse_overwrite(output, log, force=force)
     config = TrainConfig(optimizer, lr, l2_embeddings, l2_field_matrices, l2_linear, batch_size, epochs,
-                         patience, seed, threads)
+                         patience, min_steps, seed, threads)
     config.validate()
     dataset = open_dataset(data, format, schema, min_count=min_count, seed=split_seed, skip_bad_rows=skip_bad_rows,
                            cache_dir=cache_dir, progress=not quiet, valid=valid, test=test)
