@@ -83,22 +83,28 @@ def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
+    payload = read_torch_file(path, "checkpoint", "fm2onnx checkpoints hold only tensors and plain data")
+    return _validate(path, payload)
+
+
+def read_torch_file(path: Path, what: str, pickled_hint: str):
+    """The one place fm2onnx reads a torch.save file: ``weights_only``, so it can never run code; every
+    way it fails is one line naming the file (``pickled_hint`` says what to save instead)."""
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such {what} file")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours or cut short
         raise CheckpointError(f"{path}: truncated or not a torch checkpoint (no zip archive inside)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise CheckpointError(f"{path}: refused: it holds pickled Python objects, which could run code "
-                                  "(fm2onnx checkpoints hold only tensors and plain data)") from None
+                                  f"({pickled_hint})") from None
         raise CheckpointError(f"{path}: not a torch checkpoint ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: truncated or not a torch checkpoint ({first})") from None
-    return _validate(path, payload)
 
 
 def _validate(path: Path, payload) -> Checkpoint:

@@ -3,11 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from fm2onnx.cli import dims_cmds, train_cmds  # noqa: F401  (register the commands)
-from fm2onnx.cli.app import app
+from tests.cli_runner import error_of, invoke
 from fm2onnx.dims_file import read_dims
 from fm2onnx.errors import Fm2OnnxError
 from fm2onnx.train import predict_logits
@@ -31,13 +29,6 @@ def restore_threads():
     torch.set_num_threads(threads)
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def error_of(result) -> str:
-    assert isinstance(result.exception, Fm2OnnxError), result.output
-    return str(result.exception)
 
 
 def test_dims_writes_table3_and_the_second_pass_trains_with_it(planted, tmp_path):

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
 fuxictr_layers = pytest.importorskip("fuxictr.pytorch.layers")
 from fuxictr.features import FeatureMap  # noqa: E402
@@ -28,7 +27,7 @@ from fuxictr.pytorch.models import BaseModel  # noqa: E402
 
 from fm2onnx.checkpoint import load_checkpoint  # noqa: E402
 from fm2onnx.cli import export_cmds, import_cmds  # noqa: E402,F401  (register the commands)
-from fm2onnx.cli.app import app  # noqa: E402
+from tests.cli_runner import error_of, invoke  # noqa: E402
 from fm2onnx.data import Preprocessor  # noqa: E402
 from fm2onnx.errors import Fm2OnnxError  # noqa: E402
 
@@ -255,15 +254,6 @@ def fuxictr_logits(model, vocab, rows) -> np.ndarray:
         return model(fuxictr_ids(vocab, rows))["y_pred"].reshape(-1).double().numpy()
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def error_of(result) -> str:
-    assert isinstance(result.exception, Fm2OnnxError), (result.output, result.exception)
-    message = str(result.exception)
-    assert "\n" not in message
-    return message
 
 
 # ----------------------------------------------------------------------------- round trips

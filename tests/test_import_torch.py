@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
 from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.cli import export_cmds, import_cmds  # noqa: F401  (register the commands)
-from fm2onnx.cli.app import app
+from tests.cli_runner import error_of, invoke
 from fm2onnx.data import Preprocessor
 from fm2onnx.errors import Fm2OnnxError
 
@@ -110,15 +109,6 @@ def all_rows() -> torch.Tensor:
     return grid
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def error_of(result) -> str:
-    assert isinstance(result.exception, Fm2OnnxError), (result.output, result.exception)
-    message = str(result.exception)
-    assert "\n" not in message
-    return message
 
 
 def write(tmp_path, model: nn.Module, doc: dict):
@@ -255,14 +245,14 @@ def test_one_width_unless_fmfm(tmp_path):
 def test_bad_state_dict_files(tmp_path):
     model_file, _, mapping = write(tmp_path, Foreign("fm"), mapping_of("fm"))
     (tmp_path / "cut.pt").write_bytes(model_file.read_bytes()[:100])
-    for path, words in ((tmp_path / "none.pt", "no such file"), (tmp_path / "cut.pt", "cut.pt"),
-                        (mapping, "not a torch.save file")):
+    for path, words in ((tmp_path / "none.pt", "no such state dict file"), (tmp_path / "cut.pt", "cut.pt"),
+                        (mapping, "not a torch checkpoint")):
         assert words in error_of(invoke("import", "torch", path, "--mapping", mapping, "-o", tmp_path / "x.pt"))
     assert "no directory" in error_of(invoke("import", "torch", model_file, "--mapping", mapping,
                                              "-o", tmp_path / "missing" / "x.pt"))
     torch.save(Foreign("fm"), tmp_path / "whole.pt")  # a pickled module, not a state dict
-    assert "refused" in error_of(invoke("import", "torch", tmp_path / "whole.pt", "--mapping", mapping,
-                                        "-o", tmp_path / "x.pt"))
+    assert "refused: it holds pickled Python objects, which could run code (save model.state_dict() instead)" \
+        in error_of(invoke("import", "torch", tmp_path / "whole.pt", "--mapping", mapping, "-o", tmp_path / "x.pt"))
     torch.save({"state_dict": Foreign("fm").state_dict(), "epoch": 3}, tmp_path / "nested.pt")
     nested = mapping_of("fm")  # a nested dict's tensors are named with dots
     nested["bias"] = "state_dict.bias"

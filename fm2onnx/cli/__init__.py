@@ -10,10 +10,15 @@ COMMAND_MODULES = ("data_cmds", "train_cmds", "export_cmds", "dims_cmds", "bench
                    "package_cmds")
 
 
-def main() -> None:
+def register_commands() -> None:
+    """Import every command module: each registers its commands on ``app``."""
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}")
+
+
+def main() -> None:
+    register_commands()
     run()
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "register_commands"]

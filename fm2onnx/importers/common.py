@@ -7,14 +7,12 @@ tensors fit ``models/`` exactly, so a shape slip shows here with the tensor's na
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from fm2onnx.checkpoint import Checkpoint
+from fm2onnx.checkpoint import Checkpoint, read_torch_file
 from fm2onnx.errors import Fm2OnnxError
 from models import ModelSpec, build_model
 
@@ -49,20 +47,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     Nested dicts (e.g. ``{"state_dict": {...}}`` of a training checkpoint) are flattened with dots.
     """
     path = Path(path)
-    if not path.is_file():
-        raise Fm2OnnxError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):
-        raise Fm2OnnxError(f"{path}: not a torch.save file (no zip archive inside; truncated or another format)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            reason = "it holds pickled Python objects, which could run code; save model.state_dict() instead"
-        raise Fm2OnnxError(f"{path}: refused: {reason}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise Fm2OnnxError(f"{path}: cannot read the state dict ({first})") from None
+    payload = read_torch_file(path, "state dict", "save model.state_dict() instead")
     tensors: dict[str, torch.Tensor] = {}
     _flatten(payload, "", tensors)
     if not tensors:
