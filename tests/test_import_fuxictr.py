@@ -26,7 +26,6 @@ from fuxictr.pytorch.layers import (FactorizationMachine, FeatureEmbedding, Inne
 from fuxictr.pytorch.models import BaseModel  # noqa: E402
 
 from fm2onnx.checkpoint import load_checkpoint  # noqa: E402
-from fm2onnx.cli import export_cmds, import_cmds  # noqa: E402,F401  (register the commands)
 from tests.cli_runner import error_of, invoke  # noqa: E402
 from fm2onnx.data import Preprocessor  # noqa: E402
 from fm2onnx.errors import Fm2OnnxError  # noqa: E402

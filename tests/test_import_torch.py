@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from fm2onnx.checkpoint import load_checkpoint
-from fm2onnx.cli import export_cmds, import_cmds  # noqa: F401  (register the commands)
 from tests.cli_runner import error_of, invoke
 from fm2onnx.data import Preprocessor
 from fm2onnx.errors import Fm2OnnxError
