@@ -14,6 +14,7 @@ from export.fields_layout import FieldsLayout, FieldsLayoutConfig
 from export.flops import count_flops
 from export.folds import FieldWeights
 from export.parity import compare, parity_ids, tolerance_of, torch_logits
+from export.ort import session
 from export.passes.read_weights import read_field_weights
 from export.to_onnx import export_uncached
 from export.plan import frontier, min_plan, plan_for_budget, unlimited_plan
@@ -28,12 +29,8 @@ BATCHES = (1, 5, 9, 300)  # the small subgraph takes batches up to 8
 
 def ort_logits(model, ids: np.ndarray) -> np.ndarray:
     import onnx_ir as ir
-    import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    sess = ort.InferenceSession(ir.to_proto(model).SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return sess.run(["logit"], {"feature_ids": ids})[0]
+    return session(ir.to_proto(model).SerializeToString()).run(["logit"], {"feature_ids": ids})[0]
 
 
 def traced_weights(model) -> FieldWeights:
