@@ -99,6 +99,18 @@ def markdown(name: str, points: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render(paths: list[str]) -> int:
+    """The tables of earlier runs, the current defaults marked."""
+    runs: dict[str, dict] = {}
+    for path in paths:
+        for name, rows in json.loads(Path(path).read_text()).items():
+            for row in rows:
+                runs.setdefault(name, {})[row["lr"], row["l2"], row.setdefault("seed", 0)] = row
+    for name, by_key in runs.items():
+        print(markdown(name, averaged(sorted(by_key.values(), key=lambda r: (r["lr"], r["l2"], r["seed"])))))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="/work/shared/data")
@@ -110,7 +122,11 @@ def main() -> int:
     parser.add_argument("--l2s", default=",".join(map(str, L2S)), help="Comma-separated L2 weights (all three terms).")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="Comma-separated model seeds.")
     parser.add_argument("--json", default=None, help="Also write the results here.")
+    parser.add_argument("--render", default=None, help="Only print the tables of these comma-separated --json "
+                                                       "files (a later file's run replaces an earlier one's).")
     args = parser.parse_args()
+    if args.render:
+        return render(args.render.split(","))
     results = {}
     for name in args.datasets.split(","):
         files, fmt = prepare(name, args)

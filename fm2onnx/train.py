@@ -31,14 +31,14 @@ READ_BLOCK_ROWS = 1 << 19
 @dataclass(frozen=True)
 class TrainConfig:
     optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-4
     l2_embeddings: float = 1e-6
     l2_field_matrices: float = 1e-6
     l2_linear: float = 1e-6
     batch_size: int = 2048
     # A cap, not a schedule: early stopping ends a run long before it on any data set tried
     # (docs/defaults.md), so the default never stops while validation AUC still climbs.
-    epochs: int = 50
+    epochs: int = 100
     # Three, not two: on a small validation set AUC can dip for two epochs early on while training still helps.
     patience: int = 3  # stop after this many epochs in a row without a better validation AUC
     # Early stopping waits for this many optimizer steps: on a small data set (a few steps per epoch)

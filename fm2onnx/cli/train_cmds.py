@@ -24,9 +24,9 @@ console = Console(stderr=False, soft_wrap=True)
 
 # TrainConfig's defaults (fm2onnx.train imports torch, which --help should not wait for); the grid
 # behind them is in docs/defaults.md, and a test holds the two in step.
-DEFAULT_LR = 1e-3
+DEFAULT_LR = 3e-4
 DEFAULT_L2 = 1e-6
-DEFAULT_EPOCHS = 50
+DEFAULT_EPOCHS = 100
 DEFAULT_PATIENCE = 3
 DEFAULT_MIN_STEPS = 200
 
