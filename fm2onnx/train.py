@@ -160,7 +160,7 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
         best = starting_point(model, dataset, valid_rows, history)
     with (open(log_path, "w") if log_path else contextlib.nullcontext()) as log:
         for epoch in range(1, config.epochs + 1):
-            title = f"epoch {epoch} (at most {config.epochs}, {threads} threads)"
+            title = f"epoch {epoch} (at most {config.epochs}, {threads} thread{'s' if threads > 1 else ''})"
             record = {"epoch": epoch} | run_epoch(model, optimizers, dataset, train_rows, config, rng, title,
                                                    progress)
             if len(valid_rows):

@@ -60,7 +60,7 @@ def test_three_files_test_auc_on_exactly_the_test_file(tmp_path, user_cache, cli
     assert test_rows == 257 and metrics["test"]["rows"] == test_rows
     assert metrics["valid"]["rows"] == 300 and metrics["train"]["rows"] == 1200
     assert f"│ test  │   {test_rows} │" in stdout
-    assert "1 threads" in err
+    assert "(at most 3, 1 thread)" in err
     wrote = f"wrote {out / 'ckpt.pt'}  (epoch log: {out / 'ckpt.pt.log.jsonl'})"
     assert len(wrote) > 80 and wrote in stdout.splitlines()  # not folded at 80 columns when piped
     # the vocabulary is a.txt's alone: no value seen only in b.txt or c.txt
