@@ -169,6 +169,7 @@ def test_cli_defaults_are_the_trainers():
     from fm2onnx.train import TrainConfig
 
     config = TrainConfig()
-    assert (train_cmds.DEFAULT_LR, train_cmds.DEFAULT_EPOCHS, train_cmds.DEFAULT_PATIENCE, train_cmds.DEFAULT_MIN_STEPS) \
-        == (config.learning_rate, config.epochs, config.patience, config.min_steps)
+    cli_defaults = (train_cmds.DEFAULT_LR, train_cmds.DEFAULT_EPOCHS, train_cmds.DEFAULT_PATIENCE,
+                    train_cmds.DEFAULT_MIN_STEPS)
+    assert cli_defaults == (config.learning_rate, config.epochs, config.patience, config.min_steps)
     assert train_cmds.DEFAULT_L2 == config.l2_embeddings == config.l2_field_matrices == config.l2_linear

@@ -197,8 +197,8 @@ def compress(
                                      progress=not quiet, split="train" if finetune_epochs else "whole",
                                      valid=valid, test=test)
         seed = int((ckpt.training.get("config") or {}).get("seed", 0))
-        small, scored = finetune_and_score(model, small, dataset, test or data, seed=seed, epochs=finetune_epochs, lr=lr,
-                                           batch_size=batch_size, quiet=quiet)
+        small, scored = finetune_and_score(model, small, dataset, test or data, seed=seed, epochs=finetune_epochs,
+                                           lr=lr, batch_size=batch_size, quiet=quiet)
         training.update(scored)
     save_checkpoint(Checkpoint.from_model(small, ckpt.preprocessor, training), output, force=force)
     console.print(compression_line(ckpt.spec, target, small.spec))
@@ -257,7 +257,7 @@ def sweep(
     data: Path = typer.Option(..., help=DATA_HELP),
     valid: Optional[Path] = typer.Option(None, help=VALID_HELP),
     test: Optional[Path] = typer.Option(None, help="Test rows every model of the sweep is scored on (all of them)."),
-    format: Optional[str] = typer.Option(None, "--format", help="Default: the --full checkpoint's format, else criteo."),
+    format: Optional[str] = typer.Option(None, "--format", help="Default: the --full checkpoint's, else criteo."),
     schema: Optional[Path] = typer.Option(None, help="Schema JSON for csv/tsv (default: the --full checkpoint's)."),
     variance: str = typer.Option("0.99,0.97,0.95,0.90,0.85,0.80", help="Comma-separated thresholds."),
     full: Optional[Path] = typer.Option(None, help="The first-pass checkpoint, trained on this data (default: train one)."),

@@ -301,9 +301,10 @@ def encode_files(
         for name in SPLIT_NAMES:
             if files.get(name) is None:
                 continue
-            parts[name] = encode_file(files[name], fmt, tmp / f"part-{name}", min_count=min_count if pre is None else None,
-                                      split=WHOLE_FILE[name], skip_bad_rows=skip_bad_rows, preprocessor=pre,
-                                      progress=progress, announce=False)
+            parts[name] = encode_file(files[name], fmt, tmp / f"part-{name}",
+                                      min_count=min_count if pre is None else None, split=WHOLE_FILE[name],
+                                      skip_bad_rows=skip_bad_rows, preprocessor=pre, progress=progress,
+                                      announce=False)
             pre = parts[name].preprocessor
         meta = _concatenate(parts, tmp, preprocessor_given=preprocessor is not None)
         write_dataset_files(tmp, pre, meta)
