@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..errors import Fm2OnnxError
 
@@ -68,8 +68,22 @@ class FieldSpec:
         return {"name": self.name, "kind": self.kind, "source": self.source, "integer": self.integer}
 
 
+class NamedFields:
+    """Something with a ``fields`` list of named fields, in column order."""
+
+    fields: Sequence
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @property
+    def n_fields(self) -> int:
+        return len(self.fields)
+
+
 @dataclass(frozen=True)
-class TableFormat:
+class TableFormat(NamedFields):
     """How to read one delimited text format into (label, fields)."""
 
     name: str
@@ -83,14 +97,6 @@ class TableFormat:
     #: whether '"' quotes values (csv-like formats); off for Criteo, whose values are never quoted
     quoting: bool = False
     schema: Mapping[str, Any] | None = None  # the normalized generic schema (csv/tsv only)
-
-    @property
-    def field_names(self) -> list[str]:
-        return [f.name for f in self.fields]
-
-    @property
-    def n_fields(self) -> int:
-        return len(self.fields)
 
     @property
     def default_min_count(self) -> int:

@@ -16,7 +16,7 @@ from ..errors import DataError, Fm2OnnxError
 from .arrow import STRING, as_string_array, ids_from_index
 from .chunk_view import ChunkView, FieldCodes
 from .counting import VocabCounter
-from .formats import FIELD_KINDS, FieldSpec, TableFormat
+from .formats import FIELD_KINDS, FieldSpec, NamedFields, TableFormat
 from .int_keys import IntLookup
 from .validation import field_problems
 
@@ -27,7 +27,7 @@ _KIND = "fm2onnx.preprocessor"
 _TRANSPOSE_TILE = 4096  # rows per tile: a column-at-a-time write into row-major memory is ~10x slower
 
 
-class Preprocessor:
+class Preprocessor(NamedFields):
     """The per-field vocabularies plus the format they were built from.
 
     ``format_spec`` is ``TableFormat.to_dict()`` of the source format, or ``{"name": "ids"}`` for a
@@ -71,14 +71,6 @@ class Preprocessor:
         if self.format_name == "ids":
             return None
         return TableFormat.from_dict(self.format_spec)
-
-    @property
-    def field_names(self) -> list[str]:
-        return [f.name for f in self.fields]
-
-    @property
-    def n_fields(self) -> int:
-        return len(self.fields)
 
     @property
     def vocab_sizes(self) -> list[int]:
