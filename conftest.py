@@ -1,8 +1,22 @@
 """Fixtures shared by tests/ and runtime_tests/."""
 
+import os
 import sys
 
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_root(tmp_path_factory):
+    """Encodings the commands cache go to this test run's folder, never the user's ~/.cache, so no
+    test leaves files behind or passes on another run's cache (subprocesses inherit it too)."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 @pytest.fixture
