@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
 import sys
 import time
@@ -26,6 +27,9 @@ OPTIMIZERS = ("adam", "adagrad")
 # Shuffled rows are read in blocks of this many sorted indices, so a memory-mapped file is read
 # mostly sequentially and memory stays bounded however large the data set is.
 READ_BLOCK_ROWS = 1 << 19
+# Past these an optimizer step or the penalty swamps the loss: a typo, not a setting.
+MAX_LEARNING_RATE = 10.0
+MAX_L2 = 1.0
 
 
 @dataclass(frozen=True)
@@ -50,12 +54,16 @@ class TrainConfig:
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise Fm2OnnxError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
-            raise Fm2OnnxError("learning rate and batch size must be positive, epochs and patience >= 1")
+        # math.isfinite first: nan passes every comparison below, and inf would train to NaN
+        if not math.isfinite(self.learning_rate) or not 0 < self.learning_rate <= MAX_LEARNING_RATE:
+            raise Fm2OnnxError(f"learning rate {self.learning_rate}: expected a number in (0, {MAX_LEARNING_RATE}]")
+        if self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
+            raise Fm2OnnxError("batch size must be positive, epochs and patience >= 1")
         if self.min_steps < 0:
             raise Fm2OnnxError("min_steps must be >= 0")
-        if min(self.l2_embeddings, self.l2_field_matrices, self.l2_linear) < 0:
-            raise Fm2OnnxError("L2 weights must be >= 0")
+        l2 = (self.l2_embeddings, self.l2_field_matrices, self.l2_linear)
+        if not all(math.isfinite(w) and 0 <= w <= MAX_L2 for w in l2):
+            raise Fm2OnnxError(f"L2 weights {list(l2)}: expected numbers in [0, {MAX_L2}]")
 
     @property
     def l2(self) -> L2Config:

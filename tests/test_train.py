@@ -7,6 +7,7 @@ import pytest
 
 from fm2onnx import data as fdata
 from fm2onnx.data.metrics import auc
+from fm2onnx.errors import Fm2OnnxError
 from fm2onnx.train import TrainConfig, train
 from models import ModelSpec
 
@@ -80,3 +81,15 @@ def test_early_stopping_waits_for_min_steps(tmp_path):
     config = TrainConfig(epochs=8, patience=1, min_steps=13 * 6, learning_rate=0.05, batch_size=256, seed=0)
     result = train(spec_for(dataset, "fm", dim=4), dataset, config, progress=False)
     assert len(result.history) >= 6  # 13 steps an epoch: six epochs before a stop may come
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"learning_rate": float("nan")}, "learning rate nan"), ({"learning_rate": float("inf")}, "learning rate inf"),
+    ({"learning_rate": 1e6}, "expected a number in"), ({"l2_embeddings": float("nan")}, "L2 weights"),
+    ({"l2_linear": -1e-3}, "L2 weights"),
+])
+def test_bad_numeric_options_are_refused(changes, message):
+    from dataclasses import replace
+
+    with pytest.raises(Fm2OnnxError, match=message):
+        replace(TrainConfig(), **changes).validate()
