@@ -66,17 +66,23 @@ def test_gemm_and_einsum():
     assert count.total == 51 and not count.uncounted
 
 
+def batch_branched_model(condition: list, cond: str):
+    """x -> If(cond) with a MatMul for batches (then) and an elementwise Mul for one request (else);
+    ``condition``: the nodes computing ``cond`` from the batch size ``batch`` and the constant ``one``."""
+    then = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y_big"])], "batches", [],
+                             [tensor("y_big", TensorProto.FLOAT, ["batch", 8])])
+    other = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["y_small"])], "one", [],
+                              [tensor("y_small", TensorProto.FLOAT, ["batch", 8])])
+    nodes = [helper.make_node("Shape", ["x"], ["batch"], start=0, end=1), *condition,
+             helper.make_node("If", [cond], ["y"], then_branch=then, else_branch=other)]
+    return graph(nodes, [tensor("x", TensorProto.FLOAT, ["batch", 8])], [tensor("y", TensorProto.FLOAT, ["batch", 8])],
+                 [("w", np.zeros((8, 8), np.float32)), ("one", np.array([1], np.int64)),
+                  ("eight", np.array([8], np.int64))])
+
+
 def test_an_if_counts_as_its_larger_branch_or_on_request_its_smaller():
     """fm2onnx's If on batch size: a MatMul for batches, an elementwise Mul for one request."""
-    big = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y_big"])], "batches", [],
-                            [tensor("y_big", TensorProto.FLOAT, ["batch", 8])])
-    small = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["y_small"])], "one", [],
-                              [tensor("y_small", TensorProto.FLOAT, ["batch", 8])])
-    nodes = [helper.make_node("Shape", ["x"], ["batch"], start=0, end=1),
-             helper.make_node("Greater", ["batch", "one"], ["is_batched"]),
-             helper.make_node("If", ["is_batched"], ["y"], then_branch=big, else_branch=small)]
-    model = graph(nodes, [tensor("x", TensorProto.FLOAT, ["batch", 8])], [tensor("y", TensorProto.FLOAT, ["batch", 8])],
-                  [("w", np.zeros((8, 8), np.float32)), ("one", np.array([1], np.int64))])
+    model = batch_branched_model([helper.make_node("Greater", ["batch", "one"], ["is_batched"])], "is_batched")
     assert count_flops(model).total == 2 * 8 * 8
     assert count_flops(model, branch=min).total == 8
     assert flops_by_batch(model) == BatchFlops(one_request=8, batches=2 * 8 * 8)
@@ -84,15 +90,11 @@ def test_an_if_counts_as_its_larger_branch_or_on_request_its_smaller():
 
 def test_flops_by_batch_evaluates_the_condition_on_the_batch_size():
     """Not(Equal(batch, 1)) and Or(Greater(batch, 8), Less(batch, 1)) send batch 1 to the else branch."""
-    then = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y_big"])], "batches", [],
-                             [tensor("y_big", TensorProto.FLOAT, ["batch", 8])])
-    other = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["y_small"])], "one", [],
-                              [tensor("y_small", TensorProto.FLOAT, ["batch", 8])])
-    nodes = [helper.make_node("Shape", ["x"], ["batch"], start=0, end=1),
-             helper.make_node("Equal", ["batch", "one"], ["single"]),
-             helper.make_node("Not", ["single"], ["many"]),
-             helper.make_node("If", ["many"], ["y"], then_branch=then, else_branch=other)]
-    model = graph(nodes, [tensor("x", TensorProto.FLOAT, ["batch", 8])], [tensor("y", TensorProto.FLOAT, ["batch", 8])],
-                  [("w", np.zeros((8, 8), np.float32)), ("one", np.array([1], np.int64))])
+    model = batch_branched_model([helper.make_node("Equal", ["batch", "one"], ["single"]),
+                                  helper.make_node("Not", ["single"], ["many"])], "many")
     assert flops_by_batch(model) == BatchFlops(one_request=8, batches=128)
     assert flops_by_batch(model).describe() == "one request: 8 FLOPs; batches: 128 FLOPs per row"
+    large = batch_branched_model([helper.make_node("Greater", ["batch", "eight"], ["above"]),
+                                  helper.make_node("Less", ["batch", "one"], ["empty"]),
+                                  helper.make_node("Or", ["above", "empty"], ["large"])], "large")
+    assert flops_by_batch(large) == BatchFlops(one_request=8, batches=128)  # 2..8 Mul, 9 and up MatMul: the larger

@@ -47,7 +47,7 @@ def rewrite(model: ir.Model, passes: list[ReportedPass | ReplacingPass]) -> tupl
     if form != "uncached":
         raise Fm2OnnxError(f"expected an uncached fm2onnx model (metadata form=uncached), got form={form!r}")
     before = GraphSummary.of(model)
-    work = model.clone() if any(isinstance(p, ReportedPass) for p in passes[:1]) else model
+    work = model.clone() if isinstance(passes[0], ReportedPass) else model  # in-place passes get a copy
     rewritten, outcomes = run_passes(work, passes)
     report = RewriteReport(model.metadata_props.get("model_kind", "?"), before, GraphSummary.of(rewritten), outcomes)
     return rewritten, report
