@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import torch
 
 from models import FMFamilyModel, ModelSpec
+from models.scoring import score_rows
 
 from .contract import INPUT_NAME
 
@@ -37,8 +37,8 @@ def parity_ids(spec: ModelSpec, rows: int = 512, seed: int = 0) -> np.ndarray:
 
 
 def torch_logits(model: FMFamilyModel, ids: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.from_numpy(ids)).double().numpy()
+    """In chunks sized by the default memory budget: check --data may pass a whole data file's ids."""
+    return score_rows(model, ids)
 
 
 # A cached graph branches on the batch size (one request, a few, many; or the GEMM for 2+), so parity

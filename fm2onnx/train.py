@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from models import FMFamilyModel, L2Config, ModelSpec, build_model
+from models.memory import DEFAULT_MEMORY_BUDGET, MIN_MEMORY_BUDGET, micro_batch_rows
+from models.scoring import score_rows
 
 from .data.metrics import auc, log_loss
 from .errors import Fm2OnnxError
@@ -50,6 +52,9 @@ class TrainConfig:
     min_steps: int = 200
     seed: int = 0
     threads: int | None = None  # None: one per physical core
+    # Working memory of one training step and of one scoring chunk, in bytes: a batch that needs more
+    # is split into micro-batches whose gradients add up to the batch's (models/memory.py).
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -61,6 +66,8 @@ class TrainConfig:
             raise Fm2OnnxError("batch size must be positive, epochs and patience >= 1")
         if self.min_steps < 0:
             raise Fm2OnnxError("min_steps must be >= 0")
+        if self.memory_budget < MIN_MEMORY_BUDGET:
+            raise Fm2OnnxError(f"memory budget {self.memory_budget} bytes: at least 1M is needed")
         l2 = (self.l2_embeddings, self.l2_field_matrices, self.l2_linear)
         if not all(math.isfinite(w) and 0 <= w <= MAX_L2 for w in l2):
             raise Fm2OnnxError(f"L2 weights {list(l2)}: expected numbers in [0, {MAX_L2}]")
@@ -108,21 +115,16 @@ def shuffled_batches(ids: np.ndarray, labels: np.ndarray, rows: np.ndarray, batc
             yield torch.from_numpy(block_ids[pick]), torch.from_numpy(block_labels[pick])
 
 
-@torch.no_grad()
 def predict_logits(model: FMFamilyModel, ids: np.ndarray, rows: np.ndarray | None = None,
-                   batch_size: int = 1 << 16) -> np.ndarray:
-    model.eval()
-    total = len(ids) if rows is None else len(rows)
-    out = np.empty(total, dtype=np.float64)
-    for start in range(0, total, batch_size):
-        chunk = ids[start:start + batch_size] if rows is None else ids[np.sort(rows[start:start + batch_size])]
-        out[start:start + len(chunk)] = model(torch.from_numpy(np.asarray(chunk, dtype=np.int64))).double().numpy()
-    return out
+                   memory_budget: int = DEFAULT_MEMORY_BUDGET) -> np.ndarray:
+    """float64 logits of ``ids[rows]``, scored in chunks whose working memory fits ``memory_budget``."""
+    return score_rows(model, ids, rows, memory_budget)
 
 
-def evaluate_rows(model: FMFamilyModel, ids: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> dict:
+def evaluate_rows(model: FMFamilyModel, ids: np.ndarray, labels: np.ndarray, rows: np.ndarray,
+                  memory_budget: int = DEFAULT_MEMORY_BUDGET) -> dict:
     rows = np.sort(rows)
-    logits = predict_logits(model, ids, rows)
+    logits = predict_logits(model, ids, rows, memory_budget)
     y = np.asarray(labels[rows], dtype=np.float64)
     probs = 1.0 / (1.0 + np.exp(-logits))
     return {"auc": auc(y, logits), "logloss": log_loss(y, probs), "rows": int(len(rows))}
@@ -172,7 +174,7 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
             record = {"epoch": epoch} | run_epoch(model, optimizers, dataset, train_rows, config, rng, title,
                                                    progress)
             if len(valid_rows):
-                record["valid"] = evaluate_rows(model, dataset.ids, dataset.labels, valid_rows)
+                record["valid"] = evaluate_rows(model, dataset.ids, dataset.labels, valid_rows, config.memory_budget)
             # Without a validation split, the lowest training loss stands in for the best AUC.
             score = record["valid"]["auc"] if len(valid_rows) else -record["train_logloss_running"]
             improved = best.offer(score, epoch, model)
@@ -184,7 +186,7 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
                 break
     model.load_state_dict(best.state)  # the test score always comes from the best epoch's weights
     model.eval()
-    metrics = {name: evaluate_rows(model, dataset.ids, dataset.labels, rows)
+    metrics = {name: evaluate_rows(model, dataset.ids, dataset.labels, rows, config.memory_budget)
                for name, rows in (("train", train_rows), ("valid", valid_rows), ("test", test_rows)) if len(rows)}
     return TrainResult(model, best.epoch, history, metrics)
 
@@ -229,20 +231,35 @@ def run_epoch(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], dat
     model.train()
     bar = Progress(title, enabled=progress)
     loss_sum, seen, started = 0.0, 0, time.perf_counter()
+    micro_rows = micro_batch_rows(model.spec, config.batch_size, config.memory_budget)
     for x, y in shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng):
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        logits, penalty = model.forward_with_penalty(x, config.l2)
-        loss = F.binary_cross_entropy_with_logits(logits, y)
-        (loss + penalty).backward()
-        for opt in optimizers:
-            opt.step()
-        loss_sum += loss.item() * len(y)
+        loss_sum += train_step(model, optimizers, x, y, config.l2, micro_rows)
         seen += len(y)
         bar.update(seen, seen / len(train_rows), loss=loss_sum / seen)
     rows_per_s = seen / bar.done(seen, f", loss {loss_sum / max(seen, 1):.4f}")
     return {"train_logloss_running": loss_sum / max(seen, 1), "rows_per_s": rows_per_s,
             "seconds": time.perf_counter() - started}
+
+
+def train_step(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], x: torch.Tensor, y: torch.Tensor,
+               l2: L2Config, micro_rows: int) -> float:
+    """One optimizer step on the batch (x, y) -> its summed log loss.
+
+    A batch wider than ``micro_rows`` goes through forward/backward in micro-batches: each one's mean
+    loss and batch-scaled penalty is weighted by its share of the batch, so the accumulated gradients
+    are the whole batch's (up to float rounding) and the step is the same."""
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    batch, loss_sum = len(y), 0.0
+    for start in range(0, batch, micro_rows):
+        xs, ys = x[start:start + micro_rows], y[start:start + micro_rows]
+        logits, penalty = model.forward_with_penalty(xs, l2)
+        loss = F.binary_cross_entropy_with_logits(logits, ys)
+        ((loss + penalty) * (len(ys) / batch)).backward()
+        loss_sum += loss.item() * len(ys)
+    for opt in optimizers:
+        opt.step()
+    return loss_sum
 
 
 def report_epoch(record: dict, improved: bool, log, progress: bool) -> None:

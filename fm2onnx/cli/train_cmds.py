@@ -36,6 +36,10 @@ VALID_HELP = "Validation rows for early stopping, in the same format; --data is 
 TEST_HELP = "Test rows, scored once with the best epoch's weights (every row of the file)."
 CACHE_HELP = ("Where encoded copies of the data are kept for reuse (default: $XDG_CACHE_HOME/fm2onnx or "
               "~/.cache/fm2onnx); nothing is written beside the data.")
+MEMORY_BUDGET_HELP = ("Working memory for one training step or one scoring chunk, e.g. 512M or 2G: chunks are sized "
+                      "from the model's bytes per row, and a batch that needs more is split into micro-batches "
+                      "with the same gradients. Peak memory is about the model (with its optimizer state) plus this.")
+DEFAULT_MEMORY_BUDGET = "2G"
 THREADS_HELP = ("torch threads (default: one per physical core). On a machine shared with other jobs, "
                 "--threads 1 per run is faster in total.")
 
@@ -100,6 +104,7 @@ def train(
     skip_bad_rows: bool = typer.Option(False, help="Count and skip malformed rows instead of failing."),
     cache_dir: Optional[Path] = typer.Option(None, help=CACHE_HELP),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+    memory_budget: str = typer.Option(DEFAULT_MEMORY_BUDGET, help=MEMORY_BUDGET_HELP),
     log: Optional[Path] = typer.Option(None, help="JSON-lines log of each epoch (default: OUTPUT.log.jsonl)."),
     output: Path = typer.Option(Path("ckpt.pt"), "-o", "--output"),
     force: bool = typer.Option(False, help="Overwrite an existing output / log."),
@@ -109,13 +114,14 @@ def train(
     from fm2onnx.dims_file import read_dims
     from fm2onnx.train import TrainConfig, config_dict
     from fm2onnx.train import train as run_training
+    from models.memory import parse_memory_budget
 
     if model not in MODEL_KINDS:  # before the (possibly long) encoding pass
         raise Fm2OnnxError(f"unknown model kind {model!r}; expected one of {', '.join(MODEL_KINDS)}")
     log = log or output.with_name(output.name + ".log.jsonl")
     refuse_overwrite(output, log, force=force)
     config = TrainConfig(optimizer, lr, l2_embeddings, l2_field_matrices, l2_linear, batch_size, epochs,
-                         patience, min_steps, seed, threads)
+                         patience, min_steps, seed, threads, memory_budget=parse_memory_budget(memory_budget))
     config.validate()
     dataset = open_dataset(data, format, schema, min_count=min_count, seed=split_seed, skip_bad_rows=skip_bad_rows,
                            cache_dir=cache_dir, progress=not quiet, valid=valid, test=test)
@@ -140,6 +146,7 @@ def evaluate(
     schema: Optional[Path] = typer.Option(None, help="Defaults to the checkpoint's csv/tsv schema."),
     skip_bad_rows: bool = typer.Option(False),
     as_json: bool = typer.Option(False, "--json"),
+    memory_budget: str = typer.Option(DEFAULT_MEMORY_BUDGET, help=MEMORY_BUDGET_HELP),
     quiet: bool = typer.Option(False),
 ):
     """AUC and log loss of a checkpoint on every row of a data file, through the checkpoint's own
@@ -147,7 +154,9 @@ def evaluate(
     from fm2onnx import data as fdata
     from fm2onnx.data.encode import format_for
     from fm2onnx.train import evaluate_rows
+    from models.memory import parse_memory_budget
 
+    budget = parse_memory_budget(memory_budget)
     ckpt = load_checkpoint(checkpoint)
     if ckpt.preprocessor is None:
         raise Fm2OnnxError(f"{checkpoint}: has no vocabularies, so raw rows cannot be encoded for it")
@@ -156,7 +165,7 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="fm2onnx-eval-") as tmp:
         dataset = fdata.encode_file(data, fmt, Path(tmp) / "enc", preprocessor=pre, split=(0.0, 0.0, 1.0),
                                     skip_bad_rows=skip_bad_rows, progress=not quiet)
-        metrics = {"data": evaluate_rows(ckpt.model(), dataset.ids, dataset.labels, dataset.indices("all"))}
+        metrics = {"data": evaluate_rows(ckpt.model(), dataset.ids, dataset.labels, dataset.indices("all"), budget)}
     if as_json:
         typer.echo(json.dumps(metrics["data"]))
     else:
