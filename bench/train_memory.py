@@ -12,7 +12,8 @@ evaluate this run's checkpoint.
 Columns: peak RSS is the child's ru_maxrss (os.wait4); "idle" is the peak of ``fm2onnx info`` on the
 same checkpoint (interpreter, torch and the model loaded, nothing scored), so peak minus idle is the
 working memory the budget bounds. Train rows/s is the epoch's own figure from the epoch log (the
-training loop alone, wall clock); evaluate rows/s is rows over the command's CPU seconds (start-up,
+training loop alone, wall clock); train rows/CPU-s times one more epoch of the same loop in CPU seconds
+(a separate process, same data and seed); evaluate rows/s is rows over the command's CPU seconds (start-up,
 encoding through the checkpoint's vocabularies, scoring), which other jobs on the machine disturb less
 than wall time. Prints a markdown table.
 
@@ -54,17 +55,20 @@ def parse_args(argv):
 def measure(cmd: list[str], cap: float) -> dict:
     """Run ``cmd`` under an address-space cap: exit status, wall and CPU seconds, peak RSS, last stderr line."""
     started = time.perf_counter()
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(["prlimit", f"--as={int(cap)}", "--", *cmd], stdout=subprocess.DEVNULL, stderr=err)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(["prlimit", f"--as={int(cap)}", "--", *cmd], stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
+        out.seek(0)
         err.seek(0)
+        stdout = out.read().decode(errors="replace")
         lines = err.read().decode(errors="replace").strip().splitlines()
     error = lines[-1] if lines else ""
     over_cap = proc.returncode < 0 or "allocate" in error or "MemoryError" in error
     return {"ok": proc.returncode == 0, "code": proc.returncode, "seconds": seconds, "over_cap": over_cap,
-            "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss": usage.ru_maxrss * 1024, "error": error}
+            "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss": usage.ru_maxrss * 1024, "error": error,
+            "stdout": stdout}
 
 
 def prepare_data(args, work: Path) -> tuple[Path, Path]:
@@ -92,6 +96,37 @@ def train_once(args, exe: str, budget: list[str], kind: str, encoded: Path, ckpt
     result = measure(cmd, args.cap)
     if result["ok"]:
         result["rows_per_s"] = json.loads(log.read_text().splitlines()[-1])["rows_per_s"]
+    return result
+
+
+# One epoch of the training loop alone, timed in CPU seconds (with one thread, other jobs on the
+# machine stretch wall time but hardly the CPU time a step takes); the same calls on either installation.
+EPOCH_CPU = """
+import json, sys, time
+import numpy as np
+from fm2onnx.data import EncodedDataset
+from fm2onnx.train import TrainConfig, make_optimizers, run_epoch, set_threads
+from models import ModelSpec, build_model
+path, kind, dim, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+dataset = EncodedDataset.open(path)
+spec = ModelSpec.create(kind, list(dataset.field_names), list(dataset.vocab_sizes), dim=dim)
+config = TrainConfig(batch_size=batch, threads=1)
+set_threads(1)
+model = build_model(spec, sparse=True, seed=0)
+optimizers = make_optimizers(model, config)
+rows = dataset.indices("train")
+cpu = time.process_time()
+run_epoch(model, optimizers, dataset, rows, config, np.random.default_rng(0), "", False)
+print(json.dumps({"rows": len(rows), "cpu_seconds": time.process_time() - cpu}))
+"""
+
+
+def epoch_cpu_once(args, exe: str, kind: str, encoded: Path) -> dict:
+    python = str(Path(exe).with_name("python"))
+    result = measure([python, "-c", EPOCH_CPU, str(encoded), kind, str(args.dim), str(args.batch_size)], args.cap)
+    if result["ok"]:
+        timing = json.loads(result["stdout"].strip().splitlines()[-1])
+        result["rows_per_s"] = timing["rows"] / timing["cpu_seconds"]
     return result
 
 
@@ -129,10 +164,11 @@ def measure_kind(args, kind: str, work: Path, encoded: Path, eval_text: Path, ev
         trained = train_once(args, exe, budget, kind, encoded, own)
         evaluated = evaluate_once(args, exe, budget, ckpt, eval_text, eval_rows) if ckpt.exists() else None
         idle = measure([exe, "info", str(ckpt)], args.cap) if ckpt.exists() else None
-        for what, result in (("train", trained), ("evaluate", evaluated)):
+        epoch = epoch_cpu_once(args, exe, kind, encoded)
+        for what, result in (("train", trained), ("evaluate", evaluated), ("epoch", epoch)):
             if result is not None and not result["ok"]:
                 print(f"{kind} {label} {what}: exit {result['code']}: {result['error']}", file=sys.stderr)
-        runs.append({"label": label, "train": trained, "evaluate": evaluated, "idle": idle})
+        runs.append({"label": label, "train": trained, "evaluate": evaluated, "idle": idle, "epoch": epoch})
     return runs
 
 
@@ -144,15 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     encoded, eval_text = prepare_data(args, work)
     eval_rows = sum(1 for _ in open(eval_text))
-    print(f"| kind | code | checkpoint MiB | idle GiB | train peak GiB | train rows/s | "
+    print(f"| kind | code | checkpoint MiB | idle GiB | train peak GiB | train rows/s | train rows/CPU-s | "
           f"evaluate peak GiB ({eval_rows:,} rows) | evaluate rows/CPU-s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind in args.kinds.split(","):
         ckpt = work / f"{kind}.pt"
         for run in measure_kind(args, kind, work, encoded, eval_text, eval_rows):
             size = f"{ckpt.stat().st_size / 2**20:.1f}" if ckpt.exists() else "–"
             cells = [cell(run[step], what, args.cap) for step, what in
-                     (("idle", "rss"), ("train", "rss"), ("train", "speed"), ("evaluate", "rss"), ("evaluate", "speed"))]
+                     (("idle", "rss"), ("train", "rss"), ("train", "speed"), ("epoch", "speed"),
+                                   ("evaluate", "rss"), ("evaluate", "speed"))]
             print(f"| {kind} | {run['label']} | {size} | {' | '.join(cells)} |", flush=True)
     return 0
 
