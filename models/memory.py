@@ -49,6 +49,14 @@ def parse_memory_budget(text: str | int, option: str = "--memory-budget") -> int
     return int(value)
 
 
+def format_size(size: int) -> str:
+    """Bytes as the largest whole K/M/G/T unit parse_memory_budget reads back exactly, e.g. '2G'."""
+    for unit in "TGMK":
+        if size % _UNITS[unit.lower()] == 0:
+            return f"{size // _UNITS[unit.lower()]}{unit}"
+    return str(size)
+
+
 def embedding_width(spec: ModelSpec) -> int:
     """Floats one row looks up: n(n-1)K for FFM (a vector per other field), sum(dims) otherwise."""
     if spec.kind == "ffm":

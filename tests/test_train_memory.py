@@ -11,7 +11,7 @@ from fm2onnx import data as fdata
 from fm2onnx.errors import Fm2OnnxError
 from fm2onnx.train import TrainConfig, make_optimizers, train, train_step
 from models import MODEL_KINDS, L2Config, ModelSpec, build_model
-from models.memory import (micro_batch_rows, parse_memory_budget, rows_within, scoring_bytes_per_row,
+from models.memory import (DEFAULT_MEMORY_BUDGET, format_size, micro_batch_rows, parse_memory_budget, rows_within, scoring_bytes_per_row,
                            training_bytes_per_row)
 from models.scoring import score_rows, scoring_chunk_rows
 from tests.cli_runner import error_of, invoke
@@ -121,6 +121,14 @@ def test_memory_budget_sizes(text, bytes_):
     assert parse_memory_budget(text) == bytes_
 
 
+def test_the_cli_default_is_the_library_default():
+    from fm2onnx.cli import train_cmds
+
+    assert train_cmds.format_size(DEFAULT_MEMORY_BUDGET) == "2G"
+    assert parse_memory_budget(format_size(DEFAULT_MEMORY_BUDGET)) == DEFAULT_MEMORY_BUDGET == TrainConfig().memory_budget
+    assert format_size(3 << 29) == "1536M" and format_size(1000) == "1000"
+
+
 @pytest.mark.parametrize("text", ["lots", "0", "-1G", "2X", "nanG", "1e400", "100K", ""])
 def test_nonsense_memory_budget_is_refused(text):
     with pytest.raises(Fm2OnnxError, match="--memory-budget"):
@@ -128,6 +136,6 @@ def test_nonsense_memory_budget_is_refused(text):
 
 
 def test_bad_memory_budget_is_one_line_from_the_cli(tmp_path):
-    for command in (["train", "--data", tmp_path / "x.txt"], ["evaluate", tmp_path / "ckpt.pt", "--data", tmp_path]):
+    for command in (["train", "--data", tmp_path / "x.txt", "-o", tmp_path / "out.pt"], ["evaluate", tmp_path / "ckpt.pt", "--data", tmp_path]):
         message = error_of(invoke(*command, "--memory-budget", "two gigs"))
         assert message.startswith("--memory-budget 'two gigs'"), message

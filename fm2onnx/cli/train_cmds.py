@@ -16,6 +16,7 @@ from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 from fm2onnx.files import refuse_overwrite
 from models import MODEL_KINDS, ModelSpec
+from models.memory import DEFAULT_MEMORY_BUDGET, format_size, parse_memory_budget
 
 from .app import app
 
@@ -39,7 +40,6 @@ CACHE_HELP = ("Where encoded copies of the data are kept for reuse (default: $XD
 MEMORY_BUDGET_HELP = ("Working memory for one training step or one scoring chunk, e.g. 512M or 2G: chunks are sized "
                       "from the model's bytes per row, and a batch that needs more is split into micro-batches "
                       "with the same gradients. Peak memory is about the model (with its optimizer state) plus this.")
-DEFAULT_MEMORY_BUDGET = "2G"
 THREADS_HELP = ("torch threads (default: one per physical core). On a machine shared with other jobs, "
                 "--threads 1 per run is faster in total.")
 
@@ -104,7 +104,7 @@ def train(
     skip_bad_rows: bool = typer.Option(False, help="Count and skip malformed rows instead of failing."),
     cache_dir: Optional[Path] = typer.Option(None, help=CACHE_HELP),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
-    memory_budget: str = typer.Option(DEFAULT_MEMORY_BUDGET, help=MEMORY_BUDGET_HELP),
+    memory_budget: str = typer.Option(format_size(DEFAULT_MEMORY_BUDGET), help=MEMORY_BUDGET_HELP),
     log: Optional[Path] = typer.Option(None, help="JSON-lines log of each epoch (default: OUTPUT.log.jsonl)."),
     output: Path = typer.Option(Path("ckpt.pt"), "-o", "--output"),
     force: bool = typer.Option(False, help="Overwrite an existing output / log."),
@@ -114,7 +114,6 @@ def train(
     from fm2onnx.dims_file import read_dims
     from fm2onnx.train import TrainConfig, config_dict
     from fm2onnx.train import train as run_training
-    from models.memory import parse_memory_budget
 
     if model not in MODEL_KINDS:  # before the (possibly long) encoding pass
         raise Fm2OnnxError(f"unknown model kind {model!r}; expected one of {', '.join(MODEL_KINDS)}")
@@ -146,7 +145,7 @@ def evaluate(
     schema: Optional[Path] = typer.Option(None, help="Defaults to the checkpoint's csv/tsv schema."),
     skip_bad_rows: bool = typer.Option(False),
     as_json: bool = typer.Option(False, "--json"),
-    memory_budget: str = typer.Option(DEFAULT_MEMORY_BUDGET, help=MEMORY_BUDGET_HELP),
+    memory_budget: str = typer.Option(format_size(DEFAULT_MEMORY_BUDGET), help=MEMORY_BUDGET_HELP),
     quiet: bool = typer.Option(False),
 ):
     """AUC and log loss of a checkpoint on every row of a data file, through the checkpoint's own
@@ -154,7 +153,6 @@ def evaluate(
     from fm2onnx import data as fdata
     from fm2onnx.data.encode import format_for
     from fm2onnx.train import evaluate_rows
-    from models.memory import parse_memory_budget
 
     budget = parse_memory_budget(memory_budget)
     ckpt = load_checkpoint(checkpoint)
