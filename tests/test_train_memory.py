@@ -136,6 +136,8 @@ def test_nonsense_memory_budget_is_refused(text):
 
 
 def test_bad_memory_budget_is_one_line_from_the_cli(tmp_path):
-    for command in (["train", "--data", tmp_path / "x.txt", "-o", tmp_path / "out.pt"], ["evaluate", tmp_path / "ckpt.pt", "--data", tmp_path]):
+    commands = (["train", "--data", tmp_path / "x.txt", "-o", tmp_path / "out.pt"],
+                ["evaluate", tmp_path / "ckpt.pt", "--data", tmp_path])
+    for command in commands:
         message = error_of(invoke(*command, "--memory-budget", "two gigs"))
         assert message.startswith("--memory-budget 'two gigs'"), message
