@@ -28,9 +28,16 @@ def score_rows(model: FMFamilyModel, ids: np.ndarray, rows: np.ndarray | None = 
         if rows is None:
             chunk = ids[start:start + chunk_rows]
         else:
-            picked = rows[start:start + chunk_rows]
-            order = np.argsort(picked, kind="stable")
-            chunk = np.empty((len(picked),) + ids.shape[1:], dtype=np.int64)
-            chunk[order] = ids[picked[order]]
+            chunk = read_in_order(ids, rows[start:start + chunk_rows])
         out[start:start + len(chunk)] = model(torch.from_numpy(np.asarray(chunk, dtype=np.int64))).double().numpy()
     return out
+
+
+def read_in_order(ids: np.ndarray, picked: np.ndarray) -> np.ndarray:
+    """``ids[picked]``, read in increasing row order (sequential on a memory-mapped file)."""
+    if np.all(picked[1:] >= picked[:-1]):
+        return ids[picked]
+    order = np.argsort(picked, kind="stable")
+    chunk = np.empty((len(picked),) + ids.shape[1:], dtype=ids.dtype)
+    chunk[order] = ids[picked[order]]
+    return chunk
