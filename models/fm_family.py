@@ -51,13 +51,12 @@ class FMFamilyModel(nn.Module):
     def forward_with_penalty(self, ids: torch.Tensor, l2: L2Config | None = None):
         """Returns (logits [B], L2 penalty scalar). Out-of-range ids read the unknown row."""
         ids = sanitize_ids(ids, self.vocab_sizes)
-        looked_up = self.embeddings(ids) if self.embeddings is not None else []
-        row = torch.cat(looked_up, dim=1) if looked_up else None
+        # The per-field lookups die with the concatenation: everything after reads ``row``, so a
+        # chunk's peak holds one copy of the looked-up vectors (n(n-1)K floats a row for FFM), not two.
+        row = torch.cat(self.embeddings(ids), dim=1) if self.embeddings is not None else None
         linear, linear_rows = self.linear(ids, row)
         logits = self.bias + linear
-        if self.spec.kind == "ffm":
-            logits = logits + self.interaction(looked_up)
-        elif self.interaction is not None:
+        if self.interaction is not None:
             logits = logits + self.interaction(row)
         penalty = logits.new_zeros(())
         if l2 is not None:

@@ -87,8 +87,7 @@ class FFMInteraction(nn.Module):
         self.register_buffer("left", torch.tensor(left, dtype=torch.long), persistent=False)
         self.register_buffer("right", torch.tensor(right, dtype=torch.long), persistent=False)
 
-    def forward(self, field_aware: list[torch.Tensor]) -> torch.Tensor:
-        """field_aware: n tensors [B, (n-1)K] -> [B]."""
-        batch = field_aware[0].shape[0]
-        slots = torch.cat(field_aware, dim=1).view(batch, self.num_fields * (self.num_fields - 1), self.dim)
+    def forward(self, field_aware: torch.Tensor) -> torch.Tensor:
+        """field_aware: the n fields' tables' rows side by side, [B, n(n-1)K] -> [B]."""
+        slots = field_aware.view(field_aware.shape[0], self.num_fields * (self.num_fields - 1), self.dim)
         return (slots[:, self.left] * slots[:, self.right]).sum(dim=(1, 2))
