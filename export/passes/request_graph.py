@@ -11,6 +11,7 @@ import onnx_ir as ir
 from fm2onnx.errors import Fm2OnnxError
 
 from ..contract import FieldRoles
+from ..flops import count_flops
 from ..request_graph import build_request_graph
 from ..request_graph_ffm import build_ffm_request_graph
 from .manager import ReplacingPass
@@ -39,8 +40,11 @@ class RequestGraphPass(ReplacingPass):
             read = (f"read {weights.spec.num_fields} fields, {len(weights.matrices)} field matrices, "
                     f"{weights.spec.linear} linear term")
         names = weights.spec.field_names
+        flops, full_row = count_flops(built), count_flops(model, infer_shapes=False).total
         lines = [f"{read} from the uncached graph",
                  f"context, once per request: {', '.join(names[f] for f in self.roles.context)}",
                  f"items, per candidate: {', '.join(names[f] for f in self.roles.items)}; "
-                 f"{self.table_dtype} tables"]
+                 f"{self.table_dtype} tables",
+                 f"FLOPs: {flops.total - flops.per_row:,} per request + {flops.per_row:,} per candidate "
+                 f"(a full row on the uncached graph: {full_row:,})"]
         return built, "\n".join(lines)
