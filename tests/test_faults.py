@@ -181,6 +181,26 @@ def test_a_dims_csv_on_a_full_disk_leaves_nothing(cli, data, tmp_path, monkeypat
     assert files_in(tmp_path) == ["ckpt.pt", "ckpt.pt.log.jsonl"]
 
 
+def test_an_interrupted_report_leaves_no_folder(cli, data, tmp_path, monkeypatch):
+    import fm2onnx.report
+
+    ckpt, out = tmp_path / "ckpt.pt", tmp_path / "report"
+    assert cli(*train_args(data, ckpt, epochs=1))[0] == 0
+    bars = fm2onnx.report.field_dims_bars
+
+    def interrupted_after_the_first_figure(*args, **kwargs):
+        assert (out / "cross_field_dims.png").exists()
+        os.kill(os.getpid(), signal.SIGINT)
+        return bars(*args, **kwargs)
+
+    monkeypatch.setattr(fm2onnx.report, "field_dims_bars", interrupted_after_the_first_figure)
+    assert cli("report", ckpt, "-o", out, "--quiet") == (130, "", "fm2onnx: interrupted by SIGINT\n")
+    assert files_in(tmp_path) == ["ckpt.pt", "ckpt.pt.log.jsonl"]
+    monkeypatch.undo()
+    code, _, err = cli("report", ckpt, "-o", out, "--quiet")  # the same command again just works
+    assert code == 0, err
+
+
 def test_ctrl_c_in_any_command_is_one_line(cli, tmp_path, monkeypatch):
     import fm2onnx.cli.train_cmds
 
