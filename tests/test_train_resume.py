@@ -204,21 +204,26 @@ def test_a_damaged_resumable_state_is_refused_in_one_line(interrupted):
         ResumeState.load(path)
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_to_the_command_stops_it_cleanly_and_it_resumes(cli, data, signalled_reference, tmp_path, signum,
-                                                                  code):
-    """A real ``fm2onnx train`` process, signalled in its second epoch."""
-    out = tmp_path / "out.pt"
+def signal_a_training(data, out, signum) -> tuple[int, str]:
+    """Start a real ``fm2onnx train`` process and send it ``signum`` as its second epoch begins."""
     command = [sys.executable, "-c", "from fm2onnx.cli import main; main()",
                *map(str, train_args(data, out, **SIGNALLED))]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    state = tmp_path / "out.pt.resume.pt"
+    state = out.with_name(out.name + ".resume.pt")
     deadline = time.monotonic() + 120
     while not state.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == code, err
+    return process.returncode, err
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_command_stops_it_cleanly_and_it_resumes(cli, data, signalled_reference, tmp_path, signum,
+                                                                  code):
+    out, state = tmp_path / "out.pt", tmp_path / "out.pt.resume.pt"
+    returncode, err = signal_a_training(data, out, signum)
+    assert returncode == code, err
     assert err.startswith("fm2onnx: stopped at epoch 2 batch ") or err.startswith("fm2onnx: stopped after epoch")
     assert err.endswith(f"kept in {state}; rerun the same command with --resume to continue\n")
     assert err.count("\n") == 1
@@ -227,3 +232,25 @@ def test_a_signal_to_the_command_stops_it_cleanly_and_it_resumes(cli, data, sign
     assert cli(*train_args(data, out, "--resume", **SIGNALLED))[0] == 0
     assert_same_run(out, signalled_reference)
     assert stray_files(tmp_path) == ["out.pt", "out.pt.log.jsonl"]
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_too(cli, data, signalled_reference, tmp_path):
+    """kill -9 runs no clean-up at all: the last epoch's file, renamed into place whole, still resumes."""
+    out = tmp_path / "out.pt"
+    returncode, _ = signal_a_training(data, out, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL
+    assert cli(*train_args(data, out, "--resume", **SIGNALLED))[0] == 0
+    assert_same_run(out, signalled_reference)
+    assert stray_files(tmp_path) == ["out.pt", "out.pt.log.jsonl"]
+
+
+def test_resume_removes_the_temporary_files_of_killed_runs_only(cli, data, interrupted):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead = interrupted.with_name(f".out.pt.resume.pt.tmp-{finished.pid}")
+    dead.write_bytes(b"PK half a file")
+    alive = interrupted.with_name(f".out.pt.tmp-{os.getppid()}")  # as if a live process were writing it
+    alive.write_bytes(b"PK being written")
+    assert cli(*train_args(data, interrupted, "--resume"))[0] == 0
+    assert not dead.exists() and alive.exists()
