@@ -20,19 +20,26 @@ import onnx_ir as ir
 from onnxruntime import InferenceSession
 
 from fm2onnx.errors import Fm2OnnxError
+from fm2onnx.files import reported_write_errors
 
 from .model_io import save_model, sidecar_path
 from .ort import session
 from .parity import compare, ort_outputs
 
 
+NOTHING_LEFT = "the staged files were removed, nothing new is left there"
+
+
 @contextmanager
 def staged_directory(final_dir: Path):
-    """A scratch directory beside the destination, removed whatever happens."""
-    final_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".fm2onnx-", dir=final_dir))
+    """A scratch directory beside the destination, removed whatever happens; a full disk or an unwritable
+    folder is one line naming the destination folder."""
+    with reported_write_errors(final_dir, NOTHING_LEFT):
+        final_dir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".fm2onnx-", dir=final_dir))
     try:
-        yield scratch
+        with reported_write_errors(final_dir, NOTHING_LEFT):
+            yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
