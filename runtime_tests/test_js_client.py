@@ -84,10 +84,11 @@ def raw_case(name: str, raw_model: Path, id_model: Path, pre, rows: dict, fixtur
                          "probability": want["probability"].tolist()}}
 
 
-def request_case(name: str, checkpoint: Path, full_rows_model: Path, fixtures: Path) -> dict:
-    """A request graph exported from ``checkpoint``; expected: ``full_rows_model`` on each request's
-    full rows (the context repeated beside every candidate), all requests concatenated."""
-    model = fixtures / f"{name}.onnx"
+def exported_requests(checkpoint: Path, full_rows_model: Path, model: Path) -> tuple[dict, dict]:
+    """The request graph of ``checkpoint`` written to ``model``, requests of REQUEST_SIZES candidates
+    (the context of one parity row, the item fields of others), and the expected outputs:
+    ``full_rows_model`` on each request's full rows (the context repeated beside every candidate),
+    all requests concatenated. Shared with test_browser.py."""
     export_request(checkpoint, model, context=CONTEXT_FIELDS, items=None)
     spec = load_checkpoint(checkpoint).spec
     roles = FieldRoles.of_names(spec, CONTEXT_FIELDS, None)
@@ -99,9 +100,14 @@ def request_case(name: str, checkpoint: Path, full_rows_model: Path, fixtures: P
         full.append(roles.full_rows(context, candidates))
         start += size
     want = outputs(session(full_rows_model), {INPUT_NAME: np.concatenate(full)})
-    return {"name": name, "model": model.name, "input": "ids", "form": "request",
-            "field_names": list(spec.field_names), "context_fields": CONTEXT_FIELDS,
-            "item_fields": [spec.field_names[f] for f in roles.items], "requests": requests,
+    case = {"field_names": list(spec.field_names), "context_fields": CONTEXT_FIELDS,
+            "item_fields": [spec.field_names[f] for f in roles.items], "requests": requests}
+    return case, want
+
+
+def request_case(name: str, checkpoint: Path, full_rows_model: Path, fixtures: Path) -> dict:
+    case, want = exported_requests(checkpoint, full_rows_model, fixtures / f"{name}.onnx")
+    return {"name": name, "model": f"{name}.onnx", "input": "ids", "form": "request", **case,
             "tolerance": REQUEST_ATOL, "expected": {"logit": want["logit"].tolist(),
                                                     "probability": want["probability"].tolist()}}
 
