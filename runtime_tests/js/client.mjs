@@ -85,7 +85,8 @@ function requestRoles(meta, fieldNames) {
   }
   if (!Array.isArray(roles) || roles.length !== fieldNames.length
       || !roles.every((role) => role === 'context' || role === 'item')) {
-    throw new Error(`field_roles ${meta.field_roles}: expected "context" or "item" for each of the ${fieldNames.length} fields`);
+    throw new Error(`field_roles ${meta.field_roles}: expected "context" or "item" for each of the `
+      + `${fieldNames.length} fields`);
   }
   const named = (role) => fieldNames.filter((_, f) => roles[f] === role);
   return { fieldRoles: roles, contextFields: named('context'), itemFields: named('item') };

@@ -97,11 +97,12 @@ async function checkRequests(model, testCase) {
   assertClose(probability, testCase.expected.probability, testCase.tolerance, 'probability', { relative: false });
 
   const [{ context, candidates }] = testCase.requests.filter((r) => r.candidates.length > 1);
-  const nc = testCase.context_fields.length;
-  const ni = testCase.item_fields.length;
+  const [nc, ni] = [testCase.context_fields.length, testCase.item_fields.length];
+  const named = (fields) => `(${fields.join(', ')})`;
   assert.throws(() => requestFeeds(model, context.slice(1), candidates),
-    { message: `context_ids: the context has ${nc - 1} ids, the model takes ${nc} (${testCase.context_fields.join(', ')})` });
+    { message: `context_ids: the context has ${nc - 1} ids, the model takes ${nc} ${named(testCase.context_fields)}` });
   assert.throws(() => requestFeeds(model, context, [candidates[0], [...candidates[1], 0]]),
-    { message: `candidate_ids: candidate 1 has ${ni + 1} ids, the model takes ${ni} (${testCase.item_fields.join(', ')})` });
-  assert.throws(() => idFeeds(model, [testCase.field_names.map(() => 0)]), /^Error: feature_ids: a request graph takes/);
+    { message: `candidate_ids: candidate 1 has ${ni + 1} ids, the model takes ${ni} ${named(testCase.item_fields)}` });
+  assert.throws(() => idFeeds(model, [testCase.field_names.map(() => 0)]),
+    /^Error: feature_ids: a request graph takes/);
 }
