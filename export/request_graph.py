@@ -67,7 +67,8 @@ def request_layout(weights: FieldWeights, roles: FieldRoles, cache_budget, table
     """``cache_budget``: bytes of cached context rows, "unlimited", "min" (none), or None: as many
     bytes as the embedding tables the graph holds anyway."""
     context = gemm_tables(weights, fields=list(roles.context))
-    items = gemm_tables(weights, item_groups, fields=list(roles.items))
+    # Eq. 12's lin(i) = <v_i, w_F(i)> joins s (w_b added once per request), so candidate rows are v alone
+    items = gemm_tables(weights, item_groups, fields=list(roles.items), linear=weights.spec.linear == "feature")
     matrix = np.concatenate([context.matrix, cross_matrix(weights, context, items)], axis=1).astype(np.float64)
     layout = RequestLayout(context, items, matrix, cached=False)
     budget = parse_budget(cache_budget) if cache_budget is not None else sum(
@@ -183,10 +184,14 @@ def field_columns(tables: GemmTables) -> dict[int, tuple[int, int, np.ndarray]]:
 
 
 def cross_matrix(weights: FieldWeights, context: GemmTables, items: GemmTables) -> np.ndarray:
-    """W_CI: X_C's columns of v_a to X_I's columns of v_b hold M_ab (context side projected, Eq. 10)."""
+    """W_CI: X_C's columns of v_a to X_I's columns of v_b hold M_ab (context side projected, Eq. 10);
+    X_C's constant 1 to them w_b when the candidates' rows leave their linear term to s (Eq. 12)."""
     rows, columns = context.vector_columns(weights.spec.dims), items.vector_columns(weights.spec.dims)
     matrix = np.zeros((context.group_ends()[-1], items.group_ends()[-1]), np.float64)
     for a in context.fields:
         for b in items.fields:
             matrix[rows[a], columns[b]] = weights.pair_matrix(a, b)
-    return matrix.astype(np.float32)
+    if items.ones_column is None:  # the candidates' rows carry no linear values: w_b joins s_b
+        for b in items.fields:
+            matrix[context.ones_column, columns[b]] = weights.linear[b]
+    return matrix
