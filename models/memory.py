@@ -86,18 +86,24 @@ def training_bytes_per_row(spec: ModelSpec) -> int:
 
 def accumulated_gradient_bytes_per_row(spec: ModelSpec) -> int:
     """What one row adds to the sparse embedding gradients that micro-batches accumulate until the
-    step: its looked-up values, its per-feature linear weights and the ids indexing both."""
+    step: its looked-up values, its per-feature linear weights and the ids indexing both, twice,
+    because adding a micro-batch's sparse gradient to the sum so far copies both into a new one."""
     linear = spec.num_fields if spec.linear == "feature" else 0
-    return (embedding_width(spec) + linear) * FLOAT_BYTES + 2 * ID_BYTES * spec.num_fields
+    return 2 * ((embedding_width(spec) + linear) * FLOAT_BYTES + 2 * ID_BYTES * spec.num_fields)
 
 
 def micro_batch_rows(spec: ModelSpec, batch_size: int, budget: int) -> int:
     """Rows per forward/backward pass so a step of ``batch_size`` rows fits ``budget``: the whole batch
     when it fits, else what is left after the batch's accumulated gradients, divided per row."""
-    if batch_size * training_bytes_per_row(spec) <= budget:
+    per_row = training_bytes_per_row(spec)
+    if batch_size * per_row <= budget:
         return batch_size
     left = budget - batch_size * accumulated_gradient_bytes_per_row(spec)
-    return min(batch_size, rows_within(left, training_bytes_per_row(spec)))
+    if left < per_row:
+        need = batch_size * accumulated_gradient_bytes_per_row(spec) + per_row
+        raise Fm2OnnxError(f"--memory-budget {budget:,} bytes: a batch of {batch_size} {spec.kind} rows accumulates "
+                           f"{need - per_row:,} bytes of gradients; give at least {need:,} or a smaller --batch-size")
+    return min(batch_size, left // per_row)
 
 
 def rows_within(budget: int, bytes_per_row: int) -> int:

@@ -95,7 +95,8 @@ def test_micro_batch_rows_split_only_a_batch_over_the_budget():
     assert micro_batch_rows(spec, 512, 512 * per_row) == 512
     split = micro_batch_rows(spec, 512, 100 * per_row)
     assert 1 <= split < 100  # the batch's accumulated sparse gradients take their share first
-    assert micro_batch_rows(spec, 512, 1 << 20) >= 1
+    with pytest.raises(Fm2OnnxError, match="a batch of 512 ffm rows accumulates"):
+        micro_batch_rows(spec, 512, 1 << 20)  # the whole batch's sparse gradients alone do not fit
 
 
 def test_training_under_a_tiny_budget_gives_the_same_model(tmp_path):
