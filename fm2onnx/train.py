@@ -6,7 +6,6 @@ import contextlib
 import copy
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from models import FMFamilyModel, L2Config, ModelSpec, build_model
 
 from .data.metrics import auc, log_loss
+from .data.parallel import physical_cores  # also the default number of encoding processes
 from .errors import Fm2OnnxError
 from .progress import Progress
 
@@ -187,24 +187,6 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     metrics = {name: evaluate_rows(model, dataset.ids, dataset.labels, rows)
                for name, rows in (("train", train_rows), ("valid", valid_rows), ("test", test_rows)) if len(rows)}
     return TrainResult(model, best.epoch, history, metrics)
-
-
-def physical_cores() -> int:
-    """Cores this process may run on, not hardware threads: the two threads of one core share its
-    floating-point units, so a second torch thread per core slows training down."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return max(1, (os.cpu_count() or 2) // 2)
-    cores = set()
-    for cpu in cpus:
-        topology = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
-        try:
-            with open(topology + "core_id") as a, open(topology + "physical_package_id") as b:
-                cores.add((a.read().strip(), b.read().strip()))
-        except OSError:
-            cores.add((str(cpu), ""))
-    return max(1, len(cores))
 
 
 def set_threads(threads: int | None) -> int:

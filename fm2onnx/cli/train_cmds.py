@@ -18,6 +18,7 @@ from fm2onnx.files import refuse_overwrite
 from models import MODEL_KINDS, ModelSpec
 
 from .app import app
+from .data_cmds import JOBS_HELP
 
 # soft_wrap: a line piped to a log keeps its length instead of being folded at rich's default 80 columns
 console = Console(stderr=False, soft_wrap=True)
@@ -41,7 +42,8 @@ THREADS_HELP = ("torch threads (default: one per physical core). On a machine sh
 
 
 def open_dataset(data: Path, fmt_name: str, schema: Optional[Path], *, min_count, seed, skip_bad_rows,
-                 cache_dir, progress, valid: Optional[Path] = None, test: Optional[Path] = None):
+                 cache_dir, progress, valid: Optional[Path] = None, test: Optional[Path] = None,
+                 jobs: Optional[int] = 1):
     """An encoded directory is used as is; text files are encoded (and cached) first: ``data`` split by
     ``seed``, or, with ``valid``/``test``, each file its own split with the vocabulary of ``data`` alone."""
     from fm2onnx import data as fdata
@@ -58,7 +60,7 @@ def open_dataset(data: Path, fmt_name: str, schema: Optional[Path], *, min_count
             raise Fm2OnnxError(f"{path}: no such data file")
     fmt = fdata.get_format(fmt_name, str(schema) if schema else None)
     return fdata.load_or_encode(data, fmt, cache_dir=cache_dir, min_count=min_count, seed=seed,
-                                skip_bad_rows=skip_bad_rows, progress=progress, valid=valid, test=test)
+                                skip_bad_rows=skip_bad_rows, progress=progress, valid=valid, test=test, jobs=jobs)
 
 
 def metrics_table(title: str, metrics: dict) -> Table:
@@ -100,6 +102,7 @@ def train(
     skip_bad_rows: bool = typer.Option(False, help="Count and skip malformed rows instead of failing."),
     cache_dir: Optional[Path] = typer.Option(None, help=CACHE_HELP),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+    jobs: Optional[int] = typer.Option(None, help=JOBS_HELP),
     log: Optional[Path] = typer.Option(None, help="JSON-lines log of each epoch (default: OUTPUT.log.jsonl)."),
     output: Path = typer.Option(Path("ckpt.pt"), "-o", "--output"),
     force: bool = typer.Option(False, help="Overwrite an existing output / log."),
@@ -118,7 +121,7 @@ def train(
                          patience, min_steps, seed, threads)
     config.validate()
     dataset = open_dataset(data, format, schema, min_count=min_count, seed=split_seed, skip_bad_rows=skip_bad_rows,
-                           cache_dir=cache_dir, progress=not quiet, valid=valid, test=test)
+                           cache_dir=cache_dir, progress=not quiet, valid=valid, test=test, jobs=jobs)
     pre = dataset.preprocessor
     field_dims = read_dims(dims, list(pre.field_names)) if dims else None
     spec = ModelSpec.create(model, list(pre.field_names), list(pre.vocab_sizes), dim=dim, dims=field_dims,

@@ -1,0 +1,108 @@
+"""Encoding in worker processes (--jobs): the same vocabularies, ids, labels, splits and bad-row reports
+as the serial encoder, bit for bit, whatever the file's shape (header, bad rows, several spans)."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+
+import fm2onnx.data.parallel as parallel
+from fm2onnx.data import encode_file, get_format
+from fm2onnx.data.parallel import line_spans
+from fm2onnx.data.synth import synthesize
+from fm2onnx.errors import DataError
+
+SMALL = {"block_size": 8192, "chunk_rows": 300}  # several chunks per span
+
+
+@pytest.fixture(autouse=True)
+def small_spans(monkeypatch):
+    """Cut even a small test file into spans (real runs leave files under 16 MB whole)."""
+    monkeypatch.setattr(parallel, "MIN_SPAN_BYTES", 1)
+
+
+@pytest.fixture(scope="module")
+def criteo_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("par") / "criteo.txt"
+    synthesize(path, rows=6000, fmt="criteo", seed=3, progress=False)
+    return path
+
+
+def assert_same_encoding(a, b):
+    assert a.preprocessor == b.preprocessor
+    for name in ("ids", "labels", "split"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y), name
+    same = ("rows", "split_counts", "positive_rate", "bad_rows", "bad_row_lines", "bad_row_examples")
+    assert {k: a.meta.get(k) for k in same} == {k: b.meta.get(k) for k in same}
+
+
+def test_line_spans_cut_at_line_starts(criteo_file, tmp_path):
+    data = criteo_file.read_bytes()
+    spans = line_spans(str(criteo_file), 4)
+    assert len(spans) == 4 and spans[0][0] == 0 and spans[-1][1] == len(data)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert end == start and data[start - 1:start] == b"\n"
+    packed = tmp_path / "criteo.txt.gz"
+    with open(criteo_file, "rb") as src, gzip.open(packed, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    assert line_spans(str(packed), 4) == [(0, packed.stat().st_size)]  # compressed bytes cannot be cut
+
+
+def test_parallel_encoding_equals_serial(criteo_file, tmp_path):
+    serial = encode_file(criteo_file, "criteo", tmp_path / "serial", min_count=2, progress=False, **SMALL)
+    parts = encode_file(criteo_file, "criteo", tmp_path / "parts", min_count=2, progress=False, jobs=3, **SMALL)
+    assert parts.meta["timing"]["jobs"] == 3 and serial.meta["timing"]["jobs"] == 1
+    assert_same_encoding(serial, parts)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no part folders left
+
+
+def test_bad_rows_before_a_span_shift_its_rows(criteo_file, tmp_path):
+    """Skipped rows in the first span move every later row's index (and so its split): the later span
+    is counted again, and the result is still the serial one."""
+    lines = criteo_file.read_text().splitlines(keepends=True)
+    for i in (5, 17, 900):
+        lines[i] = "x\t" + lines[i]  # a bad label
+    lines[2000] = "\n"  # an empty line
+    bad = tmp_path / "bad.txt"
+    bad.write_text("".join(lines))
+    serial = encode_file(bad, "criteo", tmp_path / "serial", progress=False, skip_bad_rows=True, **SMALL)
+    parts = encode_file(bad, "criteo", tmp_path / "parts", progress=False, skip_bad_rows=True, jobs=2, **SMALL)
+    assert serial.bad_rows == 4 and serial.bad_row_lines == [6, 18, 901, 2001]
+    assert_same_encoding(serial, parts)
+    with pytest.raises(DataError, match=r"bad\.txt:6: expected 40 columns, found 41"):
+        encode_file(bad, "criteo", tmp_path / "fails", progress=False, jobs=2, **SMALL)
+
+
+def test_error_in_a_later_span_names_its_line(criteo_file, tmp_path):
+    lines = criteo_file.read_text().splitlines(keepends=True)
+    lines[5000] = "1\tabc" + lines[5000][2:]  # I1 not an integer, line 5001, in the last of 2 spans
+    lines[5500] = "1\t2\n"  # too few columns, later still
+    bad = tmp_path / "bad.txt"
+    bad.write_text("".join(lines))
+    with pytest.raises(DataError) as serial:
+        encode_file(bad, "criteo", tmp_path / "a", progress=False, **SMALL)
+    with pytest.raises(DataError) as parts:
+        encode_file(bad, "criteo", tmp_path / "b", progress=False, jobs=2, **SMALL)
+    assert str(parts.value) == str(serial.value) and ":5001: column I1" in str(serial.value)
+
+
+def test_header_file_in_parallel(tmp_path):
+    """A span past the header is read with the header's column names."""
+    path = tmp_path / "avazu.csv"
+    synthesize(path, rows=3000, fmt="avazu", seed=1, progress=False)
+    fmt = get_format("avazu")
+    serial = encode_file(path, fmt, tmp_path / "serial", min_count=2, progress=False, **SMALL)
+    parts = encode_file(path, fmt, tmp_path / "parts", min_count=2, progress=False, jobs=2, **SMALL)
+    assert_same_encoding(serial, parts)
+
+
+def test_encode_command_reports_jobs_and_speed(criteo_file, tmp_path, cli):
+    code, out, err = cli("encode", criteo_file, "-o", tmp_path / "enc", "--jobs", "2")
+    assert code == 0, err
+    assert "rows/s with 2 jobs" in out and "count criteo.txt (2 jobs)" in err
+    code, out, err = cli("encode", criteo_file, "-o", tmp_path / "enc2", "--jobs", "0")
+    assert code == 2 and err.strip() == "fm2onnx: error: --jobs must be a positive integer, got 0"
