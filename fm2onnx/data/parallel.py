@@ -211,9 +211,10 @@ def run_parts(work: Callable[[PartJob], PartResult], jobs: Sequence[PartJob], wo
     """``work`` on every job in ``workers`` processes; results in job order. The first failure in
     file order is raised; a worker that died fails the run with one line."""
     prog = Progress(label, progress)
-    slots = multiprocessing.get_context("forkserver").Array("q", 2 * max(j.index for j in jobs) + 2, lock=False)
-    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("forkserver"),
-                               initializer=_start_worker, initargs=(slots,))
+    context = _worker_context(work)
+    slots = context.Array("q", 2 * max(j.index for j in jobs) + 2, lock=False)
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_start_worker,
+                               initargs=(slots,))
     try:
         futures = [pool.submit(work, job) for job in jobs]
         _wait_for_first_failure(futures, prog, slots, total_bytes)
@@ -226,6 +227,15 @@ def run_parts(work: Callable[[PartJob], PartResult], jobs: Sequence[PartJob], wo
     peak = max(r.peak_rss_mb for r in results)
     prog.done(sum(r.rows_parsed for r in results), f", worker peak RSS {peak:,.0f} MB")
     return results
+
+
+def _worker_context(work: Callable) -> Any:
+    """Workers forked from a server process that imported ``work``'s module once: not from this process,
+    which may hold threads (torch's, the reader's) that a fork would copy mid-step, and without each
+    worker importing numpy and pyarrow anew."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([work.__module__])
+    return context
 
 
 def _wait_for_first_failure(futures: list[Future], prog: Progress, slots: Any, total_bytes: int) -> None:
