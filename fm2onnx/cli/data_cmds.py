@@ -67,9 +67,6 @@ def encode(
     dataset = encode_file(data, get_format(format, str(schema) if schema else None), output, min_count=min_count,
                           seed=seed, skip_bad_rows=skip_bad_rows, progress=not quiet, force=force, jobs=jobs)
     timing = dataset.meta["timing"]
-    workers = timing["worker_peak_rss_mb"]
     typer.echo(f"wrote {output}: {dataset.rows:,} rows, {dataset.n_fields} fields, "
                f"{sum(dataset.vocab_sizes):,} features, {dataset.bad_rows} bad rows skipped; "
-               f"{timing['total_s']:.1f}s, {timing['rows_per_s']:,.0f} rows/s with {timing['jobs']} jobs, "
-               f"peak RSS {timing['peak_rss_mb']:,.0f} MB"
-               + (f" (each worker {workers:,.0f} MB at most)" if workers else ""))
+               f"{timing['rows_per_s']:,.0f} rows/s with {timing['jobs']} job{'s' if timing['jobs'] > 1 else ''}")

@@ -160,7 +160,7 @@ def encode_file(
                            timing=encoding.timing(started, writer.rows))
         write_dataset_files(tmp, pre, meta)
     if progress:
-        encoding.report(out if announce else None, writer.rows, pre)
+        encoding.report(out if announce else None, writer.rows, pre, meta["timing"])
     return EncodedDataset.open(out, _pre=pre)  # the vocabularies in memory are the ones just written
 
 
@@ -267,14 +267,19 @@ class _Encoding:
             "worker_peak_rss_mb": None if self.worker_peak_rss_mb is None else round(self.worker_peak_rss_mb, 1),
         }
 
-    def report(self, out: Path | None, rows: int, pre: Preprocessor) -> None:
-        """The run's closing line: what was written (``out`` None: a part of a larger dataset), bad rows."""
+    def report(self, out: Path | None, rows: int, pre: Preprocessor, timing: dict) -> None:
+        """The run's closing line: what was written (``out`` None: a part of a larger dataset), bad rows,
+        speed and peak memory."""
         msg = f"{self.name}: {rows:,} rows, {pre.n_fields} fields, {sum(pre.vocab_sizes):,} features"
         if out is not None:
             msg = f"wrote {out}: {rows:,} rows, {pre.n_fields} fields, {sum(pre.vocab_sizes):,} features"
         if self.bad.count:
             first = ", ".join(map(str, self.bad.lines[:5]))
             msg += f"; skipped {self.bad.count:,} bad rows (first at lines {first})"
+        msg += (f"; {timing['total_s']:.1f}s, {timing['rows_per_s'] or 0:,.0f} rows/s with {timing['jobs']} "
+                f"job{'s' if timing['jobs'] > 1 else ''}, peak RSS {timing['peak_rss_mb']:,.0f} MB")
+        if timing["worker_peak_rss_mb"]:
+            msg += f" (workers {timing['worker_peak_rss_mb']:,.0f} MB)"
         print(msg, file=sys.stderr)
 
 
