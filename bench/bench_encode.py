@@ -7,8 +7,9 @@ Generates the file with the synth generator in a temporary directory (deleted af
 --keep), then times ``encode_file`` (count pass + encode pass) for each --jobs value in turn, run
 after run (so a change in the machine's load touches every setting alike), into fresh output
 directories. Rates are rows / wall seconds; "total" covers the whole ``encode_file`` call, and the
-last column is its ratio to the first --jobs value's median. The CPU column is this process's CPU
-seconds (all threads, not the workers'); peak MB is the larger of this process's peak RSS during the
+closing lines give each setting's median and its ratio to the first --jobs value's. The CPU column is CPU seconds of this
+process (all threads) plus its encoding workers: on a machine other jobs share, it shows what the
+processes cost when wall time cannot; peak MB is the larger of this process's peak RSS during the
 run and the largest worker's.
 """
 
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         for j in jobs:
             med = [statistics.median(x[k] for x in results[j]) for k in range(6)]
             print(f"median --jobs {j}: count {med[0]:,.0f}, encode {med[1]:,.0f}, total {med[2]:,.0f} rows/s "
-                  f"({med[2] / base:.2f}x --jobs {jobs[0]}), wall {med[3]:.2f}s, peak {med[5]:,.0f} MB")
+                  f"({med[2] / base:.2f}x --jobs {jobs[0]}), wall {med[3]:.2f}s, cpu {med[4]:.2f}s, "
+                  f"peak {med[5]:,.0f} MB")
         print(f"{args.rows:,} rows, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
         return 0 if statistics.median(x[2] for x in results[jobs[-1]]) >= args.min_rate else 1
     finally:
@@ -85,7 +87,7 @@ def timed_encode(src: str, out: str, jobs: int, args) -> tuple:
     del ds
     if not args.keep:
         shutil.rmtree(out, ignore_errors=True)
-    return rows / tm["count_s"], rows / tm["encode_s"], rows / wall, wall, cpu, peak
+    return rows / tm["count_s"], rows / tm["encode_s"], rows / wall, wall, cpu + tm["worker_cpu_s"], peak
 
 
 def reset_peak_rss() -> None:

@@ -27,7 +27,7 @@ def small_spans(monkeypatch):
 @pytest.fixture(scope="module")
 def criteo_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("par") / "criteo.txt"
-    synthesize(path, rows=6000, fmt="criteo", seed=3, progress=False)
+    synthesize(path, rows=4000, fmt="criteo", seed=3, progress=False)
     return path
 
 
@@ -66,12 +66,12 @@ def test_bad_rows_before_a_span_shift_its_rows(criteo_file, tmp_path):
     lines = criteo_file.read_text().splitlines(keepends=True)
     for i in (5, 17, 900):
         lines[i] = "x\t" + lines[i]  # a bad label
-    lines[2000] = "\n"  # an empty line
+    lines[1500] = "\n"  # an empty line
     bad = tmp_path / "bad.txt"
     bad.write_text("".join(lines))
     serial = encode_file(bad, "criteo", tmp_path / "serial", progress=False, skip_bad_rows=True, **SMALL)
     parts = encode_file(bad, "criteo", tmp_path / "parts", progress=False, skip_bad_rows=True, jobs=2, **SMALL)
-    assert serial.bad_rows == 4 and serial.bad_row_lines == [6, 18, 901, 2001]
+    assert serial.bad_rows == 4 and serial.bad_row_lines == [6, 18, 901, 1501]
     assert_same_encoding(serial, parts)
     with pytest.raises(DataError, match=r"bad\.txt:6: expected 40 columns, found 41"):
         encode_file(bad, "criteo", tmp_path / "fails", progress=False, jobs=2, **SMALL)
@@ -79,15 +79,15 @@ def test_bad_rows_before_a_span_shift_its_rows(criteo_file, tmp_path):
 
 def test_error_in_a_later_span_names_its_line(criteo_file, tmp_path):
     lines = criteo_file.read_text().splitlines(keepends=True)
-    lines[5000] = "1\tabc" + lines[5000][2:]  # I1 not an integer, line 5001, in the last of 2 spans
-    lines[5500] = "1\t2\n"  # too few columns, later still
+    lines[3500] = "1\tabc" + lines[3500][2:]  # I1 not an integer, line 3501, in the last of 2 spans
+    lines[3800] = "1\t2\n"  # too few columns, later still
     bad = tmp_path / "bad.txt"
     bad.write_text("".join(lines))
     with pytest.raises(DataError) as serial:
         encode_file(bad, "criteo", tmp_path / "a", progress=False, **SMALL)
     with pytest.raises(DataError) as parts:
         encode_file(bad, "criteo", tmp_path / "b", progress=False, jobs=2, **SMALL)
-    assert str(parts.value) == str(serial.value) and ":5001: column I1" in str(serial.value)
+    assert str(parts.value) == str(serial.value) and ":3501: column I1" in str(serial.value)
 
 
 def test_header_file_in_parallel(tmp_path):

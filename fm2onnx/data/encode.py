@@ -172,6 +172,7 @@ class _Encoding:
         self.jobs = jobs
         self.jobs_used = 1  # processes that counted: fewer than ``jobs`` for a file too small to cut
         self.worker_peak_rss_mb: float | None = None
+        self.worker_cpu_s = 0.0
         self.skip_bad_rows = skip_bad_rows
         self.progress = progress
         self.name = os.path.basename(reader.path)
@@ -244,6 +245,7 @@ class _Encoding:
             result.counts = []
             self.bad.add_many(result.bad_count, result.bad_examples)
         self.worker_peak_rss_mb = max(r.peak_rss_mb for r in results)
+        self.worker_cpu_s = sum(r.cpu_s for r in results)
         self.count_s = time.perf_counter() - started
         pre = Preprocessor.from_counter(reader.fmt, counter, min_count)
         prog = Progress(f"encode {self.name}", self.progress)
@@ -265,6 +267,7 @@ class _Encoding:
             "jobs": self.jobs_used,
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "worker_peak_rss_mb": None if self.worker_peak_rss_mb is None else round(self.worker_peak_rss_mb, 1),
+            "worker_cpu_s": round(self.worker_cpu_s, 3),
         }
 
     def report(self, out: Path | None, rows: int, pre: Preprocessor, timing: dict) -> None:
@@ -316,6 +319,7 @@ def _count_parts(jobs: list[PartJob], workers: int, label: str, size: int, progr
 
 def count_part(job: PartJob) -> PartResult:
     """In a worker process: pass 1 over one span, into its part folder (:mod:`.parallel`)."""
+    cpu0 = time.process_time()
     fmt = TableFormat.from_dict(job.fmt)
     reader = ChunkReader(job.path, fmt, span=job.span, **job.reader_options)
     part = Path(job.part_dir)
@@ -336,7 +340,7 @@ def count_part(job: PartJob) -> PartResult:
         codes.close()
     return PartResult(job.index, job.row0, writer.rows, reader.rows_parsed, codes.chunks,
                       [counter.counts(j) for j in range(fmt.n_fields)], encoding.bad.count,
-                      encoding.bad.examples, seconds)
+                      encoding.bad.examples, seconds, time.process_time() - cpu0)
 
 
 def _write_part_ids(job: PartJob, result: PartResult, fmt: TableFormat, pre: Preprocessor,

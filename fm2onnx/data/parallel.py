@@ -147,6 +147,7 @@ class PartResult:
     bad_count: int
     bad_examples: list[tuple[int, str]]
     seconds: float
+    cpu_s: float
     peak_rss_mb: float = field(default_factory=lambda: peak_rss_mb())
 
 
