@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -106,3 +108,18 @@ def test_encode_command_reports_jobs_and_speed(criteo_file, tmp_path, cli):
     assert "rows/s with 2 jobs" in out and "count criteo.txt (2 jobs)" in err
     code, out, err = cli("encode", criteo_file, "-o", tmp_path / "enc2", "--jobs", "0")
     assert code == 2 and err.strip() == "fm2onnx: error: --jobs must be a positive integer, got 0"
+
+
+def test_workers_import_this_fm2onnx_wherever_the_command_runs(criteo_file, tmp_path):
+    """The workers' server process must not import another fm2onnx found in the working directory (a
+    source checkout of another version, say) instead of the one the command runs."""
+    for module in ("__init__.py", "data/__init__.py", "data/encode.py"):  # importable, but not this fm2onnx
+        (tmp_path / "fm2onnx" / module).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fm2onnx" / module).write_text("")
+    script = tmp_path / "bin" / "run.py"  # its folder, not the working directory, heads the command's path
+    script.parent.mkdir()
+    script.write_text("import sys\nimport fm2onnx.data.parallel as parallel\nfrom fm2onnx.cli import main\n"
+                      "if __name__ == '__main__':\n    parallel.MIN_SPAN_BYTES = 1\n    main()\n")
+    done = subprocess.run([sys.executable, str(script), "encode", str(criteo_file), "-o", str(tmp_path / "enc"),
+                           "--jobs", "2"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and "rows/s with 2 jobs" in done.stdout, done.stderr[-2000:]

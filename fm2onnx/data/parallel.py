@@ -21,6 +21,7 @@ import os
 import resource
 import shutil
 import signal
+import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -197,11 +198,24 @@ class SlotProgress:
         return time.perf_counter() - self.t0
 
 
-def _start_worker(slots: Any) -> None:
-    """Ctrl-C reaches the whole process group: the parent alone handles it, and stops the workers."""
+def _start_worker(slots: Any, parent: int) -> None:
+    """Ctrl-C reaches the whole process group: the parent alone handles it, and stops the workers. A
+    parent killed outright cannot stop them, so each also ends itself once the parent is gone."""
     global _progress_slots
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _progress_slots = slots
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="fm2onnx-parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+    while True:
+        time.sleep(every)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except OSError:
+            pass
 
 
 # ----------------------------------------------------------------------------- the parent side
@@ -212,11 +226,16 @@ def run_parts(work: Callable[[PartJob], PartResult], jobs: Sequence[PartJob], wo
     """``work`` on every job in ``workers`` processes; results in job order. The first failure in
     file order is raised; a worker that died fails the run with one line."""
     prog = Progress(label, progress)
-    context = _worker_context(work)
+    # forked from a fresh server process, not from this one, which may hold threads (torch's, the reader's)
+    # a fork would copy mid-step. Nothing is preloaded there: Python 3.11 imports the preloads with the
+    # server's own path, where the working directory comes first and may hold another fm2onnx.
+    context = multiprocessing.get_context("forkserver")
     slots = context.Array("q", 2 * max(j.index for j in jobs) + 2, lock=False)
     pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_start_worker,
-                               initargs=(slots,))
+                               initargs=(slots, os.getpid()))
+    terminate = None
     try:
+        terminate = _terminate_as_exit()
         futures = [pool.submit(work, job) for job in jobs]
         _wait_for_first_failure(futures, prog, slots, total_bytes)
         results = [f.result() for f in futures]
@@ -225,18 +244,23 @@ def run_parts(work: Callable[[PartJob], PartResult], jobs: Sequence[PartJob], wo
                            "nothing was written; retry, with fewer --jobs if memory is short") from None
     finally:
         _stop(pool)
+        if terminate is not None:
+            signal.signal(signal.SIGTERM, terminate)
     peak = max(r.peak_rss_mb for r in results)
     prog.done(sum(r.rows_parsed for r in results), f", worker peak RSS {peak:,.0f} MB")
     return results
 
 
-def _worker_context(work: Callable) -> Any:
-    """Workers forked from a server process that imported ``work``'s module once: not from this process,
-    which may hold threads (torch's, the reader's) that a fork would copy mid-step, and without each
-    worker importing numpy and pyarrow anew."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([work.__module__])
-    return context
+def _terminate_as_exit() -> Any:
+    """While workers run, SIGTERM (``kill``) unwinds like Ctrl-C, so they are stopped and the staged output
+    deleted; returns the handler to restore, or None when it is not ours to change."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+
+    def unwind(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, unwind)
 
 
 def _wait_for_first_failure(futures: list[Future], prog: Progress, slots: Any, total_bytes: int) -> None:
