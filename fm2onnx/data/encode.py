@@ -235,8 +235,8 @@ class _Encoding:
                                    split: tuple[float, float, float], spans: list[tuple[int, int]]) -> Preprocessor:
         """:meth:`count_then_remap` with the counting spread over worker processes (:mod:`.parallel`)."""
         reader, started = self.reader, time.perf_counter()
-        jobs = _part_jobs(reader, spans, self.jobs, writer.directory, self.skip_bad_rows, seed, split)
-        self.jobs_used = min(self.jobs, len(jobs))
+        jobs = _part_jobs(reader, spans, writer.directory, self.skip_bad_rows, seed, split)
+        self.jobs_used = len(jobs)
         results = _count_parts(jobs, self.jobs, f"count {self.name} ({self.jobs} jobs)", reader.size, self.progress)
         counter = VocabCounter(reader.fmt.n_fields)
         for result in results:
@@ -286,8 +286,8 @@ class _Encoding:
         print(msg, file=sys.stderr)
 
 
-def _part_jobs(reader: ChunkReader, spans: list[tuple[int, int]], workers: int, directory: Path,
-               skip_bad_rows: bool, seed: int, split: tuple[float, float, float]) -> list[PartJob]:
+def _part_jobs(reader: ChunkReader, spans: list[tuple[int, int]], directory: Path, skip_bad_rows: bool,
+               seed: int, split: tuple[float, float, float]) -> list[PartJob]:
     """One job per span; its first line from the newlines before it, its first row assuming no bad rows."""
     jobs, first_line = [], 1
     options = {"block_size": reader.block_size, "chunk_rows": reader.chunk_rows}

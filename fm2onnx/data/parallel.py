@@ -34,7 +34,6 @@ import pyarrow as pa
 
 from ..errors import Fm2OnnxError
 from ..progress import Progress
-from .formats import TableFormat
 from .npy import NpyAppender
 from .reader import ChunkReader, Span, is_compressed
 
@@ -287,6 +286,3 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 def clear_part(job: PartJob) -> None:
     shutil.rmtree(job.part_dir, ignore_errors=True)
 
-
-def part_format(job: PartJob) -> TableFormat:
-    return TableFormat.from_dict(job.fmt)
