@@ -18,6 +18,7 @@ from fm2onnx.data import encode_file, load_or_encode
 from fm2onnx.data.npy import NpyAppender
 from fm2onnx.data.synth import synthesize
 from fm2onnx.errors import Fm2OnnxError
+from fm2onnx.interrupt import Interrupted
 
 SMALL = {"block_size": 8192, "chunk_rows": 300}
 
@@ -100,15 +101,13 @@ def test_worker_faults_leave_nothing(criteo_file, cache_root, monkeypatch, work,
     assert multiprocessing.active_children() == []
 
 
-def test_ctrl_c_while_workers_count(criteo_file, cache_root, monkeypatch):
-    """Ctrl-C reaches the parent (the workers ignore it): the workers are stopped, nothing is left."""
-
-    def interrupted(*args, **kw):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(parallel.Progress, "update", interrupted)  # called while waiting for the workers
-    with pytest.raises(KeyboardInterrupt):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_kill_while_workers_count(criteo_file, cache_root, monkeypatch, signum):
+    """Ctrl-C reaches the parent (the workers ignore it), as does kill: the workers are stopped, nothing is left."""
+    monkeypatch.setattr(parallel.Progress, "update", lambda *a, **k: os.kill(os.getpid(), signum))
+    with pytest.raises(Interrupted) as stopped:
         load_or_encode(criteo_file, "criteo", progress=True, jobs=2, **SMALL)
+    assert stopped.value.exit_code == 128 + signum
     assert leftovers(cache_root) == []
     assert multiprocessing.active_children() == []
     monkeypatch.undo()

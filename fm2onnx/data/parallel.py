@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import Fm2OnnxError
+from ..interrupt import handled_signals
 from ..progress import Progress
 from .npy import NpyAppender
 from .reader import ChunkReader, Span, is_compressed
@@ -232,34 +233,19 @@ def run_parts(work: Callable[[PartJob], PartResult], jobs: Sequence[PartJob], wo
     slots = context.Array("q", 2 * max(j.index for j in jobs) + 2, lock=False)
     pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_start_worker,
                                initargs=(slots, os.getpid()))
-    terminate = None
     try:
-        terminate = _terminate_as_exit()
-        futures = [pool.submit(work, job) for job in jobs]
-        _wait_for_first_failure(futures, prog, slots, total_bytes)
-        results = [f.result() for f in futures]
+        with handled_signals():  # SIGTERM too unwinds, so the workers are stopped and the output deleted
+            futures = [pool.submit(work, job) for job in jobs]
+            _wait_for_first_failure(futures, prog, slots, total_bytes)
+            results = [f.result() for f in futures]
     except BrokenProcessPool:
         raise Fm2OnnxError(f"{jobs[0].path}: an encoding worker process died (killed, or out of memory?); "
                            "nothing was written; retry, with fewer --jobs if memory is short") from None
     finally:
         _stop(pool)
-        if terminate is not None:
-            signal.signal(signal.SIGTERM, terminate)
     peak = max(r.peak_rss_mb for r in results)
     prog.done(sum(r.rows_parsed for r in results), f", worker peak RSS {peak:,.0f} MB")
     return results
-
-
-def _terminate_as_exit() -> Any:
-    """While workers run, SIGTERM (``kill``) unwinds like Ctrl-C, so they are stopped and the staged output
-    deleted; returns the handler to restore, or None when it is not ours to change."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        return None
-
-    def unwind(signum, frame):
-        raise SystemExit(128 + signum)
-
-    return signal.signal(signal.SIGTERM, unwind)
 
 
 def _wait_for_first_failure(futures: list[Future], prog: Progress, slots: Any, total_bytes: int) -> None:
