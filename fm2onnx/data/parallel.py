@@ -226,10 +226,7 @@ def run_parts(work: Callable[[PartJob], PartResult], jobs: Sequence[PartJob], wo
     """``work`` on every job in ``workers`` processes; results in job order. The first failure in
     file order is raised; a worker that died fails the run with one line."""
     prog = Progress(label, progress)
-    # forked from a fresh server process, not from this one, which may hold threads (torch's, the reader's)
-    # a fork would copy mid-step. Nothing is preloaded there: Python 3.11 imports the preloads with the
-    # server's own path, where the working directory comes first and may hold another fm2onnx.
-    context = multiprocessing.get_context("forkserver")
+    context = _worker_context()
     slots = context.Array("q", 2 * max(j.index for j in jobs) + 2, lock=False)
     pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_start_worker,
                                initargs=(slots, os.getpid()))
@@ -246,6 +243,19 @@ def run_parts(work: Callable[[PartJob], PartResult], jobs: Sequence[PartJob], wo
     peak = max(r.peak_rss_mb for r in results)
     prog.done(sum(r.rows_parsed for r in results), f", worker peak RSS {peak:,.0f} MB")
     return results
+
+
+def _worker_context() -> Any:
+    """Workers forked from a fresh server process, not from this one, which may hold threads (torch's,
+    the reader's) that a fork would copy mid-step.
+
+    The server imports numpy and pyarrow once for all its workers, but not fm2onnx: Python 3.11 imports
+    preloads with the server's own path, where the working directory comes first and may hold another
+    fm2onnx (a checkout of another version); nor numpy or pyarrow when the working directory holds one."""
+    context = multiprocessing.get_context("forkserver")
+    shadowed = any(os.path.exists(name) for name in ("numpy", "numpy.py", "pyarrow", "pyarrow.py"))
+    context.set_forkserver_preload([] if shadowed else ["numpy", "pyarrow", "pyarrow.compute", "pyarrow.csv"])
+    return context
 
 
 def _wait_for_first_failure(futures: list[Future], prog: Progress, slots: Any, total_bytes: int) -> None:
