@@ -9,8 +9,8 @@ after run (so a change in the machine's load touches every setting alike), into 
 directories. Rates are rows / wall seconds; "total" covers the whole ``encode_file`` call, and the
 closing lines give each setting's median and its ratio to the first --jobs value's. The CPU column
 is CPU seconds of this process (all threads) plus its encoding workers: on a machine other jobs
-share, it shows what the processes cost when wall time cannot; peak MB is the larger of this process's peak RSS during the
-run and the largest worker's.
+share, it shows what the processes cost when wall time cannot; peak MB is the larger of this
+process's peak RSS during the run and the largest worker's.
 """
 
 from __future__ import annotations
