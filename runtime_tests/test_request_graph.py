@@ -150,3 +150,24 @@ def test_request_bench_times_every_form_and_writes_its_plot(cli, tmp_path):
     assert (tmp_path / "r.png").stat().st_size > 10_000
     code, _, err = cli("bench", ckpt, "--request", "2:3")
     assert code == 2 and "add up to the model's 6 fields" in err
+
+
+@pytest.mark.slow  # three exports, a golden file and the ORT converter
+def test_check_golden_and_package_take_request_graphs(cli, tmp_path):
+    """The commands that run a graph on full rows score a request graph on the requests they stand for."""
+    ckpt = write_checkpoint(randomized_model("fvfm"), tmp_path / "ckpt.pt")
+    assert cli("export", ckpt, "--context-fields", "device,hour")[0] == 0
+    model = tmp_path / "ckpt.request.onnx"
+    code, out, err = cli("check", ckpt, model, "--json")
+    assert code == 0, err
+    graph = json.loads(out)["graphs"][0]
+    assert graph["form"] == "request" and graph["within_tolerance"]
+    golden = tmp_path / "golden.npz"
+    assert cli("check", model, "--golden", golden, "--write")[0] == 0
+    code, out, err = cli("check", model, "--golden", golden)
+    assert code == 0 and "matches" in out, err
+    assert cli("export", ckpt, "--context-fields", "site", "-o", tmp_path / "other.onnx")[0] == 0
+    code, _, err = cli("check", tmp_path / "other.onnx", "--golden", golden)
+    assert code == 2 and "recorded with field roles" in err
+    code, out, err = cli("package", model, "-o", tmp_path / "edge")
+    assert code == 0 and (tmp_path / "edge" / "ckpt.request.ort").is_file(), err
