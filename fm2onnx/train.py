@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from models import FMFamilyModel, L2Config, ModelSpec, build_model
 
 from .data.metrics import auc, log_loss
+from .distributed import World, shard_batches
 from .errors import Fm2OnnxError
 from .progress import Progress
 
@@ -148,8 +149,12 @@ class BestEpoch:
 
 
 def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = True,
-          log_path: Path | None = None, start_from: FMFamilyModel | None = None) -> TrainResult:
+          log_path: Path | None = None, start_from: FMFamilyModel | None = None,
+          world: World = World()) -> TrainResult:
     """Train on dataset's train split, early-stop on its validation AUC, score the best model on all splits.
+
+    With several workers (``world``) each trains on its shard; rank 0 alone evaluates, decides when to
+    stop, writes the log and returns the metrics (the other ranks return their equal weights, no metrics).
 
     ``start_from`` fine-tunes given weights instead of a fresh init; they then compete as epoch 0, so
     fine-tuning never returns a model with a worse validation AUC than it was given.
@@ -166,11 +171,16 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     if start_from is not None:
         model.load_state_dict(start_from.state_dict())
         best = starting_point(model, dataset, valid_rows, history)
-    with (open(log_path, "w") if log_path else contextlib.nullcontext()) as log:
+    world.broadcast_parameters(model)
+    with (open(log_path, "w") if log_path and world.is_main else contextlib.nullcontext()) as log:
         for epoch in range(1, config.epochs + 1):
             title = f"epoch {epoch} (at most {config.epochs}, {threads} thread{'s' if threads > 1 else ''})"
             record = {"epoch": epoch} | run_epoch(model, optimizers, dataset, train_rows, config, rng, title,
-                                                   progress)
+                                                   progress and world.is_main, world)
+            if not world.is_main:  # rank 0 evaluates and decides; the others follow its verdict
+                if world.main_decides(False):
+                    break
+                continue
             if len(valid_rows):
                 record["valid"] = evaluate_rows(model, dataset.ids, dataset.labels, valid_rows)
             # Without a validation split, the lowest training loss stands in for the best AUC.
@@ -180,8 +190,10 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
             history.append(record)
             report_epoch(record, improved, log, progress)
             steps = epoch * -(-len(train_rows) // config.batch_size)
-            if best.stale >= config.patience and steps >= config.min_steps:
+            if world.main_decides(best.stale >= config.patience and steps >= config.min_steps):
                 break
+    if not world.is_main:
+        return TrainResult(model, 0, history, {})
     model.load_state_dict(best.state)  # the test score always comes from the best epoch's weights
     model.eval()
     metrics = {name: evaluate_rows(model, dataset.ids, dataset.labels, rows)
@@ -224,22 +236,29 @@ def starting_point(model: FMFamilyModel, dataset, valid_rows: np.ndarray, histor
 
 
 def run_epoch(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], dataset, train_rows: np.ndarray,
-              config: TrainConfig, rng: np.random.Generator, title: str, progress: bool) -> dict:
-    """One pass over the shuffled training rows -> its running loss, speed and duration."""
+              config: TrainConfig, rng: np.random.Generator, title: str, progress: bool,
+              world: World = World()) -> dict:
+    """One pass over the shuffled training rows (this worker's shard of them) -> the running loss, speed
+    and duration, over all workers."""
     model.train()
     bar = Progress(title, enabled=progress)
     loss_sum, seen, started = 0.0, 0, time.perf_counter()
-    for x, y in shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng):
+    batches = (shard_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng, world)
+               if world.size > 1 else shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng))
+    for x, y in batches:
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         logits, penalty = model.forward_with_penalty(x, config.l2)
         loss = F.binary_cross_entropy_with_logits(logits, y)
         (loss + penalty).backward()
+        world.reduce_gradients(model, len(y))
         for opt in optimizers:
             opt.step()
         loss_sum += loss.item() * len(y)
         seen += len(y)
-        bar.update(seen, seen / len(train_rows), loss=loss_sum / seen)
+        bar.update(seen * world.size, seen * world.size / len(train_rows), loss=loss_sum / seen)
+    loss_sum, seen = world.sum(loss_sum, seen)
+    seen = int(seen)
     rows_per_s = seen / bar.done(seen, f", loss {loss_sum / max(seen, 1):.4f}")
     return {"train_logloss_running": loss_sum / max(seen, 1), "rows_per_s": rows_per_s,
             "seconds": time.perf_counter() - started}

@@ -36,8 +36,14 @@ VALID_HELP = "Validation rows for early stopping, in the same format; --data is 
 TEST_HELP = "Test rows, scored once with the best epoch's weights (every row of the file)."
 CACHE_HELP = ("Where encoded copies of the data are kept for reuse (default: $XDG_CACHE_HOME/fm2onnx or "
               "~/.cache/fm2onnx); nothing is written beside the data.")
-THREADS_HELP = ("torch threads (default: one per physical core). On a machine shared with other jobs, "
-                "--threads 1 per run is faster in total.")
+THREADS_HELP = ("torch threads (default: one per physical core, shared among the --workers). On a machine "
+                "shared with other jobs, --threads 1 per run is faster in total.")
+WORKERS_HELP = ("Data-parallel training processes on this machine (torch.distributed, gloo); --batch-size is "
+                "then split among them. Under torchrun the launcher sets this instead.")
+NNODES_HELP = "Machines taking part (with --workers processes each), e.g. 2; each runs the same command."
+RDZV_HELP = "HOST:PORT where the machines meet (any free port on the first machine), needed with --nnodes > 1."
+# Options of the launching process alone: its workers get every other option as given.
+LAUNCH_OPTIONS = ("workers", "nnodes", "rdzv_endpoint", "rdzv_id")
 
 
 def open_dataset(data: Path, fmt_name: str, schema: Optional[Path], *, min_count, seed, skip_bad_rows,
@@ -72,6 +78,7 @@ def metrics_table(title: str, metrics: dict) -> Table:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Path = typer.Option(..., help=DATA_HELP),
     valid: Optional[Path] = typer.Option(None, help=VALID_HELP),
     test: Optional[Path] = typer.Option(None, help=TEST_HELP),
@@ -104,8 +111,13 @@ def train(
     output: Path = typer.Option(Path("ckpt.pt"), "-o", "--output"),
     force: bool = typer.Option(False, help="Overwrite an existing output / log."),
     quiet: bool = typer.Option(False, help="No progress output."),
+    workers: int = typer.Option(1, help=WORKERS_HELP),
+    nnodes: str = typer.Option("1", help=NNODES_HELP),
+    rdzv_endpoint: Optional[str] = typer.Option(None, help=RDZV_HELP),
+    rdzv_id: str = typer.Option("fm2onnx", help="Names the run at --rdzv-endpoint; the same on every machine."),
 ):
     """Train an FM-family model and write a checkpoint."""
+    from fm2onnx import distributed
     from fm2onnx.dims_file import read_dims
     from fm2onnx.train import TrainConfig, config_dict
     from fm2onnx.train import train as run_training
@@ -117,19 +129,58 @@ def train(
     config = TrainConfig(optimizer, lr, l2_embeddings, l2_field_matrices, l2_linear, batch_size, epochs,
                          patience, min_steps, seed, threads)
     config.validate()
-    dataset = open_dataset(data, format, schema, min_count=min_count, seed=split_seed, skip_bad_rows=skip_bad_rows,
-                           cache_dir=cache_dir, progress=not quiet, valid=valid, test=test)
-    pre = dataset.preprocessor
-    field_dims = read_dims(dims, list(pre.field_names)) if dims else None
-    spec = ModelSpec.create(model, list(pre.field_names), list(pre.vocab_sizes), dim=dim, dims=field_dims,
-                            linear=linear)
-    result = run_training(spec, dataset, config, progress=not quiet, log_path=log)
+    if (workers != 1 or nnodes != "1") and not distributed.launched():
+        distributed.launch(forwarded_args(ctx), workers, nnodes, rdzv_endpoint, rdzv_id)
+        return
+    world = distributed.start()
+    try:
+        config = worker_threads(config, world)
+        dataset = distributed.encode_once(world, lambda shown: open_dataset(
+            data, format, schema, min_count=min_count, seed=split_seed, skip_bad_rows=skip_bad_rows,
+            cache_dir=cache_dir, progress=shown and not quiet, valid=valid, test=test))
+        pre = dataset.preprocessor
+        world.check_same("encoded data (rows, vocabulary sizes)", [dataset.rows, *pre.vocab_sizes])
+        field_dims = read_dims(dims, list(pre.field_names)) if dims else None
+        spec = ModelSpec.create(model, list(pre.field_names), list(pre.vocab_sizes), dim=dim, dims=field_dims,
+                                linear=linear)
+        result = run_training(spec, dataset, config, progress=not quiet, log_path=log, world=world)
+    finally:
+        distributed.stop()
+    if not world.is_main:
+        return
     training = {"config": config_dict(config), "data": str(data), "best_epoch": result.best_epoch,
                 "metrics": result.metrics, "history": result.history, "split_seed": split_seed,
                 "files": {"valid": str(valid) if valid else None, "test": str(test) if test else None}}
+    if world.size > 1:
+        training["workers"] = world.size
     save_checkpoint(Checkpoint.from_model(result.model, pre.to_dict(), training), output, force=force)
     console.print(metrics_table(f"{spec.kind} (best epoch {result.best_epoch})", result.metrics))
     console.print(f"wrote {output}  (epoch log: {log})")
+
+
+def forwarded_args(ctx: typer.Context) -> list[str]:
+    """The command line a worker runs: this command with every option given, less the launcher's own."""
+    args = [ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in LAUNCH_OPTIONS or value is None or value == param.default:
+            continue
+        if getattr(param, "is_flag", False):
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            args += [param.opts[0], str(value)]
+    return args
+
+
+def worker_threads(config, world):
+    """Without --threads, the workers on a machine share its cores instead of each taking all of them."""
+    from dataclasses import replace
+
+    from fm2onnx.train import physical_cores
+
+    if world.size == 1 or config.threads:
+        return config
+    return replace(config, threads=max(1, physical_cores() // world.local_size))
 
 
 @app.command()
