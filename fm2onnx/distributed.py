@@ -219,6 +219,8 @@ def reduce_gradients(model: torch.nn.Module, rows: int, sparse_method: str = "ga
 
 
 def local_sparse_grad(p: torch.nn.Parameter) -> torch.Tensor:
+    """``p``'s sparse gradient, coalesced: a batch looks up popular rows many times, so summing them before
+    sending shrinks what is sent and what the optimizer coalesces after (bench/train_workers.py)."""
     if p.grad is None:
         return torch.sparse_coo_tensor(torch.empty(1, 0, dtype=torch.int64), torch.empty(0, *p.shape[1:]), p.shape,
                                        check_invariants=False)
@@ -226,7 +228,7 @@ def local_sparse_grad(p: torch.nn.Parameter) -> torch.Tensor:
 
 
 def reduce_sparse(grads: list[torch.Tensor], weight: float, method: str) -> list[torch.Tensor]:
-    """Sum over workers of ``weight`` * each coalesced sparse gradient (rows of a table).
+    """Sum over workers of ``weight`` * each sparse gradient (rows of a table), left uncoalesced.
 
     gather: all-gather every table's touched row ids and values, packed into one id and one value buffer
       (3 collectives per step whatever the number of tables); the optimizer sums duplicate rows.
@@ -236,20 +238,20 @@ def reduce_sparse(grads: list[torch.Tensor], weight: float, method: str) -> list
     if method == "native":
         out = []
         for g in grads:
-            g = torch.sparse_coo_tensor(g.indices(), g.values() * weight, g.shape, check_invariants=False)
+            g = torch.sparse_coo_tensor(g._indices(), g._values() * weight, g.shape, check_invariants=False)
             dist.all_reduce(g)
             out.append(g)
         return out
     world_size = dist.get_world_size()
-    counts = torch.tensor([g.indices().shape[1] for g in grads], dtype=torch.int64)
+    counts = torch.tensor([g._indices().shape[1] for g in grads], dtype=torch.int64)
     all_counts = gather_padded(counts, world_size)  # [W, T]
-    indices = gather_padded(torch.cat([g.indices()[0] for g in grads]), world_size,
+    indices = gather_padded(torch.cat([g._indices()[0] for g in grads]), world_size,
                             int(all_counts.sum(dim=1).max()))
     if method == "union":
         return union_reduce(grads, weight, all_counts, indices)
     widths = [int(np.prod(g.shape[1:])) for g in grads]
     value_counts = all_counts * torch.tensor(widths)
-    values = gather_padded(torch.cat([g.values().reshape(-1) for g in grads]) * weight, world_size,
+    values = gather_padded(torch.cat([g._values().reshape(-1) for g in grads]) * weight, world_size,
                            int(value_counts.sum(dim=1).max()))
     out = []
     for t, g in enumerate(grads):
@@ -273,7 +275,7 @@ def union_reduce(grads, weight, all_counts, indices) -> list[torch.Tensor]:
             ids.append(indices[r, a:a + all_counts[r, t]])
         union = torch.unique(torch.cat(ids))
         dense = torch.zeros(len(union), *g.shape[1:])
-        dense.index_add_(0, torch.searchsorted(union, g.indices()[0]), g.values() * weight)
+        dense.index_add_(0, torch.searchsorted(union, g._indices()[0]), g._values() * weight)
         dist.all_reduce(dense)
         out.append(torch.sparse_coo_tensor(union[None], dense, g.shape, is_coalesced=True, check_invariants=False))
     return out
@@ -295,6 +297,7 @@ def gather_padded(t: torch.Tensor, world_size: int, length: int | None = None) -
 def launch(child_args: list[str], workers: int, nnodes: str, rdzv_endpoint: str | None, rdzv_id: str) -> None:
     """Run ``python -m fm2onnx CHILD_ARGS`` as ``workers`` processes on this machine (of ``nnodes`` machines)
     through torch's elastic launcher, exactly as ``torchrun`` would."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -314,6 +317,8 @@ def launch(child_args: list[str], workers: int, nnodes: str, rdzv_endpoint: str 
     except ChildFailedError as exc:
         failed = ", ".join(f"rank {r} (exit code {f.exitcode})" for r, f in sorted(exc.failures.items()))
         raise Fm2OnnxError(f"training workers failed: {failed}; the first error is printed above") from None
+    except SignalException:  # Ctrl-C or a kill: the launcher has stopped the workers
+        raise KeyboardInterrupt from None
     except ValueError as exc:  # a malformed --nnodes or --rdzv-endpoint
         raise Fm2OnnxError(f"--nnodes/--rdzv-endpoint: {exc}") from None
 
