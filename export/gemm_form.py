@@ -25,8 +25,8 @@ import numpy as np
 import onnx_ir as ir
 
 from .contract import INPUT_NAME, clamp_rows
-from .folds import FieldWeights
-from .graph_writer import INT64, GraphWriter
+from .folds import FieldWeights, encode
+from .graph_writer import FLOAT, INT64, GraphWriter
 
 GROUPS = 5  # on Table 3's fields: 8% padding values, and most Gathers large enough for two threads
 
@@ -43,9 +43,20 @@ class GemmGroup:
 class GemmTables:
     groups: list[GemmGroup]
     matrix: np.ndarray  # [width of X, width of X] float32
+    fields: list[int]  # the fields X is made of, in the order of the rows' columns
 
     def group_ends(self) -> list[int]:
         return np.cumsum([len(g.fields) * g.width for g in self.groups]).tolist()
+
+    def vector_columns(self, dims) -> dict[int, slice]:
+        """Field -> the columns of X that hold its embedding v (after its linear slot)."""
+        columns, start = {}, 0
+        for group in self.groups:
+            for k, f in enumerate(group.fields):
+                first = start + k * group.width + 1
+                columns[f] = slice(first, first + dims[f])
+            start += len(group.fields) * group.width
+        return columns
 
 
 def width_groups(widths: list[int], count: int) -> list[list[int]]:
@@ -76,28 +87,30 @@ def width_groups(widths: list[int], count: int) -> list[list[int]]:
     return [order[a:b] for a, b in zip((0,) + ends[:-1], ends)]
 
 
-def gemm_tables(weights: FieldWeights, groups: int = GROUPS) -> GemmTables:
-    widths = [1 + d for d in weights.spec.dims]  # [lin | v]
-    parts = width_groups(widths, groups)
+def gemm_tables(weights: FieldWeights, groups: int = GROUPS, fields: list[int] | None = None) -> GemmTables:
+    """X and W for ``fields`` (default: all) of the model: their pairs, their linear terms."""
+    chosen = list(range(weights.spec.num_fields)) if fields is None else list(fields)
+    widths = {f: 1 + weights.spec.dims[f] for f in chosen}  # [lin | v]
+    parts = [[chosen[i] for i in part] for part in width_groups([widths[f] for f in chosen], groups)]
     # X's constant 1: the spare last value of the narrowest field's rows (its group widened if it has none)
     ones_field = parts[0][0]
     out, slots, start = [], {}, 0
-    for i, fields in enumerate(parts):
-        width = max(widths[f] for f in fields)
+    for i, members in enumerate(parts):
+        width = max(widths[f] for f in members)
         if i == 0 and widths[ones_field] == width:  # no spare value for the constant 1
             width += 1
-        stacked = [field_rows(weights, f, width, f == ones_field) for f in fields]
+        stacked = [field_rows(weights, f, width, f == ones_field) for f in members]
         first_rows = np.cumsum([0] + [len(rows) for rows in stacked[:-1]]).tolist()
-        slots.update({f: start + k * width for k, f in enumerate(fields)})
-        out.append(GemmGroup(fields, width, np.concatenate(stacked).astype(np.float32), first_rows))
-        start += len(fields) * width
+        slots.update({f: start + k * width for k, f in enumerate(members)})
+        out.append(GemmGroup(members, width, np.concatenate(stacked).astype(np.float32), first_rows))
+        start += len(members) * width
     matrix = np.zeros((start, start), np.float64)
-    placed = [f for fields in parts for f in fields]
+    placed = [f for members in parts for f in members]
     for i, a in enumerate(placed):
         for b in placed[i + 1:]:
             matrix[slots[a] + 1:slots[a] + widths[a], slots[b] + 1:slots[b] + widths[b]] = weights.pair_matrix(a, b)
     matrix[slots[ones_field] + out[0].width - 1, [slots[f] for f in placed]] = 1.0
-    return GemmTables(out, matrix.astype(np.float32))
+    return GemmTables(out, matrix.astype(np.float32), chosen)
 
 
 def field_rows(weights: FieldWeights, f: int, width: int, carries_one: bool) -> np.ndarray:
@@ -120,29 +133,61 @@ def gemm_pairs(w: GraphWriter, weights: FieldWeights, rows: ir.Value, row_bases:
     from its own graph's initializers, so a subgraph repacks them per call; kept in the main graph
     all the same, because as the branch's own initializers the 2-thread throughput at large batches
     became erratic (``fm2onnx bench``)."""
-    n, tables, store = weights.spec.num_fields, gemm_tables(weights, groups), store or w
+    tables, store = gemm_tables(weights, groups), store or w
+    return gemm_terms(w, tables, gemm_rows(w, tables, rows, row_bases, store), store)
+
+
+def gemm_rows(w: GraphWriter, tables: GemmTables, rows: ir.Value, row_bases: np.ndarray | None,
+              store: GraphWriter, table_dtype: str = "float32") -> list[ir.Value]:
+    """X, one [B, fields in group · width] value per group: each group's rows in one Gather. ``rows``
+    [B, len(tables.fields)]: column i holds field tables.fields[i]'s row (plus ``row_bases[i]``)."""
+    n, column_of = len(tables.fields), {f: i for i, f in enumerate(tables.fields)}
     shift = np.zeros(n, np.int64) if row_bases is None else -np.asarray(row_bases, np.int64)
     for group in tables.groups:
-        shift[group.fields] += group.first_rows
+        shift[[column_of[f] for f in group.fields]] += group.first_rows
     rows = w.op("Add", [rows, w.const(shift, "group_rows")], "rows") if shift.any() else rows
-    in_order = tables.groups[0].fields == list(range(n))  # one group, fields as they come
+    in_order = tables.groups[0].fields == tables.fields  # one group, fields as they come
     columns = None if in_order else w.ops("Split", [rows], "column", n, axis=1, num_outputs=n)
     xs = []
     for i, group in enumerate(tables.groups):
         if columns is None:
             index = rows
         elif len(group.fields) == 1:
-            index = columns[group.fields[0]]
+            index = columns[column_of[group.fields[0]]]
         else:  # [B, fields in group]
-            index = w.op("Concat", [columns[f] for f in group.fields], "group_index", axis=1)
-        gathered = w.op("Gather", [store.const(group.table, f"gemm_table_{i}"), index], "group_rows", axis=0)
+            index = w.op("Concat", [columns[column_of[f]] for f in group.fields], "group_index", axis=1)
+        gathered = gather_rows(w, store, group.table, index, table_dtype, f"gemm_table_{i}")
         xs.append(w.op("Reshape", [gathered, w.ints(-1, len(group.fields) * group.width)], "x"))
+    return xs
+
+
+def gather_rows(w: GraphWriter, store: GraphWriter, table: np.ndarray, index: ir.Value, dtype: str,
+                name: str) -> ir.Value:
+    """Rows of ``table`` as float32, stored in ``dtype``: only the gathered rows are converted (int8
+    rows times their own scale)."""
+    if dtype == "float32":
+        return w.op("Gather", [store.const(table, name), index], "group_rows", axis=0)
+    values, scales = encode(table.astype(np.float64), np.zeros(table.shape[1], bool), dtype)
+    gathered = w.op("Cast", [w.op("Gather", [store.const(values, name), index], "packed_rows", axis=0)],
+                    "group_rows", to=FLOAT)
+    if scales is None:
+        return gathered
+    scale = w.op("Gather", [store.const(scales[:, :1], f"{name}_scales"), index], "row_scales", axis=0)
+    return w.op("Mul", [gathered, scale], "group_rows")
+
+
+def gemm_terms(w: GraphWriter, tables: GemmTables, xs: list[ir.Value], store: GraphWriter,
+               shift: ir.Value | None = None) -> ir.Value:
+    """Σ X ⊙ (X·W + shift), [B]. ``shift`` [1, width of X]: a row added to every X·W (a request's
+    context products, export/request_graph.py), whose values meet X's own."""
     # W is zero below its diagonal blocks, so group h's columns of X·W need only X's columns up to h's end
     terms, ends = [], tables.group_ends()
     for h, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
         prefix = w.op("Concat", xs[:h + 1], "prefix", axis=1) if h else xs[0]
         block = store.const(np.ascontiguousarray(tables.matrix[:end, start:end]), f"block_matrix_{h}")
         projected = w.op("MatMul", [prefix, block], "projected")
+        if shift is not None:
+            projected = w.op("Add", [projected, w.slice(shift, start, end, 1, "shift")], "shifted")
         terms.append(w.op("ReduceSum", [w.op("Mul", [xs[h], projected], "products"), w.ints(1)], "terms", keepdims=0))
     return w.op("Sum", terms, "pairs") if len(terms) > 1 else terms[0]
 

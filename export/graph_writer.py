@@ -73,12 +73,15 @@ class GraphWriter:
             graph.register_initializer(value)
         graph.insert_before(before, self.tape.nodes)
 
-    def serving_model(self, ids: ir.Value, logit: ir.Value, name: str, props: dict[str, str]) -> ir.Model:
-        """The model of the serving contract: ids in; probability and logit [batch] out; ``props`` stamped."""
+    def serving_model(self, ids: ir.Value | list[ir.Value], logit: ir.Value, name: str, props: dict[str, str],
+                      rows: str = "batch") -> ir.Model:
+        """The model of the serving contract: ids in (``feature_ids``, or a request graph's context and
+        candidate ids); probability and logit [``rows``] out; ``props`` stamped."""
         probability = self.op("Sigmoid", [logit], "probability_sum")
         probability.name, logit.name = OUTPUT_NAMES
         for value in (probability, logit):
-            value.dtype, value.shape = FLOAT, ir.Shape(["batch"])
-        out = ir.Model(self.graph([probability, logit], name, inputs=[ids]), ir_version=10)
+            value.dtype, value.shape = FLOAT, ir.Shape([rows])
+        inputs = ids if isinstance(ids, list) else [ids]
+        out = ir.Model(self.graph([probability, logit], name, inputs=inputs), ir_version=10)
         stamp(out, props)
         return out

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import onnx_ir as ir
 
 from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 from fm2onnx.files import refuse_overwrite
+from models import ModelSpec
 
 from .cached_form import CachedFormOptions, make_cached
 from .contract import describe, file_sha256, spec_of, stamp
@@ -108,15 +110,20 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
     return result
 
 
-def trace(checkpoint: Path, opset: int, parity_rows: int, report: Callable[[str], None]):
-    """The checkpoint's model traced to the uncached graph, with torch's logits on the parity ids;
-    the torch model is gone before onnxruntime loads the tables again."""
+def trace(checkpoint: Path, opset: int, parity_rows: int, report: Callable[[str], None],
+          arrange: Callable[[ModelSpec, np.ndarray], np.ndarray] | None = None):
+    """The checkpoint's model traced to the uncached graph, with torch's logits on the parity ids
+    (``arrange``-d first: a request graph's ids come in requests); the torch model is gone before
+    onnxruntime loads the tables again."""
     ckpt = load_checkpoint(checkpoint)
     spec = ckpt.spec
     report(f"loaded {checkpoint}: {spec.kind}, {spec.num_fields} fields, {sum(spec.vocab_sizes):,} features")
+    if arrange is not None:
+        arrange(spec, np.zeros((0, spec.num_fields), np.int64))  # options checked before any slow work
     torch_model = ckpt.model()
     ckpt.state_dict.clear()  # the model holds its own copy; at Criteo scale one copy is gigabytes
     ids = parity_ids(spec, parity_rows)
+    ids = arrange(spec, ids) if arrange is not None else ids
     want = torch_logits(torch_model, ids)
     model = export_uncached(torch_model, opset=opset)
     stamp(model, describe(spec, form="uncached", checkpoint_sha256=file_sha256(checkpoint)))

@@ -17,21 +17,29 @@ from typing import Callable
 
 import numpy as np
 import onnx_ir as ir
+from onnxruntime import InferenceSession
 
 from fm2onnx.errors import Fm2OnnxError
+from fm2onnx.files import reported_write_errors
 
 from .model_io import save_model, sidecar_path
 from .ort import session
 from .parity import compare, ort_outputs
 
 
+NOTHING_LEFT = "the staged files were removed, nothing new is left there"
+
+
 @contextmanager
 def staged_directory(final_dir: Path):
-    """A scratch directory beside the destination, removed whatever happens."""
-    final_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".fm2onnx-", dir=final_dir))
+    """A scratch directory beside the destination, removed whatever happens; a full disk or an unwritable
+    folder is one line naming the destination folder."""
+    with reported_write_errors(final_dir, NOTHING_LEFT):
+        final_dir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".fm2onnx-", dir=final_dir))
     try:
-        yield scratch
+        with reported_write_errors(final_dir, NOTHING_LEFT):
+            yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -58,6 +66,8 @@ class Stager:
     report: Callable[[str], None]
     reference: str = "torch"  # what ``want`` came from, for the gate's message
     files: dict[str, list[Path]] = field(default_factory=dict)  # form -> staged files to move into place
+    # a staged graph's logits on ``ids``: the rows in serving batches, or (request graphs) as requests
+    score: Callable[[InferenceSession, np.ndarray], np.ndarray] = lambda sess, ids: ort_outputs(sess, ids)["logit"]
 
     def save(self, model: ir.Model, name: str, tolerance: tuple[float, float], what: str, *,
              target: Path | None = None, form: str | None = None) -> list[Path]:
@@ -69,7 +79,7 @@ class Stager:
 
     def gate(self, path: Path, tolerance: tuple[float, float], what: str, target) -> None:
         atol, rtol = tolerance
-        parity = compare(self.want, ort_outputs(session(path), self.ids)["logit"], atol=atol, rtol=rtol)
+        parity = compare(self.want, self.score(session(path), self.ids), atol=atol, rtol=rtol)
         if not parity.ok:
             raise Fm2OnnxError(f"{target}: not written: the {what} graph disagrees with {self.reference} "
                                f"({parity.describe()}, tolerance {atol:g} + {rtol:g}·|logit|)")

@@ -15,7 +15,9 @@ Schema version 1, a dict of plain types and tensors:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from models import FMFamilyModel, ModelSpec, build_model
 
 from . import __version__
 from .errors import CheckpointError, Fm2OnnxError
-from .files import refuse_overwrite
+from .files import refuse_overwrite, reported_write_errors
 
 FORMAT = "fm2onnx-checkpoint"
 SCHEMA_VERSION = 1
@@ -66,10 +68,42 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path, *, force: bool = False) 
         "training": ckpt.training,
         "tensors_sha256": tensors_sha256(ckpt.state_dict),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint under the real name
+    write_atomically(payload, path)
     return path
+
+
+def write_atomically(payload, path: Path) -> None:
+    """torch.save ``payload`` to ``path`` whole or not at all, and durably: a temporary file in the same
+    folder, flushed and fsynced, renamed over ``path`` (atomic), then the folder fsynced so the rename
+    survives a crash too. On any failure (a full disk, an interrupt) the temporary file is removed and
+    ``path`` keeps what it held; a full disk or an unwritable folder is one line naming ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with reported_write_errors(path):
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
+    fsync_directory(path.parent)
+
+
+def fsync_directory(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the rename itself has happened
+    finally:
+        os.close(fd)
 
 
 def tensors_sha256(state: dict[str, torch.Tensor]) -> str:

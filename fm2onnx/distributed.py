@@ -11,7 +11,6 @@ makes on the whole global batch. Rank 0 alone evaluates, decides early stopping 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Iterator
@@ -25,9 +24,10 @@ from .errors import Fm2OnnxError
 # Rows of each worker's shard read per block, sorted, so memory-mapped ids are read mostly sequentially
 # and memory stays bounded (the single-process reader's block size).
 READ_BLOCK_ROWS = 1 << 19
-# Workers other than the encoding one wait this long at the barrier: encoding a 45M-row text file takes
-# tens of minutes, far past the process group's default timeout.
-ENCODE_WAIT = timedelta(hours=6)
+# How long a worker waits for the others in one collective: the others wait while rank 0 encodes the
+# text (tens of minutes for 45M rows) or scores the validation split, far past gloo's default 30 minutes.
+# A worker that dies is noticed at once (its connections close); this only bounds a silent hang.
+COLLECTIVE_TIMEOUT = timedelta(hours=2)
 SPARSE_METHODS = ("gather", "union", "native")
 
 
@@ -50,9 +50,29 @@ class World:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def barrier(self, timeout: timedelta | None = None) -> None:
+    def barrier(self) -> None:
         if self.size > 1:
-            dist.monitored_barrier(timeout=timeout, wait_all_ranks=True)
+            dist.barrier()
+
+    def on_main(self, work: Callable[[], object], share: bool = False):
+        """``work()`` on rank 0 while the others wait; its value on every rank if ``share`` (else None
+        elsewhere). If it raises Fm2OnnxError, rank 0 reports it and the others exit quietly (status 2), so
+        the error is printed once."""
+        if self.size == 1:
+            return work()
+        outcome, error, value = [("value", None)], None, None
+        if self.is_main:
+            try:
+                value = work()
+                outcome = [("value", value if share else None)]
+            except Fm2OnnxError as exc:
+                error, outcome = exc, [("error", str(exc))]
+        dist.broadcast_object_list(outcome, src=0)
+        if error is not None:
+            raise error
+        if outcome[0][0] == "error":
+            raise SystemExit(2)
+        return value if self.is_main else outcome[0][1]
 
     def main_decides(self, flag: bool) -> bool:
         """Rank 0's ``flag`` on every rank (e.g. early stopping's verdict)."""
@@ -102,7 +122,7 @@ def start(sparse_method: str = "gather") -> World:
     if not launched():
         return World(sparse_method=sparse_method)
     if not dist.is_initialized():
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=COLLECTIVE_TIMEOUT)
     env = os.environ
     return World(dist.get_rank(), dist.get_world_size(), int(env.get("LOCAL_RANK", 0)),
                  int(env.get("LOCAL_WORLD_SIZE", 1)), sparse_method)
@@ -120,13 +140,12 @@ def encode_once(world: World, open_data: Callable[[bool], object]):
     (which finds rank 0's cache on a shared file system, or encodes its own copy on a local one); then
     the rest, which find the cache written.
     """
+    dataset = world.on_main(lambda: open_data(True))
     if world.size == 1:
-        return open_data(True)
-    dataset = open_data(True) if world.rank == 0 else None
-    world.barrier(ENCODE_WAIT)
+        return dataset
     if world.rank != 0 and world.local_rank == 0:
         dataset = open_data(False)
-    world.barrier(ENCODE_WAIT)
+    world.barrier()
     return dataset if dataset is not None else open_data(False)
 
 
@@ -322,7 +341,3 @@ def launch(child_args: list[str], workers: int, nnodes: str, rdzv_endpoint: str 
     except ValueError as exc:  # a malformed --nnodes or --rdzv-endpoint
         raise Fm2OnnxError(f"--nnodes/--rdzv-endpoint: {exc}") from None
 
-
-def note(world: World, message: str) -> None:
-    if world.is_main:
-        print(message, file=sys.stderr)

@@ -11,3 +11,8 @@ class DataError(Fm2OnnxError):
 
 class CheckpointError(Fm2OnnxError):
     """A file that is not a loadable fm2onnx checkpoint; the message names the file."""
+
+
+class WriteError(Fm2OnnxError):
+    """An output could not be written (a full disk, a read-only or unwritable folder); the message names
+    it, and nothing half-written was left under its name."""

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
-from .errors import Fm2OnnxError
+from .errors import Fm2OnnxError, WriteError
+
+# What the system says when an output cannot be written: no space, no quota, a read-only or unwritable folder.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def refuse_overwrite(*paths: str | Path | None, force: bool) -> None:
@@ -12,3 +20,34 @@ def refuse_overwrite(*paths: str | Path | None, force: bool) -> None:
     for path in paths:
         if path is not None and Path(path).exists() and not force:
             raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
+
+
+def check_writable(target: Path) -> None:
+    """Fail now, in one line, rather than after the work, if no file can be created beside ``target``
+    (its folder is created if missing)."""
+    with reported_write_errors(target, "checked before any work was done"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.probe-", dir=target.parent)
+        os.close(fd)
+        os.unlink(probe)
+
+
+@contextlib.contextmanager
+def reported_write_errors(target: str | Path, cleanup: str = "nothing half-written is left") -> Iterator[None]:
+    """A write in this block that fails for want of space or permission becomes one line naming
+    ``target`` (the output the user named, not a temporary file); other errors, and errors on files
+    elsewhere (an input that cannot be read), pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS or not _written_at(exc.filename, Path(target)):
+            raise
+        raise WriteError(f"{target}: cannot write: {exc.strerror or exc} ({cleanup})") from None
+
+
+def _written_at(filename, target: Path) -> bool:
+    """Whether an error on ``filename`` (None: a write to an open file) is one on ``target`` or its folder."""
+    if filename is None:
+        return True
+    folder = (target if target.is_dir() else target.parent).resolve()
+    return Path(filename).resolve().is_relative_to(folder)

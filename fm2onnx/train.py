@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -19,10 +18,13 @@ import torch.nn.functional as F
 
 from models import FMFamilyModel, L2Config, ModelSpec, build_model
 
+from . import interrupt
 from .data.metrics import auc, log_loss
 from .distributed import World, shard_batches
 from .errors import Fm2OnnxError
+from .files import reported_write_errors
 from .progress import Progress
+from .resume import ResumeFile, ResumeState
 
 OPTIMIZERS = ("adam", "adagrad")
 # Shuffled rows are read in blocks of this many sorted indices, so a memory-mapped file is read
@@ -147,58 +149,141 @@ class BestEpoch:
         self.stale += 1
         return False
 
+    def to_dict(self) -> dict:
+        return {"score": float(self.score), "epoch": self.epoch, "stale": self.stale, "state": self.state}
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "BestEpoch":
+        return cls(saved["score"], saved["epoch"], saved["state"], saved["stale"])
+
+
+class TrainingDiverged(Fm2OnnxError):
+    """The training loss became NaN or infinite; ``result`` is the best epoch before it, if one finished."""
+
+    result: "TrainResult | None" = None
+
+
+@dataclass
+class BatchGuard:
+    """One epoch's batch boundaries: where a stop request (SIGINT, SIGTERM) takes effect, and where a loss
+    that is no longer finite ends the run, both named by epoch and batch."""
+
+    epoch: int
+    batch: int = 0
+
+    def batches(self, batches: Iterator) -> Iterator:
+        for self.batch, item in enumerate(batches, start=1):
+            interrupt.raise_if_requested(lambda: f"stopped at epoch {self.epoch} batch {self.batch}")
+            yield item
+
+    def check_loss(self, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"the training loss became {loss} at epoch {self.epoch} batch {self.batch} "
+                                   "(a lower --lr usually helps)")
+
+
+@dataclass
+class TrainingRun:
+    """What the epoch loop moves forward, in one place: the model, its optimizers, the shuffling
+    generator, early stopping's best epoch and the history; ``epoch`` counts finished epochs."""
+
+    model: FMFamilyModel
+    optimizers: list[torch.optim.Optimizer]
+    rng: np.random.Generator
+    rows: dict[str, np.ndarray]
+    best: BestEpoch = field(default_factory=BestEpoch)
+    history: list[dict] = field(default_factory=list)
+    epoch: int = 0
+
+    def finished(self, config: TrainConfig) -> bool:
+        steps = self.epoch * -(-len(self.rows["train"]) // config.batch_size)
+        stopped_early = self.epoch > 0 and self.best.stale >= config.patience and steps >= config.min_steps
+        return self.epoch >= config.epochs or stopped_early
+
+    def resume_state(self, options: dict) -> ResumeState:
+        return ResumeState.capture(options, self.epoch, self.model, self.optimizers, self.rng,
+                                   self.best.to_dict(), self.history)
+
+    def resume_from(self, state: ResumeState, where: Path) -> None:
+        state.restore(self.model, self.optimizers, self.rng, where)
+        self.best, self.history, self.epoch = BestEpoch.from_dict(state.best), state.history, state.epoch
+
 
 def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = True,
           log_path: Path | None = None, start_from: FMFamilyModel | None = None,
+          resume_file: ResumeFile | None = None, resume: ResumeState | None = None,
           world: World = World()) -> TrainResult:
     """Train on dataset's train split, early-stop on its validation AUC, score the best model on all splits.
 
-    With several workers (``world``) each trains on its shard; rank 0 alone evaluates, decides when to
-    stop, writes the log and returns the metrics (the other ranks return their equal weights, no metrics).
-
     ``start_from`` fine-tunes given weights instead of a fresh init; they then compete as epoch 0, so
-    fine-tuning never returns a model with a worse validation AUC than it was given.
+    fine-tuning never returns a model with a worse validation AUC than it was given. With ``resume_file``
+    the run's state is saved there at every epoch's end; ``resume`` (loaded from it) continues a run
+    where it stopped. SIGINT and SIGTERM stop the run at the next batch boundary (interrupt.Interrupted);
+    a loss that is no longer finite stops it with TrainingDiverged, carrying the best epoch so far.
+
+    With several workers (``world``) each trains on its shard; rank 0 alone evaluates, decides when to
+    stop, writes the log and the resumable state and returns the metrics (the others: their equal
+    weights, no metrics). Every rank is given ``resume``.
     """
     config.validate()
     threads = set_threads(config.threads)
-    train_rows, valid_rows, test_rows = (dataset.indices(s) for s in ("train", "valid", "test"))
-    if len(train_rows) == 0:
+    rows = {split: dataset.indices(split) for split in ("train", "valid", "test")}
+    if len(rows["train"]) == 0:
         raise Fm2OnnxError("the training split is empty")
     model = build_model(spec, sparse=True, seed=config.seed)
-    optimizers = make_optimizers(model, config)
-    rng = np.random.default_rng(config.seed)
-    best, history = BestEpoch(), []
-    if start_from is not None:
+    run = TrainingRun(model, make_optimizers(model, config), np.random.default_rng(config.seed), rows)
+    if resume is not None:
+        run.resume_from(resume, resume_file.path if resume_file else Path("resumable state"))
+    elif start_from is not None:
         model.load_state_dict(start_from.state_dict())
-        best = starting_point(model, dataset, valid_rows, history)
+        run.best = starting_point(model, dataset, rows["valid"], run.history)
     world.broadcast_parameters(model)
-    with (open(log_path, "w") if log_path and world.is_main else contextlib.nullcontext()) as log:
-        for epoch in range(1, config.epochs + 1):
-            title = f"epoch {epoch} (at most {config.epochs}, {threads} thread{'s' if threads > 1 else ''})"
-            record = {"epoch": epoch} | run_epoch(model, optimizers, dataset, train_rows, config, rng, title,
-                                                   progress and world.is_main, world)
-            if not world.is_main:  # rank 0 evaluates and decides; the others follow its verdict
-                if world.main_decides(False):
-                    break
-                continue
-            if len(valid_rows):
-                record["valid"] = evaluate_rows(model, dataset.ids, dataset.labels, valid_rows)
-            # Without a validation split, the lowest training loss stands in for the best AUC.
-            score = record["valid"]["auc"] if len(valid_rows) else -record["train_logloss_running"]
-            improved = best.offer(score, epoch, model)
-            record["best_epoch"] = best.epoch
-            history.append(record)
-            report_epoch(record, improved, log, progress)
-            steps = epoch * -(-len(train_rows) // config.batch_size)
-            if world.main_decides(best.stale >= config.patience and steps >= config.min_steps):
-                break
+    log = EpochLog(log_path if world.is_main else None, run.history if resume is not None else [])
+    try:
+        with interrupt.stop_at_boundaries(), log:
+            run_epochs(run, dataset, config, threads, progress, log, resume_file if world.is_main else None, world)
+    except TrainingDiverged as exc:
+        if run.best.state is not None:
+            exc.result = best_result(run, dataset)
+        raise
     if not world.is_main:
-        return TrainResult(model, 0, history, {})
-    model.load_state_dict(best.state)  # the test score always comes from the best epoch's weights
-    model.eval()
-    metrics = {name: evaluate_rows(model, dataset.ids, dataset.labels, rows)
-               for name, rows in (("train", train_rows), ("valid", valid_rows), ("test", test_rows)) if len(rows)}
-    return TrainResult(model, best.epoch, history, metrics)
+        return TrainResult(run.model, 0, run.history, {})
+    return best_result(run, dataset)
+
+
+def run_epochs(run: TrainingRun, dataset, config: TrainConfig, threads: int, progress: bool, log: "EpochLog",
+               resume_file: ResumeFile | None, world: World = World()) -> None:
+    """Epochs until early stopping or the cap, each saved to ``resume_file`` (if any) once it finished."""
+    valid_rows = run.rows["valid"]
+    while not world.main_decides(run.finished(config)):
+        epoch = run.epoch + 1
+        title = f"epoch {epoch} (at most {config.epochs}, {threads} thread{'s' if threads > 1 else ''})"
+        record = {"epoch": epoch} | run_epoch(run.model, run.optimizers, dataset, run.rows["train"], config,
+                                               run.rng, title, progress and world.is_main, BatchGuard(epoch), world)
+        if not world.is_main:  # rank 0 evaluates, keeps the best epoch and writes; the others follow its verdict
+            run.epoch = epoch
+            continue
+        if len(valid_rows):
+            record["valid"] = evaluate_rows(run.model, dataset.ids, dataset.labels, valid_rows)
+        # Without a validation split, the lowest training loss stands in for the best AUC.
+        score = record["valid"]["auc"] if len(valid_rows) else -record["train_logloss_running"]
+        improved = run.best.offer(score, epoch, run.model)
+        record["best_epoch"] = run.best.epoch
+        run.history.append(record)
+        run.epoch = epoch
+        if resume_file is not None:
+            resume_file.save(run.resume_state(resume_file.options))
+        report_epoch(record, improved, log, progress)
+        interrupt.raise_if_requested(lambda: f"stopped after epoch {epoch}")
+
+
+def best_result(run: TrainingRun, dataset) -> TrainResult:
+    """The best epoch's weights, scored on every split: the test score always comes from them."""
+    run.model.load_state_dict(run.best.state)
+    run.model.eval()
+    metrics = {name: evaluate_rows(run.model, dataset.ids, dataset.labels, rows)
+               for name, rows in run.rows.items() if len(rows)}
+    return TrainResult(run.model, run.best.epoch, run.history, metrics)
 
 
 def physical_cores() -> int:
@@ -237,15 +322,16 @@ def starting_point(model: FMFamilyModel, dataset, valid_rows: np.ndarray, histor
 
 def run_epoch(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], dataset, train_rows: np.ndarray,
               config: TrainConfig, rng: np.random.Generator, title: str, progress: bool,
-              world: World = World()) -> dict:
+              guard: BatchGuard | None = None, world: World = World()) -> dict:
     """One pass over the shuffled training rows (this worker's shard of them) -> the running loss, speed
     and duration, over all workers."""
+    guard = guard or BatchGuard(0)
     model.train()
     bar = Progress(title, enabled=progress)
     loss_sum, seen, started = 0.0, 0, time.perf_counter()
     batches = (shard_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng, world)
                if world.size > 1 else shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng))
-    for x, y in batches:
+    for x, y in guard.batches(batches):
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         logits, penalty = model.forward_with_penalty(x, config.l2)
@@ -255,6 +341,7 @@ def run_epoch(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], dat
         for opt in optimizers:
             opt.step()
         loss_sum += loss.item() * len(y)
+        guard.check_loss(loss_sum)
         seen += len(y)
         bar.update(seen * world.size, seen * world.size / len(train_rows), loss=loss_sum / seen)
     loss_sum, seen = world.sum(loss_sum, seen)
@@ -264,11 +351,37 @@ def run_epoch(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], dat
             "seconds": time.perf_counter() - started}
 
 
-def report_epoch(record: dict, improved: bool, log, progress: bool) -> None:
-    """One JSON line in the epoch log (flushed, so a long run can be followed) and one line on stderr."""
-    if log:
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+class EpochLog:
+    """The epoch log: one JSON line per finished epoch, flushed, so a long run can be followed.
+
+    The file is created at the first epoch's end, so a run stopped before any epoch finished leaves
+    none; a resumed run then rewrites it from the resumable state's history, so it holds every epoch
+    once, whatever an earlier run had written."""
+
+    def __init__(self, path: Path | None, earlier: list[dict]):
+        self.path, self.earlier, self.file = path, [r for r in earlier if r["epoch"] >= 1], None
+
+    def write(self, record: dict) -> None:
+        if self.path is None:
+            return
+        with reported_write_errors(self.path, "--resume rewrites it whole from the resumable state"):
+            if self.file is None:
+                self.file = open(self.path, "w")
+                self.file.writelines(json.dumps(r) + "\n" for r in self.earlier)
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+
+    def __enter__(self) -> "EpochLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def report_epoch(record: dict, improved: bool, log: EpochLog, progress: bool) -> None:
+    """One line in the epoch log and one line on stderr."""
+    log.write(record)
     if progress:
         valid = record.get("valid")
         note = f"valid AUC {valid['auc']:.4f} log loss {valid['logloss']:.4f}" if valid else ""

@@ -1,13 +1,18 @@
-"""Read an FmFM model's weights back out of its traced uncached graph.
+"""Read a model's weights back out of its traced uncached graph.
 
-The uncached graph (export/serving.py traced by torch.onnx) is the only input the cached forms are
-built from. This module recognises its parts and returns them as ``FieldWeights``:
+The uncached graph (export/serving.py traced by torch.onnx) is the only input the cached forms and
+request graphs are built from. This module recognises its parts and returns them as ``FieldWeights``,
+every field-matrix kind as the dense M_ab it stands for (Table 1):
 
     lookup        Gather(T_f, Gather(ids', f, axis=1))     ids' = the clamped ``feature_ids``
-    pair blocks   Mul(Concat(Reshape(MatMul(v_a, W_a), [-1, c, d]) ...),
+    FmFM pairs    Mul(Concat(Reshape(MatMul(v_a, W_a), [-1, c, d]) ...),
                       Gather(Concat(Unsqueeze(v_b, 1) ...), partners, axis=1))
                   slot k of the left side meets member partners[k] of the right side: M_ab is the
                   slot's d columns of W_a
+    FvFM pairs    the same with Mul(Unsqueeze(v_a, 1), D_a) slots: M_ab = diag(row of D_a)
+    FwFM pairs    Mul(ReduceSum(Mul(Unsqueeze(v_a, 1), Slice(Concat(Unsqueeze(v_b, 1) ...), s))), r_a):
+                  M_ab = r_ab·I for the members from s on
+    FM pairs      ((Σ v)² − Σ v²)/2 over Concat(Unsqueeze(v_f, 1) ...) of every field: M_ab = I
     linear term   Add(bias, ReduceSum(Concat(MatMul(v_f, w_f) | Gather(L_f, ids'_f) ...)))
 
 Anything else makes ``read_field_weights`` fail with ``NotApplicable``, naming the node and the
@@ -33,13 +38,24 @@ class Lookup:
     table: np.ndarray
 
 
-def read_field_weights(model: ir.Model) -> FieldWeights:
+# the kinds whose weights are one table per field, a matrix per pair of fields and a linear term
+READABLE_KINDS = ("lr", "fm", "fwfm", "fvfm", "fmfm")
+
+
+def read_field_weights(model: ir.Model, *, kinds: tuple[str, ...] = ("fmfm",),
+                       purpose: str = "to lay out by field") -> FieldWeights:
+    """The weights of an uncached graph of one of ``kinds`` (the fields layout and GEMM form: FmFM)."""
     spec = spec_of(model)
-    if spec.kind != "fmfm":
-        raise fail(None, f"a {spec.kind} model has no full field matrices to lay out by field")
+    if spec.kind not in kinds:
+        what = "full field matrices" if kinds == ("fmfm",) else "one embedding per feature and field matrices"
+        raise fail(None, f"a {spec.kind} model has no {what} {purpose}")
     lookups = find_lookups(model.graph)
-    tables = embedding_tables(spec, lookups)
-    matrices = pair_matrices(model.graph, lookups, spec)
+    if spec.kind == "lr":
+        tables = tuple(np.zeros((v, 0)) for v in spec.vocab_sizes)
+        matrices = {pair: np.zeros((0, 0)) for pair in spec.field_pairs}
+    else:
+        tables = embedding_tables(spec, lookups)
+        matrices = PAIR_READERS[spec.kind](model.graph, lookups, spec)
     bias, linear = linear_term(model.graph, lookups, spec)
     return FieldWeights(spec, tables, matrices, linear, bias)
 
@@ -101,10 +117,7 @@ def pair_matrices(graph: ir.Graph, lookups: dict[ir.Value, Lookup], spec) -> dic
             if key in matrices or a == b:
                 raise fail(node, f"the pair of fields {key} is served twice")
             matrices[key] = m
-    missing = [pair for pair in spec.field_pairs if pair not in matrices]
-    if missing:
-        raise fail(None, f"no field matrix for the pair(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    return matrices
+    return complete(matrices, spec)
 
 
 def parts_of(value: ir.Value) -> list[ir.Value]:
@@ -121,19 +134,19 @@ def partner_fields(value: ir.Value, lookups: dict[ir.Value, Lookup]) -> list[int
     index = as_ints(gather.inputs[1])
     if gather.attributes.get_int("axis", 0) != 1 or index is None:
         return None
-    members = []
-    for part in parts_of(gather.inputs[0]):
-        unsqueeze = producer_of(part, "Unsqueeze")
-        if unsqueeze is None or as_ints(unsqueeze.inputs[1]) != [1] or unsqueeze.inputs[0] not in lookups:
-            return None
-        members.append(lookups[unsqueeze.inputs[0]].field)
-    return [members[i] for i in index]
+    members = stacked_fields(gather.inputs[0], lookups)
+    return None if members is None else [members[i] for i in index]
 
 
 def projected_slots(value: ir.Value, lookups: dict[ir.Value, Lookup]) -> list[tuple[int, np.ndarray]] | None:
-    """Concat(Reshape(MatMul(v_a, W), [-1, c, d]) ...) -> (field a, its d-column block of W) per slot."""
+    """Concat(Reshape(MatMul(v_a, W), [-1, c, d]) ...) -> (field a, its d-column block of W) per slot;
+    FvFM's Mul(Unsqueeze(v_a, 1), D [c, K]) parts -> (field a, diag(D[j])) per slot."""
     slots = []
     for part in parts_of(value):
+        diagonal = diagonal_slots(part, lookups)
+        if diagonal is not None:
+            slots += diagonal
+            continue
         reshape = producer_of(part, "Reshape")
         shape = as_ints(reshape.inputs[1]) if reshape is not None else None
         matmul = producer_of(reshape.inputs[0], "MatMul") if reshape is not None else None
@@ -177,3 +190,73 @@ def linear_of(value: ir.Value, lookups: dict[ir.Value, Lookup], spec) -> tuple[i
     if w is None or w.ndim != 2 or w.shape[1] != 1:
         return None
     return lookups[matmul.inputs[0]].field, w[:, 0].astype(np.float64)
+
+
+def diagonal_slots(value: ir.Value, lookups: dict[ir.Value, Lookup]) -> list[tuple[int, np.ndarray]] | None:
+    """Mul(Unsqueeze(v_a, 1), D [c, K]) -> (field a, diag(D[j])) for each of its c partners."""
+    mul = producer_of(value, "Mul")
+    if mul is None:
+        return None
+    field, diagonals = unsqueezed_lookup(mul.inputs[0], lookups), constant(mul.inputs[1])
+    if field is None or diagonals is None or diagonals.ndim != 2:
+        return None
+    return [(field, np.diag(row.astype(np.float64))) for row in diagonals]
+
+
+def unsqueezed_lookup(value: ir.Value, lookups: dict[ir.Value, Lookup]) -> int | None:
+    """Unsqueeze(v_f, 1) -> f."""
+    unsqueeze = producer_of(value, "Unsqueeze")
+    if unsqueeze is None or as_ints(unsqueeze.inputs[1]) != [1] or unsqueeze.inputs[0] not in lookups:
+        return None
+    return lookups[unsqueeze.inputs[0]].field
+
+
+def stacked_fields(value: ir.Value, lookups: dict[ir.Value, Lookup]) -> list[int] | None:
+    """Concat(Unsqueeze(v_f, 1) ...) -> the field of each member."""
+    fields = [unsqueezed_lookup(part, lookups) for part in parts_of(value)]
+    return None if None in fields else fields
+
+
+def scalar_pair_matrices(graph: ir.Graph, lookups: dict[ir.Value, Lookup], spec) -> dict[tuple[int, int], np.ndarray]:
+    """FwFM: Mul(ReduceSum(Mul(Unsqueeze(v_a, 1), Slice(stack, s))), r_a) -> r_ab·I for stack[s:]."""
+    matrices, k = {}, spec.dims[0]
+    for node in graph:
+        if node.op_type != "Mul":
+            continue
+        reduce, weights = producer_of(node.inputs[0], "ReduceSum"), constant(node.inputs[1])
+        if reduce is None or weights is None:
+            continue
+        mul = producer_of(reduce.inputs[0], "Mul")
+        a = unsqueezed_lookup(mul.inputs[0], lookups) if mul is not None else None
+        sliced = producer_of(mul.inputs[1], "Slice") if mul is not None else None
+        members = stacked_fields(sliced.inputs[0], lookups) if sliced is not None else None
+        start = as_ints(sliced.inputs[1]) if sliced is not None else None
+        if a is None or members is None or start is None or as_ints(sliced.inputs[3]) != [1]:
+            continue
+        partners = members[start[0]:]
+        if len(partners) != weights.size:
+            raise fail(node, f"{weights.size} pair weights for {len(partners)} partners")
+        for b, r in zip(partners, weights.reshape(-1)):
+            matrices[(min(a, b), max(a, b))] = float(r) * np.eye(k)
+    return complete(matrices, spec)
+
+
+def identity_pair_matrices(graph: ir.Graph, lookups: dict[ir.Value, Lookup], spec) -> dict[tuple[int, int], np.ndarray]:
+    """FM: Mul(stack, stack) over a stack of every field (the Σ v² of ((Σ v)² − Σ v²)/2) -> M_ab = I."""
+    for node in graph:
+        if node.op_type == "Mul" and node.inputs[0] is node.inputs[1]:
+            fields = stacked_fields(node.inputs[0], lookups)
+            if fields is not None and sorted(fields) == list(range(spec.num_fields)):
+                return {pair: np.eye(spec.dims[0]) for pair in spec.field_pairs}
+    raise fail(None, "no ((Σ v)² − Σ v²)/2 over a stack of every field's embedding")
+
+
+def complete(matrices: dict[tuple[int, int], np.ndarray], spec) -> dict[tuple[int, int], np.ndarray]:
+    missing = [pair for pair in spec.field_pairs if pair not in matrices]
+    if missing:
+        raise fail(None, f"no field matrix for the pair(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    return matrices
+
+
+PAIR_READERS = {"fmfm": pair_matrices, "fvfm": pair_matrices, "fwfm": scalar_pair_matrices,
+                "fm": identity_pair_matrices}

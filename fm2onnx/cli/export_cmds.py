@@ -30,6 +30,15 @@ SERVE_BATCH_HELP = ("Time the uncached graph, the GEMM form and the cached plans
                     "hybrids) at this batch size on this machine and write the fastest; the choice and the "
                     "timings go into the model's metadata.")
 
+CONTEXT_HELP = ("Write a request graph (default name <checkpoint stem>.request.onnx): these fields (comma-separated "
+                "names) come once per request as context_ids [1, n], the others per candidate as candidate_ids "
+                "[N, m]; the context's products are computed once per request. docs/requests.md.")
+ITEM_HELP = "Request graph: these fields are the candidates' (the others the context's); see --context-fields."
+
+
+def names(text: Optional[str]) -> Optional[list[str]]:
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
 
 @app.command()
 def export(
@@ -54,12 +63,28 @@ def export(
     table_dtype: str = typer.Option("float32", help=DTYPE_HELP),
     batched: Optional[str] = typer.Option(None, help=BATCHED_HELP),
     serve_batch: Optional[int] = typer.Option(None, help=SERVE_BATCH_HELP),
+    context_fields: Optional[str] = typer.Option(None, help=CONTEXT_HELP),
+    item_fields: Optional[str] = typer.Option(None, help=ITEM_HELP),
 ) -> None:
     """Export a checkpoint to ONNX: uncached graph, cache rewrite, parity check against torch."""
     from export.cached_form import CachedFormOptions
     from export.pipeline import export_checkpoint
     from export.raw_export import raw_exporter
 
+    if context_fields is not None or item_fields is not None:
+        defaults = {"--form": (form, "cached"), "--input": (input, "ids"), "--layout": (layout, None),
+                    "--cache-budget": (cache_budget, "unlimited"), "--batched": (batched, None),
+                    "--serve-batch": (serve_batch, None), "--pair-major": (pair_major, False)}
+        given = [option for option, (value, default) in defaults.items() if value != default]
+        if given:
+            raise Fm2OnnxError(f"{', '.join(given)}: not an option of request graphs (--context-fields, "
+                               "--item-fields), which compute on the embedding tables; see docs/requests.md")
+        from export.request_export import export_request
+
+        export_request(checkpoint, output, context=names(context_fields), items=names(item_fields),
+                       table_dtype=table_dtype, force=force, external_data_threshold=external_data_threshold,
+                       opset=opset, echo=typer.echo)
+        return
     cached = CachedFormOptions.of_cli(layout, pair_major, cache_budget, table_dtype, batched)
     export_graphs = raw_exporter(input, parity_data, parity_format) or export_checkpoint
     export_graphs(checkpoint, output, form=form, force=force, external_data_threshold=external_data_threshold,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -13,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from fm2onnx.errors import Fm2OnnxError
-from fm2onnx.files import refuse_overwrite
+from fm2onnx.errors import Fm2OnnxError, WriteError
+from fm2onnx.files import check_writable, refuse_overwrite
 from models import MODEL_KINDS, ModelSpec
 
 from .app import app
@@ -38,8 +39,8 @@ CACHE_HELP = ("Where encoded copies of the data are kept for reuse (default: $XD
               "~/.cache/fm2onnx); nothing is written beside the data.")
 THREADS_HELP = ("torch threads (default: one per physical core, shared among the --workers). On a machine "
                 "shared with other jobs, --threads 1 per run is faster in total.")
-WORKERS_HELP = ("Data-parallel training processes on this machine (torch.distributed, gloo); --batch-size is "
-                "then split among them. Under torchrun the launcher sets this instead.")
+WORKERS_HELP = ("Data-parallel training processes on this machine (torch.distributed, gloo); each global batch "
+                "of --batch-size rows is split among them. Under torchrun the launcher sets this instead.")
 NNODES_HELP = "Machines taking part (with --workers processes each), e.g. 2; each runs the same command."
 RDZV_HELP = "HOST:PORT where the machines meet (any free port on the first machine), needed with --nnodes > 1."
 # Options of the launching process alone: its workers get every other option as given.
@@ -109,7 +110,10 @@ def train(
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     log: Optional[Path] = typer.Option(None, help="JSON-lines log of each epoch (default: OUTPUT.log.jsonl)."),
     output: Path = typer.Option(Path("ckpt.pt"), "-o", "--output"),
-    force: bool = typer.Option(False, help="Overwrite an existing output / log."),
+    force: bool = typer.Option(False, help="Overwrite an existing output / log (and start over, discarding an "
+                               "interrupted run's OUTPUT.resume.pt)."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run from OUTPUT.resume.pt (written at every "
+                                "epoch's end); the other options must be the run's own."),
     quiet: bool = typer.Option(False, help="No progress output."),
     workers: int = typer.Option(1, help=WORKERS_HELP),
     nnodes: str = typer.Option("1", help=NNODES_HELP),
@@ -118,69 +122,121 @@ def train(
 ):
     """Train an FM-family model and write a checkpoint."""
     from fm2onnx import distributed
-    from fm2onnx.dims_file import read_dims
+    from fm2onnx.resume import ResumeFile
     from fm2onnx.train import TrainConfig, config_dict
-    from fm2onnx.train import train as run_training
 
     if model not in MODEL_KINDS:  # before the (possibly long) encoding pass
         raise Fm2OnnxError(f"unknown model kind {model!r}; expected one of {', '.join(MODEL_KINDS)}")
-    log = log or output.with_name(output.name + ".log.jsonl")
-    refuse_overwrite(output, log, force=force)
     config = TrainConfig(optimizer, lr, l2_embeddings, l2_field_matrices, l2_linear, batch_size, epochs,
                          patience, min_steps, seed, threads)
     config.validate()
     if (workers != 1 or nnodes != "1") and not distributed.launched():
         distributed.launch(forwarded_args(ctx), workers, nnodes, rdzv_endpoint, rdzv_id)
         return
+    options = run_options(locals())
+    resume_file = ResumeFile.beside(output, options)
+    log = log or output.with_name(output.name + ".log.jsonl")
     world = distributed.start()
-    try:
+    try:  # with several workers: rank 0 checks and loads the files, the others get what it loaded
         config = worker_threads(config, world)
+        saved = world.on_main(lambda: start_or_resume(resume_file, output, log, resume=resume, force=force),
+                              share=resume)
         dataset = distributed.encode_once(world, lambda shown: open_dataset(
             data, format, schema, min_count=min_count, seed=split_seed, skip_bad_rows=skip_bad_rows,
             cache_dir=cache_dir, progress=shown and not quiet, valid=valid, test=test))
         pre = dataset.preprocessor
         world.check_same("encoded data (rows, vocabulary sizes)", [dataset.rows, *pre.vocab_sizes])
-        field_dims = read_dims(dims, list(pre.field_names)) if dims else None
-        spec = ModelSpec.create(model, list(pre.field_names), list(pre.vocab_sizes), dim=dim, dims=field_dims,
-                                linear=linear)
-        result = run_training(spec, dataset, config, progress=not quiet, log_path=log, world=world)
+        spec = model_spec(model, pre, dim, dims, linear)
+        training = {"config": config_dict(config), "data": str(data), "split_seed": split_seed,
+                    "files": {"valid": str(valid) if valid else None, "test": str(test) if test else None}}
+        result = train_resumably(spec, dataset, config, resume_file, saved, log=log, output=output,
+                                 training=training, quiet=quiet, force=force, world=world)
     finally:
         distributed.stop()
     if not world.is_main:
         return
-    training = {"config": config_dict(config), "data": str(data), "best_epoch": result.best_epoch,
-                "metrics": result.metrics, "history": result.history, "split_seed": split_seed,
-                "files": {"valid": str(valid) if valid else None, "test": str(test) if test else None}}
-    if world.size > 1:
-        training["workers"] = world.size
-    save_checkpoint(Checkpoint.from_model(result.model, pre.to_dict(), training), output, force=force)
     console.print(metrics_table(f"{spec.kind} (best epoch {result.best_epoch})", result.metrics))
     console.print(f"wrote {output}  (epoch log: {log})")
 
 
-def forwarded_args(ctx: typer.Context) -> list[str]:
-    """The command line a worker runs: this command with every option given, less the launcher's own."""
-    args = [ctx.info_name]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if param.name in LAUNCH_OPTIONS or value is None or value == param.default:
-            continue
-        if getattr(param, "is_flag", False):
-            args.append(param.opts[0] if value else param.secondary_opts[0])
-        else:
-            args += [param.opts[0], str(value)]
-    return args
+# Options that change what a run computes: a resumed run must have them all as the interrupted run had.
+# --threads may differ (the result is bit for bit the same only with the same thread count).
+RESULT_OPTIONS = ("format", "model", "dim", "linear", "optimizer", "lr", "l2_embeddings", "l2_field_matrices",
+                  "l2_linear", "batch_size", "epochs", "patience", "min_steps", "seed", "split_seed", "min_count",
+                  "skip_bad_rows")
+FILE_OPTIONS = ("data", "valid", "test", "schema", "dims")
 
 
-def worker_threads(config, world):
-    """Without --threads, the workers on a machine share its cores instead of each taking all of them."""
-    from dataclasses import replace
+def run_options(given: dict) -> dict:
+    """The options of ``train`` that identify a run, data files by path, size and modification time."""
+    from fm2onnx.resume import file_stamp
 
-    from fm2onnx.train import physical_cores
+    return {name: given[name] for name in RESULT_OPTIONS} | {name: file_stamp(given[name]) for name in FILE_OPTIONS}
 
-    if world.size == 1 or config.threads:
-        return config
-    return replace(config, threads=max(1, physical_cores() // world.local_size))
+
+def start_or_resume(resume_file, output: Path, log: Path, *, resume: bool, force: bool):
+    """Before any work: the interrupted run's state to continue from (``resume``), or a clean start.
+
+    An interrupted run's epoch log is part of its resumable state, so it never blocks ``--resume``; a
+    fresh start over an interrupted run needs --force, so finished epochs are never dropped unasked."""
+    refuse_overwrite(output, force=force)
+    check_writable(output)
+    if resume:
+        return resume_file.load()
+    if resume_file.path.exists() and not force:
+        raise Fm2OnnxError(f"{resume_file.path}: holds the finished epochs of an interrupted run of {output}: "
+                           "pass --resume to continue it, or --force to start over")
+    refuse_overwrite(log, force=force)
+    resume_file.remove()
+    return None
+
+
+def train_resumably(spec, dataset, config, resume_file, saved, *, log: Path, output: Path, training: dict,
+                    quiet: bool, force: bool, world=None):
+    """Train, saving the resumable state at every epoch's end; write ``output``, and only then drop that
+    state. A loss that is no longer finite ends the run with the best epoch before it written."""
+    from fm2onnx.distributed import World
+    from fm2onnx.train import TrainingDiverged
+    from fm2onnx.train import train as run_training
+
+    world = world or World()
+    if not world.is_main:  # the other workers train alongside rank 0, which writes every file
+        return run_training(spec, dataset, config, progress=False, resume=saved, world=world)
+    if world.size > 1:
+        training = training | {"workers": world.size}
+    pre = dataset.preprocessor.to_dict()
+    with saying_what_is_kept(resume_file):
+        try:
+            result = run_training(spec, dataset, config, progress=not quiet, log_path=log,
+                                  resume_file=resume_file, resume=saved, world=world)
+        except TrainingDiverged as exc:
+            if exc.result is not None:
+                save_result(exc.result, pre, training | {"stopped": str(exc)}, output, force)
+            resume_file.remove()  # resuming would only diverge again
+            kept = (f"the best epoch before it ({exc.result.best_epoch}) is written to {output}" if exc.result
+                    else "no epoch had finished, so nothing is written")
+            raise Fm2OnnxError(f"{exc}; {kept}") from None
+        save_result(result, pre, training, output, force)
+    resume_file.remove()
+    return result
+
+
+@contextlib.contextmanager
+def saying_what_is_kept(resume_file):
+    """A stop by signal or a failed write ends in one line that says what is kept to resume from."""
+    from fm2onnx.interrupt import Interrupted
+
+    try:
+        yield
+    except Interrupted as exc:
+        raise Interrupted(exc.signum, f"{exc}; {resume_file.kept()}") from None
+    except WriteError as exc:
+        raise WriteError(f"{exc}; {resume_file.kept()}") from None
+
+
+def save_result(result, pre: dict, training: dict, output: Path, force: bool) -> None:
+    record = training | {"best_epoch": result.best_epoch, "metrics": result.metrics, "history": result.history}
+    save_checkpoint(Checkpoint.from_model(result.model, pre, record), output, force=force)
 
 
 @app.command()
@@ -320,3 +376,36 @@ def bench_train(
         table.add_row(row["name"], f"{row['median']:,.0f}", f"{row['min']:,.0f}", f"{row['max']:,.0f}",
                       f"{row['ratio_vs_naive']:.2f}x")
     console.print(table)
+
+
+def model_spec(model: str, pre, dim: int, dims: Optional[Path], linear: Optional[str]) -> ModelSpec:
+    from fm2onnx.dims_file import read_dims
+
+    field_dims = read_dims(dims, list(pre.field_names)) if dims else None
+    return ModelSpec.create(model, list(pre.field_names), list(pre.vocab_sizes), dim=dim, dims=field_dims,
+                            linear=linear)
+
+
+def forwarded_args(ctx: typer.Context) -> list[str]:
+    """The command line a worker runs: this command with every option given, less the launcher's own."""
+    args = [ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in LAUNCH_OPTIONS or value is None or value == param.default:
+            continue
+        if getattr(param, "is_flag", False):
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            args += [param.opts[0], str(value)]
+    return args
+
+
+def worker_threads(config, world):
+    """Without --threads, the workers on a machine share its cores instead of each taking all of them."""
+    from dataclasses import replace
+
+    from fm2onnx.train import physical_cores
+
+    if world.size == 1 or config.threads:
+        return config
+    return replace(config, threads=max(1, physical_cores() // world.local_size))
