@@ -10,6 +10,7 @@ makes on the whole global batch. Rank 0 alone evaluates, decides early stopping 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from . import interrupt
 from .errors import Fm2OnnxError
 
 # Rows of each worker's shard read per block, sorted, so memory-mapped ids are read mostly sequentially
@@ -108,6 +110,17 @@ class World:
                 raise Fm2OnnxError(f"rank {rank}'s {what} differs from rank 0's ({theirs.tolist()} against "
                                    f"{found[0].tolist()}): every machine needs the same data and settings")
 
+    def stop_together(self, batches: Iterator) -> Iterator:
+        """``batches``, where before each one every rank learns whether any was asked to stop (a signal),
+        so all stop at the same batch boundary instead of leaving the others waiting in an all-reduce."""
+        for item in batches:
+            if self.size > 1:
+                flag = torch.tensor([interrupt.stop_requested() or 0], dtype=torch.int64)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                if flag.item() and interrupt.stop_requested() is None:
+                    interrupt.request_stop(int(flag.item()))
+            yield item
+
     def reduce_gradients(self, model: torch.nn.Module, rows: int) -> None:
         """Replace each worker's gradients (of its ``rows``-row part's mean loss) by the global batch's."""
         if self.size > 1:
@@ -131,6 +144,21 @@ def start(sparse_method: str = "gather") -> World:
 def stop() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def session(world: World):
+    """The worker's part of a run; the process group is left at its end. A worker whose peer stopped (an
+    error, a signal, a kill) fails in one line, not a traceback: the peer's own message says why."""
+    try:
+        yield
+    except (dist.DistError, RuntimeError) as exc:
+        if world.size == 1 or not (isinstance(exc, dist.DistError) or "gloo" in str(exc).lower()):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Fm2OnnxError(f"rank {world.rank}: lost the other workers ({first})") from None
+    finally:
+        stop()
 
 
 def encode_once(world: World, open_data: Callable[[bool], object]):

@@ -331,7 +331,7 @@ def run_epoch(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], dat
     loss_sum, seen, started = 0.0, 0, time.perf_counter()
     batches = (shard_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng, world)
                if world.size > 1 else shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng))
-    for x, y in guard.batches(batches):
+    for x, y in guard.batches(world.stop_together(batches)):
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         logits, penalty = model.forward_with_penalty(x, config.l2)

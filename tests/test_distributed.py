@@ -4,6 +4,10 @@ two-worker run from the command line."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -85,25 +89,64 @@ def test_sparse_and_dense_gradient_all_reduce_equal_the_whole_batch_gradient(tmp
                                            msg=f"{method}: {name}")
 
 
-@pytest.mark.slow
-def test_two_workers_train_one_checkpoint_that_exports(cli, tmp_path):
+def train_args(data, output, *extra):
+    # 75 global batches an epoch, so that a signal sent once the first epoch is saved lands in the second
+    return ("train", "--data", data, "--model", "fmfm", "--dim", "4", "--epochs", "2", "--min-count", "2",
+            "--batch-size", "64", "--workers", "2", "--threads", "1", "-o", output, "--quiet", *extra)
+
+
+@pytest.fixture(scope="module")
+def two_worker_run(tmp_path_factory):
+    """An uninterrupted two-worker run, from the command line in a process of its own like the others."""
     from fm2onnx.data import synthesize
 
-    data = tmp_path / "data.txt"
+    tmp = tmp_path_factory.mktemp("two-workers")
+    data = tmp / "data.txt"
     synthesize(data, rows=6000, fmt="criteo", seed=3, progress=False)
-    out = tmp_path / "run"
-    out.mkdir()
-    code, _, err = cli("train", "--data", data, "--model", "fmfm", "--dim", "4", "--epochs", "2", "--min-count", "2",
-                       "--batch-size", "512", "--workers", "2", "--threads", "1", "-o", out / "ckpt.pt", "--quiet")
-    assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["ckpt.pt", "ckpt.pt.log.jsonl"]  # rank 1 wrote nothing
-    log = [json.loads(line) for line in (out / "ckpt.pt.log.jsonl").read_text().splitlines()]
+    out = tmp / "run" / "ckpt.pt"
+    out.parent.mkdir()
+    done = subprocess.run([sys.executable, "-m", "fm2onnx", *map(str, train_args(data, out))], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    return data, out
+
+
+@pytest.mark.slow
+def test_two_workers_write_one_checkpoint_that_exports(cli, two_worker_run, tmp_path):
+    _, out = two_worker_run
+    assert sorted(p.name for p in out.parent.iterdir()) == ["ckpt.pt", "ckpt.pt.log.jsonl"]  # rank 1 wrote nothing
+    log = [json.loads(line) for line in (out.parent / "ckpt.pt.log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and all(r["valid"]["auc"] > 0 for r in log)
-    code, _, err = cli("info", out / "ckpt.pt", "--json")
-    assert code == 0 and "test" in json.loads(_)["metrics"], err
-    code, _, err = cli("export", out / "ckpt.pt", "-o", tmp_path / "model.onnx")
-    assert code == 0, err
-    assert (tmp_path / "model.onnx").is_file()
+    assert torch.load(out, weights_only=True)["training"]["workers"] == 2
+    code, _, err = cli("export", out, "-o", tmp_path / "model.onnx")
+    assert code == 0 and (tmp_path / "model.onnx").is_file(), err
+
+
+@pytest.mark.slow
+def test_a_stopped_two_worker_run_resumes_to_the_uninterrupted_model(two_worker_run, tmp_path):
+    """SIGINT to the launcher, which passes it to both workers: they stop at the same batch, rank 0 having
+    saved the first epoch; ``--resume`` with two workers then ends with the uninterrupted run's model."""
+    data, reference = two_worker_run
+    out = tmp_path / "ckpt.pt"
+    command = [sys.executable, "-m", "fm2onnx", *map(str, train_args(data, out))]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "ckpt.pt.resume.pt"
+    deadline = time.monotonic() + 120
+    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and f"kept in {state}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt.log.jsonl", "ckpt.pt.resume.pt"]
+
+    done = subprocess.run(command + ["--resume"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a, b = (torch.load(path, weights_only=True) for path in (out, reference))
+    for name, tensor in b["state_dict"].items():
+        assert torch.equal(a["state_dict"][name], tensor), name
+    assert a["training"]["metrics"] == b["training"]["metrics"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "ckpt.pt.log.jsonl"]
 
 
 @pytest.mark.parametrize("args,message", [

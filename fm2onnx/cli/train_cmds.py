@@ -137,7 +137,7 @@ def train(
     resume_file = ResumeFile.beside(output, options)
     log = log or output.with_name(output.name + ".log.jsonl")
     world = distributed.start()
-    try:  # with several workers: rank 0 checks and loads the files, the others get what it loaded
+    with distributed.session(world):  # several workers: rank 0 checks and loads, the others get what it loaded
         config = worker_threads(config, world)
         saved = world.on_main(lambda: start_or_resume(resume_file, output, log, resume=resume, force=force),
                               share=resume)
@@ -151,8 +151,6 @@ def train(
                     "files": {"valid": str(valid) if valid else None, "test": str(test) if test else None}}
         result = train_resumably(spec, dataset, config, resume_file, saved, log=log, output=output,
                                  training=training, quiet=quiet, force=force, world=world)
-    finally:
-        distributed.stop()
     if not world.is_main:
         return
     console.print(metrics_table(f"{spec.kind} (best epoch {result.best_epoch})", result.metrics))
