@@ -34,7 +34,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from fm2onnx.data import EncodedDataset
-from fm2onnx.distributed import SPARSE_METHODS, World, local_sparse_grad, reduce_sparse, shard_batches, sparse_parameters
+from fm2onnx.distributed import (SPARSE_METHODS, World, local_sparse_grad, reduce_sparse, shard_batches,
+                                 sparse_parameters)
 from models import L2Config, ModelSpec, build_model
 
 

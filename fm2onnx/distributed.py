@@ -30,6 +30,8 @@ READ_BLOCK_ROWS = 1 << 19
 # text (tens of minutes for 45M rows) or scores the validation split, far past gloo's default 30 minutes.
 # A worker that dies is noticed at once (its connections close); this only bounds a silent hang.
 COLLECTIVE_TIMEOUT = timedelta(hours=2)
+# The ways reduce_sparse can all-reduce the embedding tables' gradients; training uses the first, the
+# fastest on 2 processes (bench/train_workers.py, docs/training.md).
 SPARSE_METHODS = ("gather", "union", "native")
 
 
@@ -46,7 +48,6 @@ class World:
     size: int = 1
     local_rank: int = 0
     local_size: int = 1
-    sparse_method: str = "gather"
 
     @property
     def is_main(self) -> bool:
@@ -124,21 +125,18 @@ class World:
     def reduce_gradients(self, model: torch.nn.Module, rows: int) -> None:
         """Replace each worker's gradients (of its ``rows``-row part's mean loss) by the global batch's."""
         if self.size > 1:
-            reduce_gradients(model, rows, self.sparse_method)
+            reduce_gradients(model, rows)
 
 
-def start(sparse_method: str = "gather") -> World:
+def start() -> World:
     """Join the process group (gloo) when this is a worker of a multi-process run; else a single-process world."""
-    if sparse_method not in SPARSE_METHODS:
-        raise Fm2OnnxError(f"unknown sparse gradient method {sparse_method!r}; expected one of "
-                           f"{', '.join(SPARSE_METHODS)}")
     if not launched():
-        return World(sparse_method=sparse_method)
+        return World()
     if not dist.is_initialized():
         dist.init_process_group("gloo", timeout=COLLECTIVE_TIMEOUT)
     env = os.environ
     return World(dist.get_rank(), dist.get_world_size(), int(env.get("LOCAL_RANK", 0)),
-                 int(env.get("LOCAL_WORLD_SIZE", 1)), sparse_method)
+                 int(env.get("LOCAL_WORLD_SIZE", 1)))
 
 
 def stop() -> None:
@@ -296,36 +294,30 @@ def reduce_sparse(grads: list[torch.Tensor], weight: float, method: str) -> list
                             int(all_counts.sum(dim=1).max()))
     if method == "union":
         return union_reduce(grads, weight, all_counts, indices)
-    widths = [int(np.prod(g.shape[1:])) for g in grads]
-    value_counts = all_counts * torch.tensor(widths)
+    widths = torch.tensor([int(np.prod(g.shape[1:])) for g in grads])
     values = gather_padded(torch.cat([g._values().reshape(-1) for g in grads]) * weight, world_size,
-                           int(value_counts.sum(dim=1).max()))
-    out = []
-    for t, g in enumerate(grads):
-        ids, vals = [], []
-        for r in range(world_size):
-            a = int(all_counts[r, :t].sum())
-            ids.append(indices[r, a:a + all_counts[r, t]])
-            v = int(value_counts[r, :t].sum())
-            vals.append(values[r, v:v + value_counts[r, t]].view(-1, *g.shape[1:]))
-        out.append(torch.sparse_coo_tensor(torch.cat(ids)[None], torch.cat(vals), g.shape, check_invariants=False))
-    return out
+                           int((all_counts * widths).sum(dim=1).max()))
+    id_parts, value_parts = unpack(indices, all_counts), unpack(values, all_counts * widths)
+    return [torch.sparse_coo_tensor(torch.cat([ids[t] for ids in id_parts])[None],
+                                    torch.cat([vals[t] for vals in value_parts]).view(-1, *g.shape[1:]), g.shape,
+                                    check_invariants=False) for t, g in enumerate(grads)]
 
 
 def union_reduce(grads, weight, all_counts, indices) -> list[torch.Tensor]:
     out = []
-    world_size = all_counts.shape[0]
+    id_parts = unpack(indices, all_counts)
     for t, g in enumerate(grads):
-        ids = []
-        for r in range(world_size):
-            a = int(all_counts[r, :t].sum())
-            ids.append(indices[r, a:a + all_counts[r, t]])
-        union = torch.unique(torch.cat(ids))
+        union = torch.unique(torch.cat([ids[t] for ids in id_parts]))
         dense = torch.zeros(len(union), *g.shape[1:])
         dense.index_add_(0, torch.searchsorted(union, g._indices()[0]), g._values() * weight)
         dist.all_reduce(dense)
         out.append(torch.sparse_coo_tensor(union[None], dense, g.shape, is_coalesced=True, check_invariants=False))
     return out
+
+
+def unpack(gathered: torch.Tensor, sizes: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Each rank's row of ``gathered`` [W, L] cut into its per-table pieces of ``sizes`` [W, T] (then padding)."""
+    return [row.split(counts.tolist() + [len(row) - int(counts.sum())]) for row, counts in zip(gathered, sizes)]
 
 
 def gather_padded(t: torch.Tensor, world_size: int, length: int | None = None) -> torch.Tensor:
