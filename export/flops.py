@@ -52,6 +52,9 @@ class FlopsCount:
     total: int = 0
     by_op_type: Counter = field(default_factory=Counter)
     uncounted: list[str] = field(default_factory=list)  # "OpType node-name" of ops with no rule or no shape
+    # of ``total``, the ops whose output has a symbolic dim: per row of the batch (a request graph: per
+    # candidate); the rest is computed once per run (a request graph: per request)
+    per_row: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ def count_flops(model: ir.Model, *, infer_shapes: bool = True, branch=max,
             continue
         result.total += flops
         result.by_op_type[node.op_type] += flops
+        if node.op_type == "If" or any(not all(isinstance(d, int) for d in (o.shape or [])) for o in node.outputs):
+            result.per_row += flops
     return result
 
 

@@ -101,3 +101,18 @@ def encode(values: np.ndarray, own: np.ndarray, dtype: str) -> tuple[np.ndarray,
     scaled = values / np.where(own, scale_own[:, None], scale_dot[:, None])
     scales = np.stack([scale_dot, scale_own], axis=1).astype(np.float32)
     return np.clip(np.rint(scaled), -127, 127).astype(np.int8), scales
+
+
+@dataclass(frozen=True)
+class FFMWeights:
+    """What serving an FFM model needs (Eq. 5): per field its table of n-1 vectors per feature, the
+    vectors for the other fields in increasing order, [V_f, (n-1)·K]; a linear weight per feature."""
+
+    spec: ModelSpec
+    tables: tuple[np.ndarray, ...]  # [V_f, (n-1)·K]
+    linear: tuple[np.ndarray, ...]  # [V_f]
+    bias: float
+
+    def slot(self, f: int, g: int) -> int:
+        """Which of field f's n-1 vectors meets field g."""
+        return g if g < f else g - 1

@@ -177,17 +177,17 @@ def gather_rows(w: GraphWriter, store: GraphWriter, table: np.ndarray, index: ir
 
 
 def gemm_terms(w: GraphWriter, tables: GemmTables, xs: list[ir.Value], store: GraphWriter,
-               shift: ir.Value | None = None) -> ir.Value:
-    """Σ X ⊙ (X·W + shift), [B]. ``shift`` [1, width of X]: a row added to every X·W (a request's
-    context products, export/request_graph.py), whose values meet X's own."""
+               shifts: list[ir.Value] | None = None) -> ir.Value:
+    """Σ X ⊙ (X·W + shift), [B]. ``shifts``, per group [1, its width]: a row added to every X·W (a
+    request's context products, export/request_graph.py), whose values meet X's own."""
     # W is zero below its diagonal blocks, so group h's columns of X·W need only X's columns up to h's end
     terms, ends = [], tables.group_ends()
     for h, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
         prefix = w.op("Concat", xs[:h + 1], "prefix", axis=1) if h else xs[0]
         block = store.const(np.ascontiguousarray(tables.matrix[:end, start:end]), f"block_matrix_{h}")
         projected = w.op("MatMul", [prefix, block], "projected")
-        if shift is not None:
-            projected = w.op("Add", [projected, w.slice(shift, start, end, 1, "shift")], "shifted")
+        if shifts is not None:
+            projected = w.op("Add", [projected, shifts[h]], "shifted")
         terms.append(w.op("ReduceSum", [w.op("Mul", [xs[h], projected], "products"), w.ints(1)], "terms", keepdims=0))
     return w.op("Sum", terms, "pairs") if len(terms) > 1 else terms[0]
 

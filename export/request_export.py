@@ -47,9 +47,8 @@ def export_request(checkpoint: str | Path, output: str | Path | None = None, *, 
 
     def arrange(spec, ids):
         found["roles"] = FieldRoles.of_names(spec, context, items)
-        if spec.kind == "ffm":
-            raise Fm2OnnxError("request graphs are for models with one embedding per feature (LR, FM, FwFM, "
-                               "FvFM, FmFM); an FFM model's context×item products do not factor")
+        if spec.kind == "ffm" and table_dtype != "float32":
+            raise Fm2OnnxError("an FFM request graph keeps float32 tables; drop --table-dtype")
         return as_requests(ids, found["roles"])
 
     uncached, (want, ids) = trace(checkpoint, opset, parity_rows, report, arrange)

@@ -38,19 +38,31 @@ def build_request_graph(weights: FieldWeights, roles: FieldRoles, props: dict[st
     candidates = ir.val(CANDIDATES_INPUT, dtype=INT64, shape=ir.Shape([CANDIDATES, len(roles.items)]))
     context_tables = gemm_tables(weights, fields=list(roles.context))
     item_tables = gemm_tables(weights, fields=list(roles.items))
-    xs_context = gemm_rows(w, context_tables, rows_of(w, context, spec, roles.context), None, w, table_dtype)
-    per_request = w.op("Add", [gemm_terms(w, context_tables, xs_context, w),
-                               w.const(np.array([weights.bias], np.float32), "bias")], "per_request")
-    shift = None
-    if any(spec.dims):  # LR: no pairs, nothing for a candidate to meet
-        x_context = w.op("Concat", xs_context, "x_context", axis=1) if len(xs_context) > 1 else xs_context[0]
-        cross = w.const(cross_matrix(weights, context_tables, item_tables), "context_to_item_matrix")
-        shift = w.op("MatMul", [x_context, cross], "context_products")  # [1, width of X_I]: s
+    per_request, shifts = context_part(w, weights, context_tables, item_tables,
+                                      rows_of(w, context, spec, roles.context), table_dtype)
     xs_items = gemm_rows(w, item_tables, rows_of(w, candidates, spec, roles.items), None, w, table_dtype)
-    per_candidate = gemm_terms(w, item_tables, xs_items, w, shift=shift)
+    per_candidate = gemm_terms(w, item_tables, xs_items, w, shifts=shifts)
     logit = w.op("Add", [per_candidate, per_request], "logit_sum")
     props = props | {"form": "request", "layout": "request", "table_dtype": table_dtype} | roles.to_props(spec)
     return w.serving_model([context, candidates], logit, "fm2onnx_request", props, rows=CANDIDATES)
+
+
+def context_part(w: GraphWriter, weights: FieldWeights, context: GemmTables, items: GemmTables, rows: ir.Value,
+                 table_dtype: str) -> tuple[ir.Value, list[ir.Value] | None]:
+    """(bias + lin(c) + the context's pairs [1], s laid out as X_I's columns, one [1, width] per item
+    group, or None for LR), both from the context row X_C times one matrix [W_CC | W_CI]: one row,
+    so one MatMul however much of W_CC is zero, and one Split."""
+    xs = gemm_rows(w, context, rows, None, w, table_dtype)
+    x = w.op("Concat", xs, "x_context", axis=1) if len(xs) > 1 else xs[0]
+    if not any(weights.spec.dims):  # LR: no pairs, nothing for a candidate to meet
+        return w.op("Add", [gemm_terms(w, context, xs, w), w.const(np.array([weights.bias], np.float32), "bias")],
+                    "per_request"), None
+    matrix = np.concatenate([context.matrix, cross_matrix(weights, context, items)], axis=1)
+    projected = w.op("MatMul", [x, w.const(matrix, "context_matrix")], "context_projected")
+    widths = [context.group_ends()[-1]] + np.diff([0] + items.group_ends()).tolist()
+    own, *shifts = w.ops("Split", [projected, w.ints(*widths)], "context_split", len(widths), axis=1)
+    terms = w.op("ReduceSum", [w.op("Mul", [x, own], "context_products"), w.ints(1)], "context_terms", keepdims=0)
+    return w.op("Add", [terms, w.const(np.array([weights.bias], np.float32), "bias")], "per_request"), shifts
 
 
 def rows_of(w: GraphWriter, ids: ir.Value, spec, fields: tuple[int, ...]) -> ir.Value:

@@ -72,6 +72,25 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path, *, force: bool = False) 
     return path
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files :func:`write_atomically` left beside ``path`` in processes that were
+    killed outright (``kill -9``, a power cut), whose clean-up never ran; those of live processes stay."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rpartition("-")[2]
+        if pid.isdigit() and not process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
 def write_atomically(payload, path: Path) -> None:
     """torch.save ``payload`` to ``path`` whole or not at all, and durably: a temporary file in the same
     folder, flushed and fsynced, renamed over ``path`` (atomic), then the folder fsynced so the rename

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -43,6 +44,28 @@ def reported_write_errors(target: str | Path, cleanup: str = "nothing half-writt
         if exc.errno not in WRITE_ERRNOS or not _written_at(exc.filename, Path(target)):
             raise
         raise WriteError(f"{target}: cannot write: {exc.strerror or exc} ({cleanup})") from None
+
+
+@contextlib.contextmanager
+def removed_unless_complete(folder: Path) -> Iterator[None]:
+    """What this block adds to ``folder`` is deleted if the block fails or is interrupted (the folder too,
+    if the block created it), so a half-filled output folder never blocks the rerun; what was there
+    before stays."""
+    existed = folder.is_dir()
+    before = set(folder.iterdir()) if existed else set()
+    try:
+        yield
+    except BaseException:
+        added = set(folder.iterdir()) - before if folder.is_dir() else set()
+        for path in added:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if not existed:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def _written_at(filename, target: Path) -> bool:

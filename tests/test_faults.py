@@ -157,6 +157,50 @@ def test_export_on_a_full_disk_leaves_nothing(cli, data, tmp_path, monkeypatch):
     assert files_in(models) == ["other.txt"]
 
 
+def test_a_dims_csv_on_a_full_disk_leaves_nothing(cli, data, tmp_path, monkeypatch):
+    import fm2onnx.compression.dims
+
+    ckpt, out = tmp_path / "ckpt.pt", tmp_path / "dims.csv"
+    assert cli(*train_args(data, ckpt, epochs=1))[0] == 0
+    writer = fm2onnx.compression.dims.csv.writer
+
+    class FullDisk:
+        def __init__(self, f, **kwargs):
+            self.rows, self.inner = 0, writer(f, **kwargs)
+
+        def writerow(self, row):
+            self.rows += 1
+            if self.rows == 3:  # two rows are in the file, then the disk is full
+                raise ENOSPC
+            self.inner.writerow(row)
+
+    monkeypatch.setattr(fm2onnx.compression.dims.csv, "writer", FullDisk)
+    code, _, err = cli("dims", ckpt, "-o", out, "--quiet")
+    assert code == 2 and err == (f"fm2onnx: error: {out}: cannot write: No space left on device (nothing "
+                                 "half-written is left)\n")
+    assert files_in(tmp_path) == ["ckpt.pt", "ckpt.pt.log.jsonl"]
+
+
+def test_an_interrupted_report_leaves_no_folder(cli, data, tmp_path, monkeypatch):
+    import fm2onnx.report
+
+    ckpt, out = tmp_path / "ckpt.pt", tmp_path / "report"
+    assert cli(*train_args(data, ckpt, epochs=1))[0] == 0
+    bars = fm2onnx.report.field_dims_bars
+
+    def interrupted_after_the_first_figure(*args, **kwargs):
+        assert (out / "cross_field_dims.png").exists()
+        os.kill(os.getpid(), signal.SIGINT)
+        return bars(*args, **kwargs)
+
+    monkeypatch.setattr(fm2onnx.report, "field_dims_bars", interrupted_after_the_first_figure)
+    assert cli("report", ckpt, "-o", out, "--quiet") == (130, "", "fm2onnx: interrupted by SIGINT\n")
+    assert files_in(tmp_path) == ["ckpt.pt", "ckpt.pt.log.jsonl"]
+    monkeypatch.undo()
+    code, _, err = cli("report", ckpt, "-o", out, "--quiet")  # the same command again just works
+    assert code == 0, err
+
+
 def test_ctrl_c_in_any_command_is_one_line(cli, tmp_path, monkeypatch):
     import fm2onnx.cli.train_cmds
 

@@ -1,16 +1,21 @@
-"""The request graph as a pass: uncached graph -> one context, N candidates (export/request_graph.py).
+"""The request graph as a pass: uncached graph -> one context, N candidates (export/request_graph.py;
+FFM: export/request_graph_ffm.py).
 
-Reads the model's weights back out of the uncached graph (read_weights.py): any kind whose
-interaction is a field matrix per pair, and LR.
+Reads the model's weights back out of the uncached graph (read_weights.py, read_ffm.py).
 """
 
 from __future__ import annotations
 
 import onnx_ir as ir
 
+from fm2onnx.errors import Fm2OnnxError
+
 from ..contract import FieldRoles
+from ..flops import count_flops
 from ..request_graph import build_request_graph
+from ..request_graph_ffm import build_ffm_request_graph
 from .manager import ReplacingPass
+from .read_ffm import read_ffm_weights
 from .read_weights import READABLE_KINDS, read_field_weights
 
 
@@ -22,12 +27,24 @@ class RequestGraphPass(ReplacingPass):
         self.roles, self.table_dtype = roles, table_dtype
 
     def apply(self, model: ir.Model) -> tuple[ir.Model, str]:
-        weights = read_field_weights(model, kinds=READABLE_KINDS, purpose="to score a request's candidates by")
+        props = dict(model.metadata_props)
+        if props.get("model_kind") == "ffm":
+            if self.table_dtype != "float32":
+                raise Fm2OnnxError("an FFM request graph keeps float32 tables; drop --table-dtype")
+            weights = read_ffm_weights(model)
+            built = build_ffm_request_graph(weights, self.roles, props)
+            read = f"read {weights.spec.num_fields} fields' field-aware vectors and linear weights"
+        else:
+            weights = read_field_weights(model, kinds=READABLE_KINDS, purpose="to score a request's candidates by")
+            built = build_request_graph(weights, self.roles, props, self.table_dtype)
+            read = (f"read {weights.spec.num_fields} fields, {len(weights.matrices)} field matrices, "
+                    f"{weights.spec.linear} linear term")
         names = weights.spec.field_names
-        built = build_request_graph(weights, self.roles, dict(model.metadata_props), self.table_dtype)
-        lines = [f"read {weights.spec.num_fields} fields, {len(weights.matrices)} field matrices, "
-                 f"{weights.spec.linear} linear term from the uncached graph",
+        flops, full_row = count_flops(built), count_flops(model, infer_shapes=False).total
+        lines = [f"{read} from the uncached graph",
                  f"context, once per request: {', '.join(names[f] for f in self.roles.context)}",
                  f"items, per candidate: {', '.join(names[f] for f in self.roles.items)}; "
-                 f"{self.table_dtype} tables"]
+                 f"{self.table_dtype} tables",
+                 f"FLOPs: {flops.total - flops.per_row:,} per request + {flops.per_row:,} per candidate "
+                 f"(a full row on the uncached graph: {full_row:,})"]
         return built, "\n".join(lines)

@@ -48,6 +48,12 @@ def bench_models(checkpoints: list[Path], shape: Optional[str], dims: str, workd
     return models
 
 
+REQUEST_HELP = ("C:I, e.g. 26:13: time request graphs (C context fields once per request, I item fields per "
+                "candidate; export --context-fields) against the same candidates as full rows on the default "
+                "export and torch eager, at every --candidates N and --threads; --rounds, --seconds (per form "
+                "and N in each round), --ids, --plot and --json apply. docs/requests.md.")
+
+
 @app.command()
 def bench(
     checkpoints: Optional[List[Path]] = typer.Argument(None, help="Checkpoints to bench."),
@@ -74,13 +80,22 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of the table."),
     workdir: Optional[Path] = typer.Option(None, help="Write the checkpoints and exported files here and keep them (default: a temporary directory)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot file or --workdir's files."),
+    request: Optional[str] = typer.Option(None, help=REQUEST_HELP),
+    candidates: str = typer.Option("10,100,1000", help="With --request: candidates per request (N)."),
+    item_split: str = typer.Option("largest,smallest", help="With --request: the item fields are those with the "
+                                   "most features (largest), the fewest (smallest), or both in turn."),
 ) -> None:
-    """Serving latency, throughput and peak memory: torch eager, onnxruntime uncached and cached, and the floor."""
+    """Serving latency, throughput and peak memory: torch eager, onnxruntime uncached and cached, and the floor.
+    With --request: a request's candidates on the request graph against full rows."""
     from export.bench.report import plot as draw, targets
     from export.bench.run import BenchConfig, run_bench
     from export.traffic import DISTRIBUTIONS
 
     refuse_overwrite(plot, force=force)
+    if request is not None:
+        return request_bench(list(checkpoints or []), shape, dims, request, csv_ints(candidates, "--candidates"),
+                             csv_words(item_split), csv_ints(threads, "--threads"), ids, rounds, seconds,
+                             not no_torch, plot, as_json, workdir, force)
     if ids not in DISTRIBUTIONS:
         raise Fm2OnnxError(f"unknown --ids {ids!r}; expected one of {', '.join(DISTRIBUTIONS)}")
     config = BenchConfig(tuple(sorted(set(csv_ints(batches, "--batches")))), csv_ints(threads, "--threads"), ids,
@@ -94,6 +109,35 @@ def bench(
     if plot is not None:
         draw(result, plot)
     print_bench(result, targets(result), plot, as_json)
+
+
+def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, request: str, candidates, splits,
+                  threads, ids: str, rounds: int, seconds: float, torch: bool, plot: Optional[Path], as_json: bool,
+                  workdir: Optional[Path], force: bool) -> None:
+    """``bench --request C:I``: export/bench/request.py on one model."""
+    from export.bench.request import RequestBenchConfig, run_request_bench
+    from export.bench.request_report import plot as draw, table_lines, target_lines
+
+    counts = request.split(":")
+    if len(counts) != 2:
+        raise Fm2OnnxError(f"--request {request!r}: expected CONTEXT:ITEM field counts, e.g. 26:13")
+    context_count, item_count = csv_ints(",".join(counts), "--request")
+    config = RequestBenchConfig(context_count, item_count, tuple(sorted(set(candidates))), tuple(splits),
+                                tuple(threads), seconds, rounds, torch, ids)
+    log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
+    with contextlib.ExitStack() as stack:
+        root = bench_workdir(workdir, force, stack)
+        models = bench_models(checkpoints, shape, dims, root)
+        if len(models) != 1:
+            raise Fm2OnnxError("--request benches one model: give one checkpoint or one --shape with one --dims")
+        result = run_request_bench(*models[0], config, root, log)
+    if plot is not None:
+        draw(result, plot)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict() | {"targets": target_lines(result), "command": sys.argv[1:]}, indent=2))
+        return
+    for line in ["", *table_lines(result), "", *target_lines(result)] + ([f"wrote {plot}"] if plot else []):
+        typer.echo(line)
 
 
 def cached_variants(budgets: list[str], dtypes: list[str], batched: list[str]) -> list:

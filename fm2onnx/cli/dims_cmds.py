@@ -12,7 +12,7 @@ from rich.table import Table
 
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError
-from fm2onnx.files import refuse_overwrite
+from fm2onnx.files import refuse_overwrite, removed_unless_complete
 
 from .app import app
 from .train_cmds import (CACHE_HELP, DATA_HELP, DEFAULT_EPOCHS, DEFAULT_L2, DEFAULT_LR, DEFAULT_PATIENCE, THREADS_HELP,
@@ -351,12 +351,13 @@ def report(
 
     ckpt = load_checkpoint(checkpoint)
     chosen = choose_dims(ckpt, variance)
-    prepare_out_dir(output, force)  # fail before the (slower) data pass
-    ids = labels = None
-    if data is not None:
-        dataset = checkpoint_dataset(ckpt, data, format, schema, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
-                                     progress=not quiet)
-        ids, labels = dataset.ids, dataset.labels
-    index = build_report(ckpt, output, dims=chosen, ids=ids, labels=labels,
-                         data_name=data.name if data else "", max_rows=max_rows, force=True)
+    with removed_unless_complete(output):  # an interrupted report leaves no half-filled folder
+        prepare_out_dir(output, force)  # fail before the (slower) data pass
+        ids = labels = None
+        if data is not None:
+            dataset = checkpoint_dataset(ckpt, data, format, schema, cache_dir=cache_dir,
+                                         skip_bad_rows=skip_bad_rows, progress=not quiet)
+            ids, labels = dataset.ids, dataset.labels
+        index = build_report(ckpt, output, dims=chosen, ids=ids, labels=labels,
+                             data_name=data.name if data else "", max_rows=max_rows, force=True)
     console.print(f"wrote {index}  (dims: {chosen.source}; mean {sum(chosen.dims) / len(chosen.dims):.2f})")

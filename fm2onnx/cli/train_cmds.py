@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from fm2onnx.checkpoint import Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError, WriteError
 from fm2onnx.files import check_writable, refuse_overwrite
 from models import MODEL_KINDS, ModelSpec
@@ -179,6 +179,8 @@ def start_or_resume(resume_file, output: Path, log: Path, *, resume: bool, force
     fresh start over an interrupted run needs --force, so finished epochs are never dropped unasked."""
     refuse_overwrite(output, force=force)
     check_writable(output)
+    for path in (output, resume_file.path):
+        remove_stale_temporaries(path)
     if resume:
         return resume_file.load()
     if resume_file.path.exists() and not force:

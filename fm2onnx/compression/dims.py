@@ -10,8 +10,9 @@ import numpy as np
 
 from models import FMFamilyModel
 
+from ..data.staging import staged_file
 from ..errors import Fm2OnnxError
-from ..files import refuse_overwrite
+from ..files import reported_write_errors
 from .cost import cached_flops
 from .pca import FieldPCA, check_threshold, fit_field_pca
 
@@ -103,8 +104,8 @@ def feature_counts(ids: np.ndarray, vocab_sizes, rows: np.ndarray | None = None,
 def write_dims_csv(selection: DimsSelection, path: str | Path, *, force: bool = False) -> Path:
     """``field,dim,...`` — readable by ``fm2onnx.dims_file.read_dims`` (so by ``train --dims``)."""
     path = Path(path)
-    refuse_overwrite(path, force=force)
-    with open(path, "w", newline="") as f:
+    # staged: a full disk or an interrupt never leaves a half-written CSV under the real name
+    with staged_file(path, force=force) as tmp, reported_write_errors(path), open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for row in selection.fields:

@@ -1,0 +1,175 @@
+"""``fm2onnx bench --request C:I``: a request's candidates scored by the request graph, against the
+same candidates scored as full rows by the default export and by torch eager, in one process.
+
+Every form runs the same requests (one context, N candidates drawn from ``export/traffic.py``); the
+forms take turns within each round and the figures are medians over rounds, so a slow spell of a
+shared machine hits every form alike. Latency is per request (all N candidates); candidates per
+second is N over the median request latency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from fm2onnx.checkpoint import load_checkpoint
+from fm2onnx.errors import Fm2OnnxError
+from models import ModelSpec
+
+from ..contract import CANDIDATES_INPUT, CONTEXT_INPUT, INPUT_NAME, FieldRoles
+from ..ort import session
+from ..pipeline import export_checkpoint
+from ..request_export import export_request
+from ..traffic import request_ids
+from .child import measure
+
+SPLITS = ("largest", "smallest")  # the item fields: those with the most features, or the fewest
+REQUEST, FULL, TORCH = "request graph", "full rows (default export)", "full rows (torch eager)"
+POOL = 16  # different requests per size, so repeated runs do not read the same rows from cache
+
+
+@dataclass(frozen=True)
+class RequestBenchConfig:
+    context_count: int
+    item_count: int
+    candidates: tuple[int, ...] = (10, 100, 1000)
+    splits: tuple[str, ...] = SPLITS
+    threads: tuple[int, ...] = (1, 2)
+    seconds: float = 0.5  # per form, split, thread count and size, in each round
+    rounds: int = 3
+    torch: bool = True
+    ids: str = "zipf"
+
+    def check(self, spec: ModelSpec) -> None:
+        if self.context_count < 1 or self.item_count < 1 or self.context_count + self.item_count != spec.num_fields:
+            raise Fm2OnnxError(f"--request {self.context_count}:{self.item_count}: the context and item field "
+                               f"counts must be >= 1 and add up to the model's {spec.num_fields} fields")
+        unknown = [s for s in self.splits if s not in SPLITS]
+        if unknown or not self.splits:
+            raise Fm2OnnxError(f"unknown --item-split {','.join(unknown)!r}; expected {' and/or '.join(SPLITS)}")
+        if not self.candidates or min(self.candidates) < 1 or self.rounds < 1 or self.seconds <= 0:
+            raise Fm2OnnxError("--candidates must be >= 1, --rounds >= 1 and --seconds > 0")
+
+
+@dataclass(frozen=True)
+class RequestTiming:
+    split: str
+    form: str
+    threads: int
+    candidates: int
+    p50_us: float  # per request, median over rounds of each round's median
+    p99_us: float  # per request, median over rounds of each round's 99th percentile
+
+    @property
+    def candidates_per_s(self) -> float:
+        return self.candidates / self.p50_us * 1e6
+
+
+@dataclass
+class RequestBenchResult:
+    model: str
+    spec: ModelSpec
+    config: RequestBenchConfig
+    items: dict[str, list[str]]  # split -> item field names
+    parity: dict[str, str]  # split -> the export gate's parity line
+    timings: list[RequestTiming]
+
+    def find(self, split: str, form: str, threads: int, candidates: int) -> RequestTiming | None:
+        return next((t for t in self.timings if (t.split, t.form, t.threads, t.candidates)
+                     == (split, form, threads, candidates)), None)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "config": asdict(self.config), "items": self.items, "parity": self.parity,
+                "timings": [asdict(t) | {"candidates_per_s": t.candidates_per_s} for t in self.timings]}
+
+
+def item_fields(spec: ModelSpec, count: int, split: str) -> list[str]:
+    """The ``count`` fields with the most (``largest``) or fewest features, in the model's field order."""
+    ranked = sorted(range(spec.num_fields), key=lambda f: (-spec.vocab_sizes[f] if split == "largest"
+                                                           else spec.vocab_sizes[f], f))
+    return [spec.field_names[f] for f in sorted(ranked[:count])]
+
+
+def run_request_bench(name: str, checkpoint: Path, config: RequestBenchConfig, workdir: Path,
+                      echo: Callable[[str], None]) -> RequestBenchResult:
+    spec = load_checkpoint(checkpoint).spec
+    config.check(spec)
+    full = workdir / f"{checkpoint.stem}.full.onnx"
+    export_checkpoint(checkpoint, full, force=True)
+    result = RequestBenchResult(name, spec, config, {}, {}, [])
+    graphs = {}
+    for split in config.splits:
+        result.items[split] = item_fields(spec, config.item_count, split)
+        lines: list[str] = []
+        graphs[split] = workdir / f"{checkpoint.stem}.request-{split}.onnx"
+        export_request(checkpoint, graphs[split], context=None, items=result.items[split], force=True,
+                       echo=lines.append)
+        result.parity[split] = next(line for line in lines if line.startswith("parity"))
+        echo(f"{split} {config.item_count} fields as items ({', '.join(result.items[split])}): {result.parity[split]}")
+    for threads in config.threads:
+        result.timings += time_forms(checkpoint, full, graphs, result, threads, echo)
+    return result
+
+
+def time_forms(checkpoint: Path, full: Path, graphs: dict[str, Path], result: RequestBenchResult, threads: int,
+               echo: Callable[[str], None]) -> list[RequestTiming]:
+    """Every form at ``threads``, interleaved within each round; medians over rounds."""
+    config, spec = result.config, result.spec
+    runners = {(split, REQUEST): request_runner(graphs[split], threads) for split in graphs}
+    runners |= {(split, FULL): full_row_runner(full, threads) for split in graphs}
+    if config.torch:
+        runners |= {(split, TORCH): torch_runner(checkpoint, threads) for split in graphs}
+    pools = {(split, n): request_pool(spec, FieldRoles.of_names(spec, None, result.items[split]), n, config.ids)
+             for split in graphs for n in config.candidates}
+    samples: dict[tuple, list[tuple[float, float]]] = {}
+    for round_ in range(config.rounds):
+        for (split, form), run in runners.items():
+            for n in config.candidates:
+                times = np.array(measure(run, pools[(split, n)], config.seconds, 20, warmup=5)) * 1e6
+                samples.setdefault((split, form, n), []).append((np.median(times), np.percentile(times, 99)))
+        echo(f"threads {threads}: round {round_ + 1}/{config.rounds} done")
+    return [RequestTiming(split, form, threads, n, float(np.median([s[0] for s in got])),
+                          float(np.median([s[1] for s in got]))) for (split, form, n), got in samples.items()]
+
+
+@dataclass(frozen=True)
+class Request:
+    context: np.ndarray  # [1, n_context]
+    candidates: np.ndarray  # [N, n_item]
+    rows: np.ndarray  # [N, n_fields]: the same as full rows
+
+
+def request_pool(spec: ModelSpec, roles: FieldRoles, n: int, distribution: str) -> list[Request]:
+    ids = request_ids(spec.vocab_sizes, POOL * (n + 1), distribution, seed=n)
+    pool = []
+    for k in range(POOL):
+        block = ids[k * (n + 1):(k + 1) * (n + 1)]
+        context, candidates = block[:1, list(roles.context)], block[1:, list(roles.items)]
+        pool.append(Request(context, candidates, roles.full_rows(context, candidates)))
+    return pool
+
+
+def request_runner(path: Path, threads: int):
+    sess = session(path, threads)
+    return lambda r: sess.run(None, {CONTEXT_INPUT: r.context, CANDIDATES_INPUT: r.candidates})
+
+
+def full_row_runner(path: Path, threads: int):
+    sess = session(path, threads)
+    return lambda r: sess.run(None, {INPUT_NAME: r.rows})
+
+
+def torch_runner(checkpoint: Path, threads: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    model = load_checkpoint(checkpoint).model().eval()
+
+    def run(r: Request):
+        with torch.inference_mode():
+            return model(torch.from_numpy(r.rows))
+
+    return run

@@ -1,0 +1,80 @@
+"""The request bench's table, target lines and plot (candidates per second against N)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .request import FULL, REQUEST, TORCH, RequestBenchResult
+
+# What a ranking service asks of a request graph (1 thread): this many times the full-row default
+# export's candidates per second at these N, and this p99 per request of the largest N.
+TARGET_SPEEDUP, TARGET_AT = 3.0, (100, 1000)
+TARGET_P99_US, TARGET_P99_AT = 2000.0, 1000
+
+
+def table_lines(result: RequestBenchResult) -> list[str]:
+    forms = [REQUEST, FULL] + ([TORCH] if result.config.torch else [])
+    head = ("| items | threads | N | " + " | ".join(f"{f}: p50 / p99 µs, cand/s" for f in forms)
+            + " | request ÷ default export | request ÷ torch |")
+    lines = [f"{result.model}, {result.config.context_count} context : {result.config.item_count} item fields",
+             head, "|" + "---|" * (head.count("|") - 1)]
+    for split in result.config.splits:
+        for threads in result.config.threads:
+            for n in result.config.candidates:
+                found = {f: result.find(split, f, threads, n) for f in forms}
+                cells = [f"{t.p50_us:,.0f} / {t.p99_us:,.0f}, {t.candidates_per_s:,.0f}" for t in found.values()]
+                ratios = [ratio(found[REQUEST], found.get(other)) for other in (FULL, TORCH)]
+                lines.append(f"| {split} | {threads} | {n:,} | " + " | ".join(cells + ratios) + " |")
+    return lines
+
+
+def ratio(request, other) -> str:
+    return "—" if other is None else f"{request.candidates_per_s / other.candidates_per_s:.2f}×"
+
+
+def target_lines(result: RequestBenchResult) -> list[str]:
+    """The targets, on the largest-fields split at 1 thread (where they are set), when measured."""
+    split, lines = "largest", []
+    for n in TARGET_AT:
+        request, full = result.find(split, REQUEST, 1, n), result.find(split, FULL, 1, n)
+        if request is None or full is None:
+            continue
+        speedup = request.candidates_per_s / full.candidates_per_s
+        verdict = "met" if speedup >= TARGET_SPEEDUP else "NOT met"
+        lines.append(f"target N = {n:,}, 1 thread: {speedup:.2f}× the default export's candidates/s "
+                     f"(≥ {TARGET_SPEEDUP:g}×: {verdict})")
+    request = result.find(split, REQUEST, 1, TARGET_P99_AT)
+    if request is not None:
+        verdict = "met" if request.p99_us < TARGET_P99_US else "NOT met"
+        lines.append(f"target p99 per request of {TARGET_P99_AT:,} candidates, 1 thread: {request.p99_us:,.0f} µs "
+                     f"(< {TARGET_P99_US:,.0f} µs: {verdict})")
+    return lines
+
+
+def plot(result: RequestBenchResult, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits, ns = result.config.splits, list(result.config.candidates)
+    fig, axes = plt.subplots(1, len(splits), figsize=(6.5 * len(splits), 4.5), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        for k, form in enumerate((REQUEST, FULL, TORCH)):
+            for threads, style in zip(result.config.threads, ("-", "--", ":")):
+                points = [result.find(split, form, threads, n) for n in ns]
+                if None in points:
+                    continue
+                ax.plot(ns, [t.candidates_per_s for t in points], color=f"C{k}", linestyle=style, marker="o",
+                        markersize=3, label=f"{form} ({threads} thr)")
+        ax.set_title(f"{result.model}: the {result.config.item_count} {split} fields as items", fontsize=9)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("candidates per request (N)")
+        ax.set_ylabel("candidates/s (median)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

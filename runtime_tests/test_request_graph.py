@@ -1,0 +1,146 @@
+"""Request graphs (one context, N candidates) against the float64 reference on the full rows they
+stand for: every kind, random field splits, dims and N, every table dtype; what export writes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from export.contract import FieldRoles, describe, stamp
+from export.model_io import load_model
+from export.ort import session
+from export.parity import TOLERANCES, compare, parity_ids
+from export.passes import rewrite
+from export.passes.request_graph import RequestGraphPass
+from export.request_export import export_request
+from export.to_onnx import export_uncached
+from fm2onnx.checkpoint import load_checkpoint
+from runtime_tests.reference import reference_logits
+
+from .conftest import CASES, FIELDS, case_id, randomized_model, write_checkpoint
+
+CANDIDATES = (0, 1, 2, 9, 70)
+
+
+def score(sess, roles: FieldRoles, context: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    logit, probability = (sess.run([name], {"context_ids": context, "candidate_ids": candidates})[0]
+                          for name in ("logit", "probability"))
+    assert logit.shape == probability.shape == (len(candidates),)
+    assert np.allclose(probability, 1 / (1 + np.exp(-logit.astype(np.float64))), atol=1e-6)
+    return logit
+
+
+def assert_requests_match(sess, roles, spec, state, sizes, tolerance, seed=0):
+    for n in sizes:
+        rows = parity_ids(spec, n + 1, seed=seed + n)  # unknown, negative and out-of-range ids included
+        context, candidates = rows[:1, list(roles.context)], rows[1:, list(roles.items)]
+        got = score(sess, roles, context, candidates)
+        want = reference_logits(spec, state, roles.full_rows(context, candidates))
+        parity = compare(want, got, atol=tolerance[0], rtol=tolerance[1])
+        assert parity.ok, f"N = {n}: {parity.describe()}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_every_kind_scores_requests_of_every_size_as_full_rows(exported, case, tmp_path):
+    ckpt_path = exported(case)[0]
+    ckpt = load_checkpoint(ckpt_path)
+    export_request(ckpt_path, tmp_path / "request.onnx", context=["site", "hour", "city"], items=None)
+    roles = FieldRoles.of_props(load_model(tmp_path / "request.onnx").metadata_props)
+    assert [FIELDS[f] for f in roles.items] == ["app", "device", "banner"]
+    assert_requests_match(session(tmp_path / "request.onnx"), roles, ckpt.spec, ckpt.state_dict, CANDIDATES,
+                          TOLERANCES["float32"])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+def test_compact_tables_score_requests_within_their_tolerance(exported, dtype, tmp_path):
+    ckpt_path = exported(("fmfm", (3, 5, 1, 4, 2, 5)))[0]
+    ckpt = load_checkpoint(ckpt_path)
+    export_request(ckpt_path, tmp_path / "r.onnx", context=None, items=["app", "city"], table_dtype=dtype)
+    graph = load_model(tmp_path / "r.onnx")
+    assert graph.metadata_props["table_dtype"] == dtype
+    roles = FieldRoles.of_props(graph.metadata_props)
+    assert_requests_match(session(tmp_path / "r.onnx"), roles, ckpt.spec, ckpt.state_dict, (1, 50),
+                          TOLERANCES[dtype])
+
+
+KINDS = ["lr", "fm", "ffm", "fwfm", "fvfm", "fmfm"]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_splits_dims_and_sizes_match_the_reference(data):
+    kind = data.draw(st.sampled_from(KINDS), "kind")
+    n = data.draw(st.integers(2, 7), "fields")
+    vocab = data.draw(st.lists(st.integers(1, 12), min_size=n, max_size=n), "vocab")
+    dims = data.draw(st.lists(st.integers(1, 6), min_size=n, max_size=n), "dims") if kind == "fmfm" else None
+    context = data.draw(st.lists(st.booleans(), min_size=n, max_size=n).filter(lambda c: 0 < sum(c) < n), "roles")
+    fields = [f"f{i}" for i in range(n)]
+    model = randomized_model(kind, dims, seed=data.draw(st.integers(0, 99)), fields=fields, vocab=vocab, dim=3)
+    uncached = export_uncached(model)
+    stamp(uncached, describe(model.spec, form="uncached", checkpoint_sha256="0"))
+    roles = FieldRoles.of_names(model.spec, [f for f, c in zip(fields, context) if c], None)
+    built, _ = rewrite(uncached, [RequestGraphPass(roles)])
+    sizes = data.draw(st.lists(st.integers(0, 40), min_size=1, max_size=3), "candidates")
+    state = model.state_dict()
+    assert_requests_match(session(built_bytes(built)), roles, model.spec, state, sizes, TOLERANCES["float32"])
+
+
+def built_bytes(model) -> bytes:
+    import onnx_ir as ir
+
+    return ir.serde.serialize_model(model).SerializeToString()
+
+
+def test_export_records_roles_in_field_order_and_refuses_what_does_not_apply(cli, tmp_path):
+    ckpt = write_checkpoint(randomized_model("fmfm"), tmp_path / "ckpt.pt")
+    assert cli("export", ckpt, "--item-fields", "city,app")[0] == 0
+    props = load_model(tmp_path / "ckpt.request.onnx").metadata_props
+    assert props["form"] == "request"
+    assert json.loads(props["field_roles"]) == ["context", "item", "context", "context", "context", "item"]
+    refusals = {("--context-fields", "site,nope"): "--context-fields: no field 'nope'",
+                ("--context-fields", "site", "--item-fields", "site"): "named both context and item",
+                ("--context-fields", "site", "--item-fields", "app"): "are neither context nor item",
+                ("--item-fields", ",".join(FIELDS)): "at least one context field and one item field",
+                ("--context-fields", "site", "--cache-budget", "min"): "--cache-budget: not an option of request"}
+    for args, message in refusals.items():
+        code, _, err = cli("export", ckpt, *args, "-o", tmp_path / "other.onnx")
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "other.onnx").exists()
+    code, _, err = cli("export", ckpt, "--item-fields", "city")
+    assert code == 2 and "already exists" in err
+
+
+def test_the_gate_keeps_a_wrong_request_graph_from_being_written(tmp_path, monkeypatch):
+    import export.passes.request_graph as request_pass
+    from export.request_graph import build_request_graph
+    from fm2onnx.errors import Fm2OnnxError
+
+    def biased(weights, *args, **kwargs):  # a graph off by 1e-3 on every candidate
+        from dataclasses import replace
+
+        return build_request_graph(replace(weights, bias=weights.bias + 1e-3), *args, **kwargs)
+
+    monkeypatch.setattr(request_pass, "build_request_graph", biased)
+    ckpt = write_checkpoint(randomized_model("fwfm"), tmp_path / "ckpt.pt")
+    with pytest.raises(Fm2OnnxError, match="not written: the request graph disagrees with torch"):
+        export_request(ckpt, tmp_path / "r.onnx", context=["site"], items=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+
+
+@pytest.mark.slow  # exports three graphs and times three forms
+def test_request_bench_times_every_form_and_writes_its_plot(cli, tmp_path):
+    ckpt = write_checkpoint(randomized_model("fmfm", (3, 5, 1, 4, 2, 5)), tmp_path / "ckpt.pt")
+    code, out, err = cli("bench", ckpt, "--request", "2:4", "--candidates", "3,20", "--threads", "1",
+                         "--rounds", "1", "--seconds", "0.02", "--plot", tmp_path / "r.png", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    forms = {(t["split"], t["form"], t["candidates"]) for t in result["timings"]}
+    assert len(forms) == 2 * 3 * 2 and all(t["p50_us"] > 0 for t in result["timings"])
+    assert set(result["items"]) == {"largest", "smallest"} and "parity request" in result["parity"]["largest"]
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+    code, _, err = cli("bench", ckpt, "--request", "2:3")
+    assert code == 2 and "add up to the model's 6 fields" in err
