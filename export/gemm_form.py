@@ -44,6 +44,8 @@ class GemmTables:
     groups: list[GemmGroup]
     matrix: np.ndarray  # [width of X, width of X] float32
     fields: list[int]  # the fields X is made of, in the order of the rows' columns
+    lead: int = 1  # values before v in a field's row: its linear value, or none (``gemm_tables(linear=False)``)
+    ones_column: int | None = None  # X's column that is always 1 (it carries the linear terms)
 
     def group_ends(self) -> list[int]:
         return np.cumsum([len(g.fields) * g.width for g in self.groups]).tolist()
@@ -53,7 +55,7 @@ class GemmTables:
         columns, start = {}, 0
         for group in self.groups:
             for k, f in enumerate(group.fields):
-                first = start + k * group.width + 1
+                first = start + k * group.width + self.lead
                 columns[f] = slice(first, first + dims[f])
             start += len(group.fields) * group.width
         return columns
@@ -87,19 +89,22 @@ def width_groups(widths: list[int], count: int) -> list[list[int]]:
     return [order[a:b] for a, b in zip((0,) + ends[:-1], ends)]
 
 
-def gemm_tables(weights: FieldWeights, groups: int = GROUPS, fields: list[int] | None = None) -> GemmTables:
-    """X and W for ``fields`` (default: all) of the model: their pairs, their linear terms."""
+def gemm_tables(weights: FieldWeights, groups: int = GROUPS, fields: list[int] | None = None, *,
+                linear: bool = True) -> GemmTables:
+    """X and W for ``fields`` (default: all) of the model: their pairs and (``linear``) their linear
+    terms, through a linear value in each row and a constant-1 column; without, rows are v alone."""
     chosen = list(range(weights.spec.num_fields)) if fields is None else list(fields)
-    widths = {f: 1 + weights.spec.dims[f] for f in chosen}  # [lin | v]
+    lead = 1 if linear else 0
+    widths = {f: lead + weights.spec.dims[f] for f in chosen}  # [lin | v]
     parts = [[chosen[i] for i in part] for part in width_groups([widths[f] for f in chosen], groups)]
     # X's constant 1: the spare last value of the narrowest field's rows (its group widened if it has none)
-    ones_field = parts[0][0]
+    ones_field = parts[0][0] if linear else None
     out, slots, start = [], {}, 0
     for i, members in enumerate(parts):
         width = max(widths[f] for f in members)
-        if i == 0 and widths[ones_field] == width:  # no spare value for the constant 1
+        if i == 0 and linear and widths[ones_field] == width:  # no spare value for the constant 1
             width += 1
-        stacked = [field_rows(weights, f, width, f == ones_field) for f in members]
+        stacked = [field_rows(weights, f, width, f == ones_field, lead) for f in members]
         first_rows = np.cumsum([0] + [len(rows) for rows in stacked[:-1]]).tolist()
         slots.update({f: start + k * width for k, f in enumerate(members)})
         out.append(GemmGroup(members, width, np.concatenate(stacked).astype(np.float32), first_rows))
@@ -108,17 +113,23 @@ def gemm_tables(weights: FieldWeights, groups: int = GROUPS, fields: list[int] |
     placed = [f for members in parts for f in members]
     for i, a in enumerate(placed):
         for b in placed[i + 1:]:
-            matrix[slots[a] + 1:slots[a] + widths[a], slots[b] + 1:slots[b] + widths[b]] = weights.pair_matrix(a, b)
-    matrix[slots[ones_field] + out[0].width - 1, [slots[f] for f in placed]] = 1.0
-    return GemmTables(out, matrix.astype(np.float32), chosen)
+            matrix[slots[a] + lead:slots[a] + widths[a], slots[b] + lead:slots[b] + widths[b]] = \
+                weights.pair_matrix(a, b)
+    ones_column = None
+    if linear:
+        ones_column = slots[ones_field] + out[0].width - 1
+        matrix[ones_column, [slots[f] for f in placed]] = 1.0
+    return GemmTables(out, matrix.astype(np.float32), chosen, lead, ones_column)
 
 
-def field_rows(weights: FieldWeights, f: int, width: int, carries_one: bool) -> np.ndarray:
-    """Field f's rows [lin | v | 0…] in float64, row V a copy of the unknown row 0; the field that
-    carries X's constant 1 has it in its last value."""
+def field_rows(weights: FieldWeights, f: int, width: int, carries_one: bool, lead: int = 1) -> np.ndarray:
+    """Field f's rows [lin | v | 0…] (``lead`` 0: [v | 0…]) in float64, row V a copy of the unknown
+    row 0; the field that carries X's constant 1 has it in its last value."""
     own = weights.tables[f]
     rows = np.zeros((len(own) + 1, width), np.float64)
-    rows[:-1, 0], rows[:-1, 1:1 + own.shape[1]] = weights.linear_values(f), own
+    if lead:
+        rows[:-1, 0] = weights.linear_values(f)
+    rows[:-1, lead:lead + own.shape[1]] = own
     rows[-1] = rows[0]
     if carries_one:
         rows[:, -1] = 1.0

@@ -17,6 +17,7 @@ from .contract import FieldRoles
 from .folds import check_table_dtype
 from .model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD
 from .parity import tolerance_of
+from .plan import parse_budget
 from .passes import rewrite
 from .passes.request_graph import RequestGraphPass
 from .pipeline import ExportResult, check_targets, trace
@@ -30,12 +31,15 @@ def request_path(checkpoint: Path, output: Path | None) -> Path:
 
 
 def export_request(checkpoint: str | Path, output: str | Path | None = None, *, context: list[str] | None,
-                   items: list[str] | None, table_dtype: str = "float32", force: bool = False,
+                   items: list[str] | None, table_dtype: str = "float32", cache_budget: str | None = None,
+                   force: bool = False,
                    external_data_threshold: int = DEFAULT_EXTERNAL_DATA_THRESHOLD, opset: int = DEFAULT_OPSET,
                    parity_rows: int = 512, echo: Callable[[str], None] = lambda line: None) -> ExportResult:
     """Write the request graph of ``checkpoint`` with the named context (or item) fields."""
     check_opset(opset)
     check_table_dtype(table_dtype)
+    if cache_budget is not None:
+        parse_budget(cache_budget)
     checkpoint = Path(checkpoint)
     target = request_path(checkpoint, output)
     final_dir = check_targets(checkpoint, {"request": target}, force)
@@ -47,13 +51,14 @@ def export_request(checkpoint: str | Path, output: str | Path | None = None, *, 
 
     def arrange(spec, ids):
         found["roles"] = FieldRoles.of_names(spec, context, items)
-        if spec.kind == "ffm" and table_dtype != "float32":
-            raise Fm2OnnxError("an FFM request graph keeps float32 tables; drop --table-dtype")
+        if spec.kind == "ffm" and (table_dtype != "float32" or cache_budget is not None):
+            raise Fm2OnnxError("an FFM request graph keeps float32 embedding tables and caches nothing; "
+                               "drop --table-dtype and --cache-budget")
         return as_requests(ids, found["roles"])
 
     uncached, (want, ids) = trace(checkpoint, opset, parity_rows, report, arrange)
     roles = found["roles"]
-    made, result.rewrite = rewrite(uncached, [RequestGraphPass(roles, table_dtype)])
+    made, result.rewrite = rewrite(uncached, [RequestGraphPass(roles, table_dtype, cache_budget)])
     for line in result.rewrite.lines():
         report(line)
     with staged_directory(final_dir) as scratch:

@@ -7,11 +7,17 @@ ad, the product), a full row's logit (Eq. 6 with Table 1's field matrices) split
                 + Σ_{b ∈ I} <s_b, v_b>,   s_b = Σ_{a ∈ C} v_a M_ab     s once per request
                 + lin(i) + Σ_{a<b ∈ I} <v_a M_ab, v_b>                per candidate, item fields only
 
-Both halves are the GEMM form (export/gemm_form.py) over their own fields: the context row X_C
-gives the per-request scalar and, by one more product, s laid out in the candidates' X columns
-(X_C · W_CI); the candidates' rows X_I take s as a shift of X_I · W_II, so each candidate costs its
-item fields' rows, their pairs and one short dot product with s. A candidate never touches a
-context field's table or a context pair.
+Both halves are the GEMM form (export/gemm_form.py) over their own fields. The context row X_C
+times M = [W_CC | W_CI] gives, in one product, the context's own terms and s laid out as the
+candidates' X columns; with a cache budget that holds them, that product is precomputed per
+context feature (x_a·M, the paper's cached vectors, Section 4.2) and a request sums its context's
+rows. The candidates' rows X_I meet X_I·W_II + s, so a candidate costs its item fields' rows, their
+pairs and one short dot product with s, and never touches a context field's table or pair.
+
+Graph size is latency at this scale (every node costs about half a microsecond per run), so the
+context half is one Gather, one sum and one Split when cached; the candidates' half keeps the GEMM
+form's per-group products, each with its share of s added (fused into one Gemm by onnxruntime):
+concatenating the products to add s once copied more than it saved at 1,000 candidates.
 
 Rows are stored in the table dtype and converted after the Gather (float16 Cast, int8 times the
 row's scale); the field matrices stay float32.
@@ -19,63 +25,166 @@ row's scale); the field matrices stay float32.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx_ir as ir
 
 from .contract import CANDIDATES_INPUT, CONTEXT_INPUT, FieldRoles, clamp_rows
-from .folds import FieldWeights
-from .gemm_form import GemmTables, gemm_rows, gemm_tables, gemm_terms
+from .folds import BYTES_PER_VALUE, FieldWeights
+from .gemm_form import GROUPS, GemmTables, gather_rows, gemm_tables, gemm_terms
 from .graph_writer import INT64, GraphWriter
+from .plan import parse_budget
 
 CANDIDATES = "candidates"  # the dynamic row count of a request graph's candidates and outputs
 
 
+@dataclass(frozen=True)
+class RequestLayout:
+    """The GEMM tables of both sides and whether the context's products are cached per feature."""
+
+    context: GemmTables
+    items: GemmTables
+    matrix: np.ndarray  # M = [W_CC | W_CI]: X_C's columns -> X_C's and X_I's, float64
+    cached: bool
+
+    @property
+    def widths(self) -> tuple[int, int]:
+        return self.context.group_ends()[-1], self.items.group_ends()[-1]
+
+    def cached_bytes(self, spec, table_dtype: str) -> int:
+        rows = sum(spec.vocab_sizes[f] + 1 for f in self.context.fields)
+        return rows * (self.widths[0] + self.matrix.shape[1]) * BYTES_PER_VALUE[table_dtype]
+
+    def describe(self, spec, table_dtype: str) -> str:
+        if self.cached:
+            return (f"context products cached per feature ({self.cached_bytes(spec, table_dtype):,} bytes), "
+                    "summed once per request")
+        return f"context products computed once per request (one [1, {self.widths[0]}] x M product)"
+
+
+def request_layout(weights: FieldWeights, roles: FieldRoles, cache_budget, table_dtype: str,
+                   item_groups: int = GROUPS) -> RequestLayout:
+    """``cache_budget``: bytes of cached context rows, "unlimited", "min" (none), or None: as many
+    bytes as the embedding tables the graph holds anyway."""
+    context = gemm_tables(weights, fields=list(roles.context))
+    # Eq. 12's lin(i) = <v_i, w_F(i)> joins s (w_b added once per request), so candidate rows are v alone
+    items = gemm_tables(weights, item_groups, fields=list(roles.items), linear=weights.spec.linear == "feature")
+    matrix = np.concatenate([context.matrix, cross_matrix(weights, context, items)], axis=1).astype(np.float64)
+    layout = RequestLayout(context, items, matrix, cached=False)
+    budget = parse_budget(cache_budget) if cache_budget is not None else sum(
+        g.table.size for t in (context, items) for g in t.groups) * BYTES_PER_VALUE[table_dtype]
+    if budget == "unlimited" or (budget != "min" and layout.cached_bytes(weights.spec, table_dtype) <= budget):
+        layout = RequestLayout(context, items, matrix, cached=True)
+    return layout
+
+
 def build_request_graph(weights: FieldWeights, roles: FieldRoles, props: dict[str, str],
-                        table_dtype: str = "float32") -> ir.Model:
-    """The request graph of a model's ``weights`` (``props``: the uncached graph's metadata)."""
+                        table_dtype: str = "float32", layout: RequestLayout | None = None) -> ir.Model:
+    """The request graph of a model's ``weights`` (``props``: the uncached graph's metadata) in
+    ``layout`` (default: ``request_layout`` with the default budget)."""
     w, spec = GraphWriter(), weights.spec
+    layout = layout or request_layout(weights, roles, None, table_dtype)
     context = ir.val(CONTEXT_INPUT, dtype=INT64, shape=ir.Shape([1, len(roles.context)]))
     candidates = ir.val(CANDIDATES_INPUT, dtype=INT64, shape=ir.Shape([CANDIDATES, len(roles.items)]))
-    context_tables = gemm_tables(weights, fields=list(roles.context))
-    item_tables = gemm_tables(weights, fields=list(roles.items))
-    per_request, shifts = context_part(w, weights, context_tables, item_tables,
-                                      rows_of(w, context, spec, roles.context), table_dtype)
-    xs_items = gemm_rows(w, item_tables, rows_of(w, candidates, spec, roles.items), None, w, table_dtype)
-    per_candidate = gemm_terms(w, item_tables, xs_items, w, shifts=shifts)
-    logit = w.op("Add", [per_candidate, per_request], "logit_sum")
-    props = props | {"form": "request", "layout": "request", "table_dtype": table_dtype} | roles.to_props(spec)
+    x, projected = (cached_context if layout.cached else computed_context)(w, weights, layout, context, table_dtype)
+    sizes = [layout.widths[0]] + np.diff([0] + layout.items.group_ends()).tolist()
+    own, *shifts = w.ops("Split", [projected, w.ints(*sizes)], "context_split", len(sizes), axis=1)
+    per_request = w.op("ReduceSum", [w.op("Mul", [x, own], "context_products"), w.ints(1)], "context_terms",
+                       keepdims=0)
+    per_candidate = candidate_terms(w, weights, layout.items, candidates, shifts, table_dtype)
+    logit = w.op("Sum", [per_candidate, per_request, w.const(np.array([weights.bias], np.float32), "bias")],
+                 "logit_sum")
+    props = props | {"form": "request", "layout": "request", "table_dtype": table_dtype,
+                     "context_cached": str(layout.cached).lower()} | roles.to_props(spec)
     return w.serving_model([context, candidates], logit, "fm2onnx_request", props, rows=CANDIDATES)
 
 
-def context_part(w: GraphWriter, weights: FieldWeights, context: GemmTables, items: GemmTables, rows: ir.Value,
-                 table_dtype: str) -> tuple[ir.Value, list[ir.Value] | None]:
-    """(bias + lin(c) + the context's pairs [1], s laid out as X_I's columns, one [1, width] per item
-    group, or None for LR), both from the context row X_C times one matrix [W_CC | W_CI]: one row,
-    so one MatMul however much of W_CC is zero, and one Split."""
-    xs = gemm_rows(w, context, rows, None, w, table_dtype)
+def cached_context(w: GraphWriter, weights: FieldWeights, layout: RequestLayout, ids: ir.Value,
+                   table_dtype: str) -> tuple[ir.Value, ir.Value]:
+    """(X_C, X_C·M) as the sum of the context's rows [x_a in its columns | x_a·M]: one Gather, one sum."""
+    spec, width_c = weights.spec, layout.widths[0]
+    columns = field_columns(layout.context)
+    rows, bases, start = [], [], 0
+    for f in layout.context.fields:
+        first, span, own = columns[f]
+        x = np.zeros((own.shape[0], width_c))
+        x[:, first:first + span] = own
+        rows.append(np.concatenate([x, own @ layout.matrix[first:first + span]], axis=1))
+        bases.append(start)
+        start += own.shape[0]
+    bases = np.array(bases, np.int64)
+    vocab = np.array([spec.vocab_sizes[f] for f in layout.context.fields], np.int64)
+    index = clamp_rows(w, ids, bases, bases + vocab)
+    gathered = gather_rows(w, w, np.concatenate(rows).astype(np.float32), index, table_dtype, "context_rows")
+    summed = w.op("ReduceSum", [gathered, w.ints(1)], "context_sum", keepdims=0)
+    x, projected = w.ops("Split", [summed, w.ints(width_c, layout.matrix.shape[1])], "context_parts", 2, axis=1)
+    return x, projected
+
+
+def computed_context(w: GraphWriter, weights: FieldWeights, layout: RequestLayout, ids: ir.Value,
+                     table_dtype: str) -> tuple[ir.Value, ir.Value]:
+    """(X_C, X_C·M) from the context's GEMM rows and one product: one row, so one MatMul however
+    much of M is zero."""
+    xs = group_rows(w, layout.context, rows_of(w, ids, weights.spec, layout.context), table_dtype, "context")
     x = w.op("Concat", xs, "x_context", axis=1) if len(xs) > 1 else xs[0]
-    if not any(weights.spec.dims):  # LR: no pairs, nothing for a candidate to meet
-        return w.op("Add", [gemm_terms(w, context, xs, w), w.const(np.array([weights.bias], np.float32), "bias")],
-                    "per_request"), None
-    matrix = np.concatenate([context.matrix, cross_matrix(weights, context, items)], axis=1)
-    projected = w.op("MatMul", [x, w.const(matrix, "context_matrix")], "context_projected")
-    widths = [context.group_ends()[-1]] + np.diff([0] + items.group_ends()).tolist()
-    own, *shifts = w.ops("Split", [projected, w.ints(*widths)], "context_split", len(widths), axis=1)
-    terms = w.op("ReduceSum", [w.op("Mul", [x, own], "context_products"), w.ints(1)], "context_terms", keepdims=0)
-    return w.op("Add", [terms, w.const(np.array([weights.bias], np.float32), "bias")], "per_request"), shifts
+    return x, w.op("MatMul", [x, w.const(layout.matrix.astype(np.float32), "context_matrix")], "context_projected")
 
 
-def rows_of(w: GraphWriter, ids: ir.Value, spec, fields: tuple[int, ...]) -> ir.Value:
-    """Field-local ids of ``fields`` -> their GEMM table rows 0..V (V: the copy of the unknown row)."""
-    vocab = np.array([spec.vocab_sizes[f] for f in fields], np.int64)
-    return clamp_rows(w, ids, np.zeros(len(fields), np.int64), vocab)
+def candidate_terms(w: GraphWriter, weights: FieldWeights, items: GemmTables, ids: ir.Value,
+                    shifts: list[ir.Value], table_dtype: str) -> ir.Value:
+    """Σ X_I ⊙ (X_I·W_II + s) per candidate, [N]: the GEMM form's block-triangular MatMuls, each
+    group's share of s added to its product (onnxruntime fuses the two into one Gemm)."""
+    xs = group_rows(w, items, rows_of(w, ids, weights.spec, items), table_dtype, "item")
+    return gemm_terms(w, items, xs, w, shifts=shifts)
+
+
+def rows_of(w: GraphWriter, ids: ir.Value, spec, tables: GemmTables) -> ir.Value:
+    """Field-local ids of ``tables.fields`` -> their rows in their group's table (out of range: the
+    copy of the unknown row after the field's rows)."""
+    first = np.zeros(len(tables.fields), np.int64)
+    for group in tables.groups:
+        for f, row in zip(group.fields, group.first_rows):
+            first[tables.fields.index(f)] = row
+    vocab = np.array([spec.vocab_sizes[f] for f in tables.fields], np.int64)
+    return clamp_rows(w, ids, first, first + vocab)
+
+
+def group_rows(w: GraphWriter, tables: GemmTables, rows: ir.Value, table_dtype: str, side: str) -> list[ir.Value]:
+    """X, one [B, fields in group · width] value per group: the columns put in group order by one
+    Gather and cut by one Split, then one Gather of rows per group."""
+    order = [tables.fields.index(f) for group in tables.groups for f in group.fields]
+    if order != list(range(len(order))):
+        rows = w.op("Gather", [rows, w.const(np.array(order, np.int64), "group_order")], "rows_in_groups", axis=1)
+    sizes = [len(group.fields) for group in tables.groups]
+    parts = w.ops("Split", [rows, w.ints(*sizes)], "group_index", len(sizes), axis=1) if len(sizes) > 1 else [rows]
+    xs = []
+    for i, (group, index) in enumerate(zip(tables.groups, parts)):
+        gathered = gather_rows(w, w, group.table, index, table_dtype, f"{side}_table_{i}")
+        xs.append(w.op("Reshape", [gathered, w.ints(-1, len(group.fields) * group.width)], "x"))
+    return xs
+
+
+def field_columns(tables: GemmTables) -> dict[int, tuple[int, int, np.ndarray]]:
+    """Field -> (its first column in X, its row width, its rows [V + 1, width] float64)."""
+    out, start = {}, 0
+    for group in tables.groups:
+        ends = group.first_rows[1:] + [len(group.table)]
+        for k, (f, first, end) in enumerate(zip(group.fields, group.first_rows, ends)):
+            out[f] = (start + k * group.width, group.width, group.table[first:end].astype(np.float64))
+        start += len(group.fields) * group.width
+    return out
 
 
 def cross_matrix(weights: FieldWeights, context: GemmTables, items: GemmTables) -> np.ndarray:
-    """W_CI: X_C's columns of v_a to X_I's columns of v_b hold M_ab (context side projected, Eq. 10)."""
+    """W_CI: X_C's columns of v_a to X_I's columns of v_b hold M_ab (context side projected, Eq. 10);
+    X_C's constant 1 to them w_b when the candidates' rows leave their linear term to s (Eq. 12)."""
     rows, columns = context.vector_columns(weights.spec.dims), items.vector_columns(weights.spec.dims)
     matrix = np.zeros((context.group_ends()[-1], items.group_ends()[-1]), np.float64)
     for a in context.fields:
         for b in items.fields:
             matrix[rows[a], columns[b]] = weights.pair_matrix(a, b)
-    return matrix.astype(np.float32)
+    if items.ones_column is None:  # the candidates' rows carry no linear values: w_b joins s_b
+        for b in items.fields:
+            matrix[context.ones_column, columns[b]] = weights.linear[b]
+    return matrix

@@ -1,6 +1,7 @@
 """The JavaScript client on onnxruntime-web in a real browser: headless Chromium opens
 runtime_tests/web/index.html from a local HTTP server, scores FmFM graphs (one with its weights in
-a ``model.onnx.data`` sidecar) and the logits are compared with Python's onnxruntime on the same rows.
+a ``model.onnx.data`` sidecar) and the logits are compared with Python's onnxruntime on the same rows;
+and a request graph's requests, compared with the id graph on their full rows.
 
 Chromium is Debian's ``chromium`` (.ci/run installs it), driven by puppeteer-core from
 runtime_tests/js/package-lock.json through runtime_tests/js/browser.mjs.
@@ -26,6 +27,8 @@ from export.contract import INPUT_NAME
 from export.ort import session
 from export.parity import outputs_in_serving_batches, parity_ids, serving_batches
 from fm2onnx.checkpoint import load_checkpoint
+
+from .test_js_client import CONTEXT_FIELDS, REQUEST_ATOL, exported_requests
 
 HERE = Path(__file__).resolve().parent
 JS_DIR = HERE / "js"
@@ -111,6 +114,9 @@ def browser_cases(exported, tmp_path_factory) -> tuple[Path, list[dict], list[st
     cases = [browser_case("fmfm-cached", Path(shutil.copy(cached, root / "cached.onnx")), ids, root),
              browser_case("fmfm-uncached", Path(shutil.copy(uncached, root / "uncached.onnx")), ids, root),
              browser_case("fmfm-cached-sidecar", sidecar_files[0], ids, root, external_data=sidecar_files[1])]
+    request, want = exported_requests(ckpt, uncached, root / "request.onnx")
+    cases.append({"page": {"name": "fmfm-request", "model": "request.onnx", "requests": request["requests"]},
+                  "logit": want["logit"], "probability": want["probability"], "max_delta": REQUEST_ATOL})
     (root / "manifest.json").write_text(json.dumps({"cases": [c["page"] for c in cases]}))
     return root, cases, list(spec.field_names)
 
@@ -138,16 +144,22 @@ def test_onnxruntime_web_in_chromium_matches_python(chromium, browser_cases, rec
     root, cases, field_names = browser_cases
     page = run_page(root, chromium)
     assert [c["name"] for c in page["cases"]] == [c["page"]["name"] for c in cases], page
-    deltas, rows = {}, 0
+    deltas, limits, rows = {}, {}, 0
     for got, want in zip(page["cases"], cases):
         assert got["fieldNames"] == field_names, got["name"]
-        deltas[got["name"]] = max_delta(got["logit"], want["logit"], f"{got['name']} logit")
-        deltas[f"{got['name']} probability"] = max_delta(got["probability"], want["probability"],
-                                                         f"{got['name']} probability")
+        for output in ("logit", "probability"):
+            key = f"{got['name']} {output}"
+            deltas[key] = max_delta(got[output], want[output], key)
+            limits[key] = want.get("max_delta", MAX_DELTA)  # a request graph against the full rows: its own
         rows += len(got["logit"])
+    request = page["cases"][-1]
+    assert request["contextFields"] == CONTEXT_FIELDS, request
+    assert request["refusal"].startswith(f"context_ids: the context has {len(CONTEXT_FIELDS) - 1} ids"), request
     worst = max(deltas.values())
-    line = f"browser: {'pass' if worst <= MAX_DELTA else 'FAIL'}, {rows} rows compared, max |Δ| {worst:.2e}"
+    failed = {key: d for key, d in deltas.items() if d > limits[key]}
+    line = f"browser: {'FAIL' if failed else 'pass'}, {rows} rows compared, max |Δ| {worst:.2e}"
     print(line)
     record_property("browser", line)
     record_property("browser_runtime", f"onnxruntime-web {page['ortVersion']} in {page['userAgent']}")
-    assert worst <= MAX_DELTA, f"{line}; max |Δ| per case: {deltas}"
+    assert not failed, f"{line}; max |Δ| per case: {deltas}"
+

@@ -2,9 +2,11 @@
 Node), against fixtures written here from Python's own onnxruntime run.
 
 Cases: the cached and uncached graphs of every model kind, one model with its weights in an
-external-data sidecar, and raw-feature graphs of Criteo- and Avazu-format checkpoints. For a raw
-graph the expected outputs are the *id graph's* on the Python preprocessing of the same rows, so
-the JavaScript run shows raw graph == id graph ∘ Python preprocessing in that runtime too. The
+external-data sidecar, raw-feature graphs of Criteo- and Avazu-format checkpoints, and a request
+graph. For a raw graph the expected outputs are the *id graph's* on the Python preprocessing of the
+same rows, so the JavaScript run shows raw graph == id graph ∘ Python preprocessing in that runtime
+too; for a request graph they are the uncached id graph's on the full rows (context, candidate i) its
+requests stand for, |Δ| <= REQUEST_ATOL. The
 packages come from runtime_tests/js/package-lock.json (``npm ci --ignore-scripts``; .ci/run does
 it first, and this test does it when node_modules is missing).
 """
@@ -28,15 +30,19 @@ from export.parity import ATOL, parity_ids
 from export.parity import outputs_in_serving_batches as outputs
 from export.raw_input import RawContract
 from export.raw_rows import probe_rows, python_ids, read_rows
-from export.contract import INPUT_NAME
+from export.contract import INPUT_NAME, FieldRoles
+from export.request_export import export_request
 from fm2onnx.checkpoint import load_checkpoint
 
-from .conftest import CASES, case_id
+from .conftest import CASES, VARIABLE_DIMS, case_id
 from .raw_checkpoints import raw_models  # noqa: F401  (session fixture)
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 JS_TESTS = ["test/node.test.mjs", "test/web.test.mjs"]
 ROWS = 48
+REQUEST_SIZES = (0, 1, 2, 7)  # candidates per request: the empty request and one that is not a power of two
+REQUEST_ATOL = 1e-4
+CONTEXT_FIELDS = ["site", "device", "hour"]  # not contiguous: the inputs' columns interleave with the items'
 
 
 def ensure_packages() -> None:
@@ -78,6 +84,34 @@ def raw_case(name: str, raw_model: Path, id_model: Path, pre, rows: dict, fixtur
                          "probability": want["probability"].tolist()}}
 
 
+def exported_requests(checkpoint: Path, full_rows_model: Path, model: Path) -> tuple[dict, dict]:
+    """The request graph of ``checkpoint`` written to ``model``, requests of REQUEST_SIZES candidates
+    (the context of one parity row, the item fields of others), and the expected outputs:
+    ``full_rows_model`` on each request's full rows (the context repeated beside every candidate),
+    all requests concatenated. Shared with test_browser.py."""
+    export_request(checkpoint, model, context=CONTEXT_FIELDS, items=None)
+    spec = load_checkpoint(checkpoint).spec
+    roles = FieldRoles.of_names(spec, CONTEXT_FIELDS, None)
+    ids = parity_ids(spec, sum(REQUEST_SIZES) + len(REQUEST_SIZES), seed=9)  # incl. out-of-range ids
+    requests, full, start = [], [], len(REQUEST_SIZES)
+    for k, size in enumerate(REQUEST_SIZES):
+        context, candidates = ids[k, list(roles.context)], ids[start:start + size][:, list(roles.items)]
+        requests.append({"context": context.tolist(), "candidates": candidates.tolist()})
+        full.append(roles.full_rows(context, candidates))
+        start += size
+    want = outputs(session(full_rows_model), {INPUT_NAME: np.concatenate(full)})
+    case = {"field_names": list(spec.field_names), "context_fields": CONTEXT_FIELDS,
+            "item_fields": [spec.field_names[f] for f in roles.items], "requests": requests}
+    return case, want
+
+
+def request_case(name: str, checkpoint: Path, full_rows_model: Path, fixtures: Path) -> dict:
+    case, want = exported_requests(checkpoint, full_rows_model, fixtures / f"{name}.onnx")
+    return {"name": name, "model": f"{name}.onnx", "input": "ids", "form": "request", **case,
+            "tolerance": REQUEST_ATOL, "expected": {"logit": want["logit"].tolist(),
+                                                    "probability": want["probability"].tolist()}}
+
+
 def head(rows: dict, n: int) -> dict:
     return {c: v[:n] for c, v in rows.items()}
 
@@ -101,6 +135,8 @@ def fixtures(exported, raw_models, tmp_path_factory) -> tuple[Path, int]:
             save_model(graph, root / "external.onnx", external_data_threshold=0)
             cases.append({**id_case("external-data", root / "external.onnx", ids, root, spec.field_names),
                           "model": "external.onnx", "external_data": "external.onnx.data"})
+    ckpt, _, uncached, _ = exported(("fmfm", VARIABLE_DIMS))
+    cases.append(request_case("fmfm-variable-request", ckpt, uncached, root))
     for fmt in ("criteo", "avazu"):
         models = raw_models(fmt)
         pre = models.preprocessor

@@ -46,13 +46,17 @@ def assert_requests_match(sess, roles, spec, state, sizes, tolerance, seed=0):
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_every_kind_scores_requests_of_every_size_as_full_rows(exported, case, tmp_path):
+    """The context's products cached per feature (the default on a small model) and computed per request."""
     ckpt_path = exported(case)[0]
     ckpt = load_checkpoint(ckpt_path)
-    export_request(ckpt_path, tmp_path / "request.onnx", context=["site", "hour", "city"], items=None)
-    roles = FieldRoles.of_props(load_model(tmp_path / "request.onnx").metadata_props)
-    assert [FIELDS[f] for f in roles.items] == ["app", "device", "banner"]
-    assert_requests_match(session(tmp_path / "request.onnx"), roles, ckpt.spec, ckpt.state_dict, CANDIDATES,
-                          TOLERANCES["float32"])
+    for budget in [None] if case[0] == "ffm" else ["unlimited", "min"]:
+        path = tmp_path / f"request-{budget}.onnx"
+        export_request(ckpt_path, path, context=["site", "hour", "city"], items=None, cache_budget=budget)
+        props = load_model(path).metadata_props
+        roles = FieldRoles.of_props(props)
+        assert [FIELDS[f] for f in roles.items] == ["app", "device", "banner"]
+        assert props.get("context_cached", "false") == ("true" if budget == "unlimited" else "false")
+        assert_requests_match(session(path), roles, ckpt.spec, ckpt.state_dict, CANDIDATES, TOLERANCES["float32"])
 
 
 @pytest.mark.parametrize("dtype", ["float16", "int8"])
@@ -83,7 +87,8 @@ def test_random_splits_dims_and_sizes_match_the_reference(data):
     uncached = export_uncached(model)
     stamp(uncached, describe(model.spec, form="uncached", checkpoint_sha256="0"))
     roles = FieldRoles.of_names(model.spec, [f for f, c in zip(fields, context) if c], None)
-    built, _ = rewrite(uncached, [RequestGraphPass(roles)])
+    budget = None if kind == "ffm" else data.draw(st.sampled_from([None, "min", "unlimited", 300]), "budget")
+    built, _ = rewrite(uncached, [RequestGraphPass(roles, cache_budget=budget)])
     sizes = data.draw(st.lists(st.integers(0, 40), min_size=1, max_size=3), "candidates")
     state = model.state_dict()
     assert_requests_match(session(built_bytes(built)), roles, model.spec, state, sizes, TOLERANCES["float32"])
@@ -105,7 +110,8 @@ def test_export_records_roles_in_field_order_and_refuses_what_does_not_apply(cli
                 ("--context-fields", "site", "--item-fields", "site"): "named both context and item",
                 ("--context-fields", "site", "--item-fields", "app"): "are neither context nor item",
                 ("--item-fields", ",".join(FIELDS)): "at least one context field and one item field",
-                ("--context-fields", "site", "--cache-budget", "min"): "--cache-budget: not an option of request"}
+                ("--context-fields", "site", "--batched", "gemm"): "--batched: not an option of request",
+                ("--context-fields", "site", "--cache-budget", "lots"): "cache budget 'lots'"}
     for args, message in refusals.items():
         code, _, err = cli("export", ckpt, *args, "-o", tmp_path / "other.onnx")
         assert code == 2 and message in err and "Traceback" not in err, (args, err)

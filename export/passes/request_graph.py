@@ -12,7 +12,7 @@ from fm2onnx.errors import Fm2OnnxError
 
 from ..contract import FieldRoles
 from ..flops import count_flops
-from ..request_graph import build_request_graph
+from ..request_graph import build_request_graph, request_layout
 from ..request_graph_ffm import build_ffm_request_graph
 from .manager import ReplacingPass
 from .read_ffm import read_ffm_weights
@@ -22,21 +22,23 @@ from .read_weights import READABLE_KINDS, read_field_weights
 class RequestGraphPass(ReplacingPass):
     name = "request_graph"
 
-    def __init__(self, roles: FieldRoles, table_dtype: str = "float32"):
+    def __init__(self, roles: FieldRoles, table_dtype: str = "float32", cache_budget=None):
         super().__init__()
-        self.roles, self.table_dtype = roles, table_dtype
+        self.roles, self.table_dtype, self.cache_budget = roles, table_dtype, cache_budget
 
     def apply(self, model: ir.Model) -> tuple[ir.Model, str]:
         props = dict(model.metadata_props)
         if props.get("model_kind") == "ffm":
-            if self.table_dtype != "float32":
-                raise Fm2OnnxError("an FFM request graph keeps float32 tables; drop --table-dtype")
+            if self.table_dtype != "float32" or self.cache_budget is not None:
+                raise Fm2OnnxError("an FFM request graph keeps float32 embedding tables and caches nothing; "
+                                   "drop --table-dtype and --cache-budget")
             weights = read_ffm_weights(model)
             built = build_ffm_request_graph(weights, self.roles, props)
             read = f"read {weights.spec.num_fields} fields' field-aware vectors and linear weights"
         else:
             weights = read_field_weights(model, kinds=READABLE_KINDS, purpose="to score a request's candidates by")
-            built = build_request_graph(weights, self.roles, props, self.table_dtype)
+            layout = request_layout(weights, self.roles, self.cache_budget, self.table_dtype)
+            built = build_request_graph(weights, self.roles, props, self.table_dtype, layout)
             read = (f"read {weights.spec.num_fields} fields, {len(weights.matrices)} field matrices, "
                     f"{weights.spec.linear} linear term")
         names = weights.spec.field_names
@@ -44,7 +46,8 @@ class RequestGraphPass(ReplacingPass):
         lines = [f"{read} from the uncached graph",
                  f"context, once per request: {', '.join(names[f] for f in self.roles.context)}",
                  f"items, per candidate: {', '.join(names[f] for f in self.roles.items)}; "
-                 f"{self.table_dtype} tables",
+                 f"{self.table_dtype} tables" + (f"; {layout.describe(weights.spec, self.table_dtype)}"
+                                                  if props.get("model_kind") != "ffm" else ""),
                  f"FLOPs: {flops.total - flops.per_row:,} per request + {flops.per_row:,} per candidate "
                  f"(a full row on the uncached graph: {full_row:,})"]
         return built, "\n".join(lines)

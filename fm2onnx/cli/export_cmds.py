@@ -59,7 +59,8 @@ def export(
                                                "rows of this data file."),
     parity_format: Optional[str] = typer.Option(None, help="Format of --parity-data (default: the checkpoint's)."),
     layout: Optional[str] = typer.Option(None, help=LAYOUT_HELP + " Default: fields for FmFM (pairs with --pair-major)."),
-    cache_budget: str = typer.Option("unlimited", help=BUDGET_HELP),
+    cache_budget: Optional[str] = typer.Option(None, help=BUDGET_HELP + " Default: unlimited; request graphs: "
+                                               "the bytes of their embedding tables (docs/requests.md)."),
     table_dtype: str = typer.Option("float32", help=DTYPE_HELP),
     batched: Optional[str] = typer.Option(None, help=BATCHED_HELP),
     serve_batch: Optional[int] = typer.Option(None, help=SERVE_BATCH_HELP),
@@ -73,19 +74,19 @@ def export(
 
     if context_fields is not None or item_fields is not None:
         defaults = {"--form": (form, "cached"), "--input": (input, "ids"), "--layout": (layout, None),
-                    "--cache-budget": (cache_budget, "unlimited"), "--batched": (batched, None),
+                    "--batched": (batched, None),
                     "--serve-batch": (serve_batch, None), "--pair-major": (pair_major, False)}
         given = [option for option, (value, default) in defaults.items() if value != default]
         if given:
             raise Fm2OnnxError(f"{', '.join(given)}: not an option of request graphs (--context-fields, "
-                               "--item-fields), which compute on the embedding tables; see docs/requests.md")
+                               "--item-fields); see docs/requests.md")
         from export.request_export import export_request
 
         export_request(checkpoint, output, context=names(context_fields), items=names(item_fields),
-                       table_dtype=table_dtype, force=force, external_data_threshold=external_data_threshold,
-                       opset=opset, echo=typer.echo)
+                       table_dtype=table_dtype, cache_budget=cache_budget, force=force,
+                       external_data_threshold=external_data_threshold, opset=opset, echo=typer.echo)
         return
-    cached = CachedFormOptions.of_cli(layout, pair_major, cache_budget, table_dtype, batched)
+    cached = CachedFormOptions.of_cli(layout, pair_major, cache_budget or "unlimited", table_dtype, batched)
     export_graphs = raw_exporter(input, parity_data, parity_format) or export_checkpoint
     export_graphs(checkpoint, output, form=form, force=force, external_data_threshold=external_data_threshold,
                   opset=opset, pair_major=pair_major, cached=cached, serve_batch=serve_batch, echo=typer.echo)

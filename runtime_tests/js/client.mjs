@@ -70,7 +70,26 @@ export function checkMetadata(meta) {
     contract.numericColumns = JSON.parse(meta.numeric_columns);
     contract.categoricalColumns = JSON.parse(meta.categorical_columns);
   }
+  if (contract.form === 'request') Object.assign(contract, requestRoles(meta, contract.fieldNames));
   return contract;
+}
+
+// A request graph's field_roles: "context" or "item" per field, in field_names order. Its inputs take
+// the context fields' ids and the item fields' ids, each in that order.
+function requestRoles(meta, fieldNames) {
+  let roles;
+  try {
+    roles = JSON.parse(meta.field_roles);
+  } catch {
+    throw new Error(`form request without a readable field_roles in its metadata: ${meta.field_roles}`);
+  }
+  if (!Array.isArray(roles) || roles.length !== fieldNames.length
+      || !roles.every((role) => role === 'context' || role === 'item')) {
+    throw new Error(`field_roles ${meta.field_roles}: expected "context" or "item" for each of the `
+      + `${fieldNames.length} fields`);
+  }
+  const named = (role) => fieldNames.filter((_, f) => roles[f] === role);
+  return { fieldRoles: roles, contextFields: named('context'), itemFields: named('item') };
 }
 
 // ---------------------------------------------------------------------------------- loading
@@ -98,13 +117,39 @@ export async function loadModel(ort, source, { threads = 1 } = {}) {
 // ids: one array of field ids per row, in field_names order (numbers or BigInts). Ids outside a
 // field's vocabulary, negative included, read the unknown row 0 inside the graph.
 export function idFeeds(model, rows) {
-  const n = model.contract.fieldNames.length;
+  if (model.contract.form === 'request') {
+    throw new Error('feature_ids: a request graph takes context_ids and candidate_ids: use requestFeeds');
+  }
+  return { feature_ids: int64Tensor(model, 'feature_ids', rows, model.contract.fieldNames, 'row') };
+}
+
+// A request graph: the ids of one context (contextRow: the contract's contextFields, in that order)
+// and of N candidates (candidateRows: N arrays of the itemFields' ids; N = 0 answers with no rows).
+// Row i of the outputs scores the full row (context, candidate i).
+export function requestFeeds(model, contextRow, candidateRows) {
+  const { form, contextFields, itemFields } = model.contract;
+  if (form !== 'request') {
+    throw new Error(`context_ids: the model is not a request graph (form ${form}): use idFeeds`);
+  }
+  return {
+    context_ids: int64Tensor(model, 'context_ids', [contextRow], contextFields, 'context'),
+    candidate_ids: int64Tensor(model, 'candidate_ids', candidateRows, itemFields, 'candidate'),
+  };
+}
+
+// rows of ids (numbers or BigInts) -> int64 [rows, fields]; a row of the wrong length is refused
+// with the input's name and the fields it takes.
+function int64Tensor(model, input, rows, fields, what) {
+  const n = fields.length;
   const data = new BigInt64Array(rows.length * n);
   rows.forEach((row, r) => {
-    if (row.length !== n) throw new Error(`row ${r} has ${row.length} ids, the model has ${n} fields`);
+    if (row.length !== n) {
+      const which = what === 'context' ? 'the context' : `${what} ${r}`;
+      throw new Error(`${input}: ${which} has ${row.length} ids, the model takes ${n} (${fields.join(', ')})`);
+    }
     row.forEach((id, f) => { data[r * n + f] = BigInt(id); });
   });
-  return { feature_ids: new model.ort.Tensor('int64', data, [rows.length, n]) };
+  return new model.ort.Tensor('int64', data, [rows.length, n]);
 }
 
 // raw: one object per row, { column: value }: numbers for numeric_columns (null, undefined or NaN

@@ -4,10 +4,12 @@
 //
 // manifest: { cases: [{ name, model, externalData?, batches: [[[id, ...], ...], ...] }] }; URLs
 // relative to the manifest; each batch is one run, so a cached graph's batch-size branches all run.
+// A request graph's case has requests: [{ context: [id, ...], candidates: [[id, ...], ...] }]
+// instead of batches, one run each; its result adds the message refusing a context one id short.
 
 import * as ort from 'onnxruntime-web';
 
-import { idFeeds, loadModel, predict } from '../js/client.mjs';
+import { idFeeds, loadModel, predict, requestFeeds } from '../js/client.mjs';
 
 // one thread: more need SharedArrayBuffer, which only a cross-origin-isolated page has
 ort.env.wasm.numThreads = 1;
@@ -33,12 +35,25 @@ async function scoreCase(base, testCase) {
   const model = await openCase(base, testCase);
   const logit = [];
   const probability = [];
-  for (const batch of testCase.batches) {
-    const out = await predict(model, idFeeds(model, batch));
+  const runs = testCase.requests
+    ? testCase.requests.map(({ context, candidates }) => requestFeeds(model, context, candidates))
+    : testCase.batches.map((batch) => idFeeds(model, batch));
+  for (const feeds of runs) {
+    const out = await predict(model, feeds);
     logit.push(...out.logit);
     probability.push(...out.probability);
   }
-  return { name: testCase.name, fieldNames: model.contract.fieldNames, logit, probability };
+  const result = { name: testCase.name, fieldNames: model.contract.fieldNames, logit, probability };
+  if (testCase.requests) {
+    result.contextFields = model.contract.contextFields;
+    const [{ context, candidates }] = testCase.requests;
+    try {
+      requestFeeds(model, context.slice(1), candidates);
+    } catch (error) {
+      result.refusal = error.message;
+    }
+  }
+  return result;
 }
 
 async function main() {

@@ -1,19 +1,20 @@
 // Parity of one runtime against the fixtures that runtime_tests/test_js_client.py wrote from
 // Python's onnxruntime: manifest.json lists the cases, each a model, its rows and the outputs
-// expected (for raw graphs: the id graph's outputs on the Python preprocessing of the same rows).
+// expected (for raw graphs: the id graph's outputs on the Python preprocessing of the same rows; for
+// request graphs: the id graph's outputs on the full rows of all the requests, concatenated).
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { idFeeds, loadModel, predict, rawFeeds } from '../client.mjs';
+import { idFeeds, loadModel, predict, rawFeeds, requestFeeds } from '../client.mjs';
 
-// the tolerance of `fm2onnx check`: |Δ| <= tol + tol·|expected|
-function assertClose(got, want, tolerance, what) {
+// the tolerance of `fm2onnx check`: |Δ| <= tol + tol·|expected|; or |Δ| <= tol ({ relative: false })
+function assertClose(got, want, tolerance, what, { relative = true } = {}) {
   assert.equal(got.length, want.length, `${what}: ${got.length} values, expected ${want.length}`);
   for (let i = 0; i < want.length; i++) {
-    const limit = tolerance + tolerance * Math.abs(want[i]);
+    const limit = tolerance + (relative ? tolerance * Math.abs(want[i]) : 0);
     if (!(Math.abs(got[i] - want[i]) <= limit)) {
       assert.fail(`${what}[${i}]: ${got[i]}, expected ${want[i]} (tolerance ${limit.toExponential(2)})`);
     }
@@ -50,6 +51,7 @@ export async function runParity(backend) {
   for (const testCase of manifest.cases) {
     await test(`${backend}: ${testCase.name}`, async () => {
       const model = await openCase(ort, backend, dir, testCase);
+      if (testCase.form === 'request') return checkRequests(model, testCase);
       assert.equal(model.contract.input, testCase.input);
       assert.deepEqual(model.contract.fieldNames, testCase.field_names);
       const feeds = testCase.input === 'raw' ? rawFeeds(model, rawRows(testCase)) : idFeeds(model, testCase.rows);
@@ -73,4 +75,34 @@ async function checkOutOfRangeIds(model) {
   const outside = await predict(model, idFeeds(model, [sizes.map((v, f) => [-1, v, v + 2 ** 40, -(2 ** 40)][f % 4])]));
   assert.equal(outside.logit[0], zeros.logit[0], 'out-of-range ids do not read the unknown row');
   assert.equal(outside.probability[0], zeros.probability[0]);
+}
+
+// One request per run, each answering with one row per candidate; the rows of all the requests
+// against the full rows' expected outputs. Then the refusals of a wrong field count.
+async function checkRequests(model, testCase) {
+  assert.equal(model.contract.form, 'request');
+  assert.deepEqual(model.contract.fieldNames, testCase.field_names);
+  assert.deepEqual(model.contract.contextFields, testCase.context_fields);
+  assert.deepEqual(model.contract.itemFields, testCase.item_fields);
+  const logit = [];
+  const probability = [];
+  for (const { context, candidates } of testCase.requests) {
+    const got = await predict(model, requestFeeds(model, context, candidates));
+    assert.equal(got.logit.length, candidates.length, `a request of ${candidates.length} candidates`);
+    logit.push(...got.logit);
+    probability.push(...got.probability);
+  }
+  assert.ok(testCase.requests.some((r) => r.candidates.length === 0), 'the cases include an empty request');
+  assertClose(logit, testCase.expected.logit, testCase.tolerance, 'logit', { relative: false });
+  assertClose(probability, testCase.expected.probability, testCase.tolerance, 'probability', { relative: false });
+
+  const [{ context, candidates }] = testCase.requests.filter((r) => r.candidates.length > 1);
+  const [nc, ni] = [testCase.context_fields.length, testCase.item_fields.length];
+  const named = (fields) => `(${fields.join(', ')})`;
+  assert.throws(() => requestFeeds(model, context.slice(1), candidates),
+    { message: `context_ids: the context has ${nc - 1} ids, the model takes ${nc} ${named(testCase.context_fields)}` });
+  assert.throws(() => requestFeeds(model, context, [candidates[0], [...candidates[1], 0]]),
+    { message: `candidate_ids: candidate 1 has ${ni + 1} ids, the model takes ${ni} ${named(testCase.item_fields)}` });
+  assert.throws(() => idFeeds(model, [testCase.field_names.map(() => 0)]),
+    /^Error: feature_ids: a request graph takes/);
 }
