@@ -4,6 +4,7 @@ stand for: every kind, random field splits, dims and N, every table dtype; what 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -105,6 +106,8 @@ def test_export_records_roles_in_field_order_and_refuses_what_does_not_apply(cli
     assert cli("export", ckpt, "--item-fields", "city,app")[0] == 0
     props = load_model(tmp_path / "ckpt.request.onnx").metadata_props
     assert props["form"] == "request"
+    code, out, _ = cli("flops", tmp_path / "ckpt.request.onnx")
+    assert code == 0 and re.search(r"[\d,]+ FLOPs per request \+ [\d,]+ per candidate \(fmfm, request\)", out), out
     assert json.loads(props["field_roles"]) == ["context", "item", "context", "context", "context", "item"]
     refusals = {("--context-fields", "site,nope"): "--context-fields: no field 'nope'",
                 ("--context-fields", "site", "--item-fields", "site"): "named both context and item",
