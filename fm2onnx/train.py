@@ -20,6 +20,7 @@ from models import FMFamilyModel, L2Config, ModelSpec, build_model
 from . import interrupt
 from .data.metrics import auc, log_loss
 from .data.parallel import physical_cores  # also the default number of encoding processes
+from .distributed import World, shard_batches
 from .errors import Fm2OnnxError
 from .files import reported_write_errors
 from .progress import Progress
@@ -210,7 +211,8 @@ class TrainingRun:
 
 def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = True,
           log_path: Path | None = None, start_from: FMFamilyModel | None = None,
-          resume_file: ResumeFile | None = None, resume: ResumeState | None = None) -> TrainResult:
+          resume_file: ResumeFile | None = None, resume: ResumeState | None = None,
+          world: World = World()) -> TrainResult:
     """Train on dataset's train split, early-stop on its validation AUC, score the best model on all splits.
 
     ``start_from`` fine-tunes given weights instead of a fresh init; they then compete as epoch 0, so
@@ -218,6 +220,10 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     the run's state is saved there at every epoch's end; ``resume`` (loaded from it) continues a run
     where it stopped. SIGINT and SIGTERM stop the run at the next batch boundary (interrupt.Interrupted);
     a loss that is no longer finite stops it with TrainingDiverged, carrying the best epoch so far.
+
+    With several workers (``world``) each trains on its shard; rank 0 alone evaluates, decides when to
+    stop, writes the log and the resumable state and returns the metrics (the others: their equal
+    weights, no metrics). Every rank is given ``resume``.
     """
     config.validate()
     threads = set_threads(config.threads)
@@ -231,26 +237,32 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     elif start_from is not None:
         model.load_state_dict(start_from.state_dict())
         run.best = starting_point(model, dataset, rows["valid"], run.history)
-    log = EpochLog(log_path, run.history if resume is not None else [])
+    world.broadcast_parameters(model)
+    log = EpochLog(log_path if world.is_main else None, run.history if resume is not None else [])
     try:
         with interrupt.stop_at_boundaries(), log:
-            run_epochs(run, dataset, config, threads, progress, log, resume_file)
+            run_epochs(run, dataset, config, threads, progress, log, resume_file if world.is_main else None, world)
     except TrainingDiverged as exc:
         if run.best.state is not None:
             exc.result = best_result(run, dataset)
         raise
+    if not world.is_main:
+        return TrainResult(run.model, 0, run.history, {})
     return best_result(run, dataset)
 
 
 def run_epochs(run: TrainingRun, dataset, config: TrainConfig, threads: int, progress: bool, log: "EpochLog",
-               resume_file: ResumeFile | None) -> None:
+               resume_file: ResumeFile | None, world: World = World()) -> None:
     """Epochs until early stopping or the cap, each saved to ``resume_file`` (if any) once it finished."""
     valid_rows = run.rows["valid"]
-    while not run.finished(config):
+    while not world.main_decides(run.finished(config)):
         epoch = run.epoch + 1
         title = f"epoch {epoch} (at most {config.epochs}, {threads} thread{'s' if threads > 1 else ''})"
         record = {"epoch": epoch} | run_epoch(run.model, run.optimizers, dataset, run.rows["train"], config,
-                                               run.rng, title, progress, BatchGuard(epoch))
+                                               run.rng, title, progress and world.is_main, BatchGuard(epoch), world)
+        if not world.is_main:  # rank 0 evaluates, keeps the best epoch and writes; the others follow its verdict
+            run.epoch = epoch
+            continue
         if len(valid_rows):
             record["valid"] = evaluate_rows(run.model, dataset.ids, dataset.labels, valid_rows)
         # Without a validation split, the lowest training loss stands in for the best AUC.
@@ -292,24 +304,30 @@ def starting_point(model: FMFamilyModel, dataset, valid_rows: np.ndarray, histor
 
 def run_epoch(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], dataset, train_rows: np.ndarray,
               config: TrainConfig, rng: np.random.Generator, title: str, progress: bool,
-              guard: BatchGuard | None = None) -> dict:
-    """One pass over the shuffled training rows -> its running loss, speed and duration."""
+              guard: BatchGuard | None = None, world: World = World()) -> dict:
+    """One pass over the shuffled training rows (this worker's shard of them) -> the running loss, speed
+    and duration, over all workers."""
     guard = guard or BatchGuard(0)
     model.train()
     bar = Progress(title, enabled=progress)
     loss_sum, seen, started = 0.0, 0, time.perf_counter()
-    for x, y in guard.batches(shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng)):
+    batches = (shard_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng, world)
+               if world.size > 1 else shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng))
+    for x, y in guard.batches(world.stop_together(batches)):
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         logits, penalty = model.forward_with_penalty(x, config.l2)
         loss = F.binary_cross_entropy_with_logits(logits, y)
         (loss + penalty).backward()
+        world.reduce_gradients(model, len(y))
         for opt in optimizers:
             opt.step()
         loss_sum += loss.item() * len(y)
         guard.check_loss(loss_sum)
         seen += len(y)
-        bar.update(seen, seen / len(train_rows), loss=loss_sum / seen)
+        bar.update(seen * world.size, seen * world.size / len(train_rows), loss=loss_sum / seen)
+    loss_sum, seen = world.sum(loss_sum, seen)
+    seen = int(seen)
     rows_per_s = seen / bar.done(seen, f", loss {loss_sum / max(seen, 1):.4f}")
     return {"train_logloss_running": loss_sum / max(seen, 1), "rows_per_s": rows_per_s,
             "seconds": time.perf_counter() - started}
