@@ -87,9 +87,8 @@ def build_request_graph(weights: FieldWeights, roles: FieldRoles, props: dict[st
     layout = layout or request_layout(weights, roles, None, table_dtype)
     context = ir.val(CONTEXT_INPUT, dtype=INT64, shape=ir.Shape([1, len(roles.context)]))
     candidates = ir.val(CANDIDATES_INPUT, dtype=INT64, shape=ir.Shape([CANDIDATES, len(roles.items)]))
-    x, projected = (cached_context if layout.cached else computed_context)(w, weights, layout, context, table_dtype)
-    sizes = [layout.widths[0]] + np.diff([0] + layout.items.group_ends()).tolist()
-    own, *shifts = w.ops("Split", [projected, w.ints(*sizes)], "context_split", len(sizes), axis=1)
+    x, own, shifts = (cached_context if layout.cached else computed_context)(w, weights, layout, context,
+                                                                             table_dtype)
     per_request = w.op("ReduceSum", [w.op("Mul", [x, own], "context_products"), w.ints(1)], "context_terms",
                        keepdims=0)
     per_candidate = candidate_terms(w, weights, layout.items, candidates, shifts, table_dtype)
@@ -101,8 +100,9 @@ def build_request_graph(weights: FieldWeights, roles: FieldRoles, props: dict[st
 
 
 def cached_context(w: GraphWriter, weights: FieldWeights, layout: RequestLayout, ids: ir.Value,
-                   table_dtype: str) -> tuple[ir.Value, ir.Value]:
-    """(X_C, X_C·M) as the sum of the context's rows [x_a in its columns | x_a·M]: one Gather, one sum."""
+                   table_dtype: str) -> tuple[ir.Value, ir.Value, list[ir.Value]]:
+    """X_C and X_C·M (split by ``product_widths``) as the sum of the context's rows [x_a in its columns | x_a·M]:
+    one Gather, one sum, one Split."""
     spec, width_c = weights.spec, layout.widths[0]
     columns = field_columns(layout.context)
     rows, bases, start = [], [], 0
@@ -118,17 +118,26 @@ def cached_context(w: GraphWriter, weights: FieldWeights, layout: RequestLayout,
     index = clamp_rows(w, ids, bases, bases + vocab)
     gathered = gather_rows(w, w, np.concatenate(rows).astype(np.float32), index, table_dtype, "context_rows")
     summed = w.op("ReduceSum", [gathered, w.ints(1)], "context_sum", keepdims=0)
-    x, projected = w.ops("Split", [summed, w.ints(width_c, layout.matrix.shape[1])], "context_parts", 2, axis=1)
-    return x, projected
+    sizes = [width_c] + product_widths(layout)
+    x, own, *shifts = w.ops("Split", [summed, w.ints(*sizes)], "context_parts", len(sizes), axis=1)
+    return x, own, shifts
 
 
 def computed_context(w: GraphWriter, weights: FieldWeights, layout: RequestLayout, ids: ir.Value,
-                     table_dtype: str) -> tuple[ir.Value, ir.Value]:
-    """(X_C, X_C·M) from the context's GEMM rows and one product: one row, so one MatMul however
-    much of M is zero."""
+                     table_dtype: str) -> tuple[ir.Value, ir.Value, list[ir.Value]]:
+    """X_C and X_C·M (split by ``product_widths``) from the context's GEMM rows and one product: one row, so one
+    MatMul however much of M is zero."""
     xs = group_rows(w, layout.context, rows_of(w, ids, weights.spec, layout.context), table_dtype, "context")
     x = w.op("Concat", xs, "x_context", axis=1) if len(xs) > 1 else xs[0]
-    return x, w.op("MatMul", [x, w.const(layout.matrix.astype(np.float32), "context_matrix")], "context_projected")
+    projected = w.op("MatMul", [x, w.const(layout.matrix.astype(np.float32), "context_matrix")], "context_projected")
+    sizes = product_widths(layout)
+    own, *shifts = w.ops("Split", [projected, w.ints(*sizes)], "context_parts", len(sizes), axis=1)
+    return x, own, shifts
+
+
+def product_widths(layout: RequestLayout) -> list[int]:
+    """How X_C·M splits: the context's own columns, then each candidate group's share of s."""
+    return [layout.widths[0]] + np.diff([0] + layout.items.group_ends()).tolist()
 
 
 def candidate_terms(w: GraphWriter, weights: FieldWeights, items: GemmTables, ids: ir.Value,
