@@ -115,9 +115,12 @@ def cached_context(w: GraphWriter, weights: FieldWeights, layout: RequestLayout,
         start += own.shape[0]
     bases = np.array(bases, np.int64)
     vocab = np.array([spec.vocab_sizes[f] for f in layout.context.fields], np.int64)
-    index = clamp_rows(w, ids, bases, bases + vocab)
+    flat = w.op("Reshape", [ids, w.ints(-1)], "context_row_ids")  # [n_C]: a request has one context
+    index = clamp_rows(w, flat, bases, bases + vocab)
     gathered = gather_rows(w, w, np.concatenate(rows).astype(np.float32), index, table_dtype, "context_rows")
-    summed = w.op("ReduceSum", [gathered, w.ints(1)], "context_sum", keepdims=0)
+    # the rows' sum as ones [1, n_C] x rows: onnxruntime's GEMV beats its ReduceSum over rows
+    ones = w.const(np.ones((1, len(bases)), np.float32), "context_ones")
+    summed = w.op("MatMul", [ones, gathered], "context_sum")
     sizes = [width_c] + product_widths(layout)
     x, own, *shifts = w.ops("Split", [summed, w.ints(*sizes)], "context_parts", len(sizes), axis=1)
     return x, own, shifts
