@@ -11,10 +11,11 @@ import numpy as np
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 
-from .contract import file_sha256
+from .contract import FieldRoles, file_sha256
 from .flops import flops_by_batch
 from .model_io import load_model, tensor_bytes
 from .ort import session
+from .request_parity import as_requests
 from .parity import ATOL, RTOL, TOLERANCES, compare, ort_outputs, outputs_in_serving_batches, parity_ids, torch_logits
 
 
@@ -51,6 +52,7 @@ def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int 
     """Random ids (incl. 0, negative, out-of-range) unless ``ids`` (and ``labels``, for AUC/log loss) are given.
     Tolerances default to each graph's table dtype (export/parity.py TOLERANCES)."""
     ckpt, sha = load_checkpoint(checkpoint), file_sha256(checkpoint)
+    random_ids = ids is None
     if ids is None:
         ids = parity_ids(ckpt.spec, rows, seed)
     torch_model = ckpt.model()
@@ -65,14 +67,18 @@ def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int 
         form = model.metadata_props.get("form", "?")
         dtype = model.metadata_props.get("table_dtype", "float32")
         raw_input = model.metadata_props.get("input") == "raw"
+        roles = FieldRoles.of_props(model.metadata_props, str(path)) if form == "request" else None
         del model
-        graph_want = want
+        graph_want, graph_ids = want, ids
         if raw_input:  # original columns in, so the reference is torch on Python's preprocessing of them
             form = f"raw {form}"
             raw_ids, got = run_raw_graph(ckpt, path, len(ids))
             graph_want = torch_logits(torch_model, raw_ids)
         else:
-            got = ort_outputs(session(path), ids)["logit"]
+            if roles is not None and random_ids:  # random rows cut into requests of 0 to 144 candidates
+                graph_ids = as_requests(ids, roles)
+                graph_want = torch_logits(torch_model, graph_ids)
+            got = ort_outputs(session(path), graph_ids)["logit"]
         default_atol, default_rtol = TOLERANCES.get(dtype, (ATOL, RTOL))
         graph_atol, graph_rtol = default_atol if atol is None else atol, default_rtol if rtol is None else rtol
         parity = compare(graph_want, got, atol=graph_atol, rtol=graph_rtol)

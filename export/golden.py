@@ -35,12 +35,13 @@ from fm2onnx import __version__
 from fm2onnx.errors import Fm2OnnxError
 from fm2onnx.files import refuse_overwrite
 
-from .contract import INPUT_NAME, spec_of
+from .contract import INPUT_NAME, FieldRoles, spec_of
 from .ort import session
 from .parity import ATOL, parity_ids, serving_batches
 from .raw_input import CATEGORICAL_INPUT, RawContract
 from .raw_rows import HOUR_EDGE_CASES, _numeric_pool, _random_hour, graph_feeds
 from .raw_tables import bucket_edge
+from .request_parity import as_requests, request_groups, request_outputs, request_roles
 
 GOLDEN_VERSION = 1
 DEFAULT_ROWS = 512
@@ -50,7 +51,7 @@ DEFAULT_TOLERANCE = ATOL
 LOGIT = "logit"
 # The model file's metadata kept in the golden file: what it was recorded on, and what to compare.
 MODEL_KEYS = ("form", "table_dtype", "fm2onnx_version", "model_kind", "field_names", "input", "layout",
-              "batched", "small_batch_max", "serving_schema_version", "source_checkpoint_sha256")
+              "batched", "small_batch_max", "serving_schema_version", "source_checkpoint_sha256", "field_roles")
 STRING_CASES = ["", "never-seen", "ünïcødé", "0", " 1"]
 
 
@@ -141,7 +142,10 @@ def random_feeds(path: Path, props: dict[str, str], rows: int, seed: int) -> dic
         return raw_probe_feeds(path, props, rows, seed)
     # spec_of reads nothing but metadata_props, which onnxruntime gave without loading the graph twice
     spec = spec_of(SimpleNamespace(metadata_props=props), str(path))
-    return {INPUT_NAME: parity_ids(spec, rows, seed)}
+    ids = parity_ids(spec, rows, seed)
+    if props.get("form") == "request":  # full rows in requests of 0 to 144 candidates
+        ids = as_requests(ids, FieldRoles.of_props(props, str(path)))
+    return {INPUT_NAME: ids}
 
 
 def raw_contract(props: dict[str, str]) -> RawContract:
@@ -245,9 +249,15 @@ def score_both_ways(sess: ort.InferenceSession, feeds: dict[str, np.ndarray],
     names = [o.name for o in sess.get_outputs()]
     feeds = runnable(feeds)
     rows = len(next(iter(feeds.values())))
-    cuts = serving_batches(rows) if cuts is None else cuts
-    served = [sess.run(None, {k: v[cut] for k, v in feeds.items()}) for cut in cuts]
-    alone = [sess.run(None, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(rows)]
+    roles = request_roles(sess)
+    if roles is not None:  # a request graph: full rows in, scored as the requests they stand for
+        cuts = request_groups(feeds[INPUT_NAME], roles)
+        run = lambda cut: list(request_outputs(sess, feeds[INPUT_NAME][cut], roles).values())  # noqa: E731
+    else:
+        cuts = serving_batches(rows) if cuts is None else cuts
+        run = lambda cut: sess.run(None, {k: v[cut] for k, v in feeds.items()})  # noqa: E731
+    served = [run(cut) for cut in cuts]
+    alone = [run(slice(i, i + 1)) for i in range(rows)]
     out = {f"served.{n}": np.concatenate([run[i] for run in served]) for i, n in enumerate(names)}
     out.update({f"alone.{n}": np.concatenate([run[i] for run in alone]) for i, n in enumerate(names)})
     out["served_batch_size"] = np.concatenate([np.full(c.stop - c.start, c.stop - c.start, np.int64) for c in cuts])
@@ -360,15 +370,19 @@ def ensure_recorded_for(golden: Path, meta: dict, feeds: dict[str, np.ndarray], 
                       sess: ort.InferenceSession, props: dict[str, str]) -> None:
     """A golden file of another model would 'move' for a confusing reason: say what differs instead."""
     recorded, now = meta.get("inputs", {}), input_signature(sess)
-    if sorted(recorded) != sorted(now) or sorted(feeds) != sorted(now):
+    fed = [INPUT_NAME] if request_roles(sess) is not None else sorted(now)  # a request graph's rows: full rows
+    if sorted(recorded) != sorted(now) or sorted(feeds) != fed:
         raise Fm2OnnxError(f"{golden}: recorded for inputs {sorted(recorded)}, but {model} takes {sorted(now)}")
-    for name, (kind, shape) in now.items():
+    for name, (kind, shape) in now.items() if fed == sorted(now) else ():
         have = feeds[name].shape
         fits = len(have) == len(shape) and all(d is None or d == h for d, h in zip(shape, have))
         if recorded[name][0] != kind or not fits:
             dims = lambda dims: "[" + ", ".join("batch" if d is None else str(d) for d in dims) + "]"  # noqa: E731
             raise Fm2OnnxError(f"{golden}: input {name!r} recorded as {recorded[name][0]} {dims([None, *have[1:]])}, "
                                f"but {model} takes {kind} {dims(shape)}")
+    roles = meta.get("model", {}).get("field_roles")
+    if roles is not None and roles != props.get("field_roles"):
+        raise Fm2OnnxError(f"{golden}: recorded with field roles {roles}, {model} has {props.get('field_roles')}")
     want, have = meta.get("model", {}).get("field_names"), props.get("field_names")
     if want is not None and have is not None and json.loads(want) != json.loads(have):
         want, have = json.loads(want), json.loads(have)

@@ -12,6 +12,7 @@ from models import FMFamilyModel, ModelSpec
 from models.scoring import score_rows
 
 from .contract import INPUT_NAME
+from .request_parity import request_outputs, request_roles
 
 ATOL = 1e-4
 RTOL = 1e-4
@@ -53,7 +54,11 @@ def serving_batches(rows: int) -> list[slice]:
 
 
 def outputs_in_serving_batches(sess: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every output, the feeds (rows along axis 0) cut into ``serving_batches``."""
+    """Every output, the feeds (rows along axis 0) cut into ``serving_batches``; a request graph takes
+    ``feature_ids`` rows as requests (export/request_parity.py)."""
+    roles = request_roles(sess)
+    if roles is not None and INPUT_NAME in feeds:
+        return request_outputs(sess, feeds[INPUT_NAME], roles)
     names = [o.name for o in sess.get_outputs()]
     rows = len(next(iter(feeds.values())))
     runs = [sess.run(None, {k: v[cut] for k, v in feeds.items()}) for cut in serving_batches(rows)]

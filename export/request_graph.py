@@ -14,9 +14,10 @@ context feature (x_a·M, the paper's cached vectors, Section 4.2) and a request 
 rows. The candidates' rows X_I meet X_I·W_II + s, so a candidate costs its item fields' rows, their
 pairs and one short dot product with s, and never touches a context field's table or pair.
 
-Graph size is latency at this scale (every node costs a fixed time per run), so each half is built
-with as few nodes as it takes: one Gather per width group, one Split of the context's products,
-one product, sum and reduction over all candidate groups at once.
+Graph size is latency at this scale (every node costs about half a microsecond per run), so the
+context half is one Gather, one sum and one Split when cached; the candidates' half keeps the GEMM
+form's per-group products, each with its share of s added (fused into one Gemm by onnxruntime):
+concatenating the products to add s once copied more than it saved at 1,000 candidates.
 
 Rows are stored in the table dtype and converted after the Gather (float16 Cast, int8 times the
 row's scale); the field matrices stay float32.
@@ -31,7 +32,7 @@ import onnx_ir as ir
 
 from .contract import CANDIDATES_INPUT, CONTEXT_INPUT, FieldRoles, clamp_rows
 from .folds import BYTES_PER_VALUE, FieldWeights
-from .gemm_form import GROUPS, GemmTables, gather_rows, gemm_tables
+from .gemm_form import GROUPS, GemmTables, gather_rows, gemm_tables, gemm_terms
 from .graph_writer import INT64, GraphWriter
 from .plan import parse_budget
 
@@ -86,12 +87,11 @@ def build_request_graph(weights: FieldWeights, roles: FieldRoles, props: dict[st
     layout = layout or request_layout(weights, roles, None, table_dtype)
     context = ir.val(CONTEXT_INPUT, dtype=INT64, shape=ir.Shape([1, len(roles.context)]))
     candidates = ir.val(CANDIDATES_INPUT, dtype=INT64, shape=ir.Shape([CANDIDATES, len(roles.items)]))
-    x, projected = (cached_context if layout.cached else computed_context)(w, weights, layout, context, table_dtype)
-    width_c, width_i = layout.widths
-    own, s = w.ops("Split", [projected, w.ints(width_c, width_i)], "context_split", 2, axis=1)
+    x, own, shifts = (cached_context if layout.cached else computed_context)(w, weights, layout, context,
+                                                                             table_dtype)
     per_request = w.op("ReduceSum", [w.op("Mul", [x, own], "context_products"), w.ints(1)], "context_terms",
                        keepdims=0)
-    per_candidate = candidate_terms(w, weights, layout.items, candidates, s, table_dtype)
+    per_candidate = candidate_terms(w, weights, layout.items, candidates, shifts, table_dtype)
     logit = w.op("Sum", [per_candidate, per_request, w.const(np.array([weights.bias], np.float32), "bias")],
                  "logit_sum")
     props = props | {"form": "request", "layout": "request", "table_dtype": table_dtype,
@@ -100,8 +100,9 @@ def build_request_graph(weights: FieldWeights, roles: FieldRoles, props: dict[st
 
 
 def cached_context(w: GraphWriter, weights: FieldWeights, layout: RequestLayout, ids: ir.Value,
-                   table_dtype: str) -> tuple[ir.Value, ir.Value]:
-    """(X_C, X_C·M) as the sum of the context's rows [x_a in its columns | x_a·M]: one Gather, one sum."""
+                   table_dtype: str) -> tuple[ir.Value, ir.Value, list[ir.Value]]:
+    """X_C and X_C·M (split by ``product_widths``) as the sum of the context's rows [x_a in its columns | x_a·M]:
+    one Gather, one sum, one Split."""
     spec, width_c = weights.spec, layout.widths[0]
     columns = field_columns(layout.context)
     rows, bases, start = [], [], 0
@@ -114,36 +115,40 @@ def cached_context(w: GraphWriter, weights: FieldWeights, layout: RequestLayout,
         start += own.shape[0]
     bases = np.array(bases, np.int64)
     vocab = np.array([spec.vocab_sizes[f] for f in layout.context.fields], np.int64)
-    index = clamp_rows(w, ids, bases, bases + vocab)
+    flat = w.op("Reshape", [ids, w.ints(-1)], "context_row_ids")  # [n_C]: a request has one context
+    index = clamp_rows(w, flat, bases, bases + vocab)
     gathered = gather_rows(w, w, np.concatenate(rows).astype(np.float32), index, table_dtype, "context_rows")
-    summed = w.op("ReduceSum", [gathered, w.ints(1)], "context_sum", keepdims=0)
-    x, projected = w.ops("Split", [summed, w.ints(width_c, layout.matrix.shape[1])], "context_parts", 2, axis=1)
-    return x, projected
+    # the rows' sum as ones [1, n_C] x rows: onnxruntime's GEMV beats its ReduceSum over rows
+    ones = w.const(np.ones((1, len(bases)), np.float32), "context_ones")
+    summed = w.op("MatMul", [ones, gathered], "context_sum")
+    sizes = [width_c] + product_widths(layout)
+    x, own, *shifts = w.ops("Split", [summed, w.ints(*sizes)], "context_parts", len(sizes), axis=1)
+    return x, own, shifts
 
 
 def computed_context(w: GraphWriter, weights: FieldWeights, layout: RequestLayout, ids: ir.Value,
-                     table_dtype: str) -> tuple[ir.Value, ir.Value]:
-    """(X_C, X_C·M) from the context's GEMM rows and one product: one row, so one MatMul however
-    much of M is zero."""
+                     table_dtype: str) -> tuple[ir.Value, ir.Value, list[ir.Value]]:
+    """X_C and X_C·M (split by ``product_widths``) from the context's GEMM rows and one product: one row, so one
+    MatMul however much of M is zero."""
     xs = group_rows(w, layout.context, rows_of(w, ids, weights.spec, layout.context), table_dtype, "context")
     x = w.op("Concat", xs, "x_context", axis=1) if len(xs) > 1 else xs[0]
-    return x, w.op("MatMul", [x, w.const(layout.matrix.astype(np.float32), "context_matrix")], "context_projected")
+    projected = w.op("MatMul", [x, w.const(layout.matrix.astype(np.float32), "context_matrix")], "context_projected")
+    sizes = product_widths(layout)
+    own, *shifts = w.ops("Split", [projected, w.ints(*sizes)], "context_parts", len(sizes), axis=1)
+    return x, own, shifts
 
 
-def candidate_terms(w: GraphWriter, weights: FieldWeights, items: GemmTables, ids: ir.Value, s: ir.Value,
-                    table_dtype: str) -> ir.Value:
-    """Σ X_I ⊙ (X_I·W_II + s) per candidate, [N]: W_II's block-triangular MatMuls (group h needs X's
-    columns up to its own), their products concatenated, then one Add, Mul and ReduceSum."""
+def product_widths(layout: RequestLayout) -> list[int]:
+    """How X_C·M splits: the context's own columns, then each candidate group's share of s."""
+    return [layout.widths[0]] + np.diff([0] + layout.items.group_ends()).tolist()
+
+
+def candidate_terms(w: GraphWriter, weights: FieldWeights, items: GemmTables, ids: ir.Value,
+                    shifts: list[ir.Value], table_dtype: str) -> ir.Value:
+    """Σ X_I ⊙ (X_I·W_II + s) per candidate, [N]: the GEMM form's block-triangular MatMuls, each
+    group's share of s added to its product (onnxruntime fuses the two into one Gemm)."""
     xs = group_rows(w, items, rows_of(w, ids, weights.spec, items), table_dtype, "item")
-    projections, ends = [], items.group_ends()
-    prefix = xs[0]
-    for h, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
-        prefix = w.op("Concat", xs[:h + 1], "prefix", axis=1) if h else xs[0]
-        block = w.const(np.ascontiguousarray(items.matrix[:end, start:end]), f"item_block_{h}")
-        projections.append(w.op("MatMul", [prefix, block], "projected"))
-    projected = w.op("Concat", projections, "item_projected", axis=1) if len(xs) > 1 else projections[0]
-    met = w.op("Mul", [prefix, w.op("Add", [projected, s], "with_context")], "item_products")
-    return w.op("ReduceSum", [met, w.ints(1)], "item_terms", keepdims=0)
+    return gemm_terms(w, items, xs, w, shifts=shifts)
 
 
 def rows_of(w: GraphWriter, ids: ir.Value, spec, tables: GemmTables) -> ir.Value:

@@ -50,3 +50,30 @@ def request_logits(sess: ort.InferenceSession, ids: np.ndarray, roles: FieldRole
         logits.append(logit)
         start += size
     return np.concatenate(logits)
+
+
+def request_groups(ids: np.ndarray, roles: FieldRoles) -> list[slice]:
+    """The requests full rows ``ids`` stand for: runs of consecutive rows with the same context ids."""
+    context = np.asarray(ids)[:, list(roles.context)]
+    starts = [0] + [r for r in range(1, len(ids)) if not np.array_equal(context[r], context[r - 1])]
+    return [slice(a, b) for a, b in zip(starts, starts[1:] + [len(ids)])] if len(ids) else []
+
+
+def request_outputs(sess: ort.InferenceSession, ids: np.ndarray, roles: FieldRoles) -> dict[str, np.ndarray]:
+    """Every output of a request graph on full rows ``ids``, one run per ``request_groups`` request
+    (``as_requests`` rows: its requests; random rows: one candidate each)."""
+    ids = np.asarray(ids)
+    names = [o.name for o in sess.get_outputs()]
+    runs = [sess.run(None, {CONTEXT_INPUT: ids[group.start:group.start + 1, list(roles.context)],
+                            CANDIDATES_INPUT: ids[group, list(roles.items)]}) for group in request_groups(ids, roles)]
+    if not runs:
+        runs = [sess.run(None, {CONTEXT_INPUT: np.zeros((1, len(roles.context)), np.int64),
+                                CANDIDATES_INPUT: np.zeros((0, len(roles.items)), np.int64)})]
+    return {name: np.concatenate([run[i] for run in runs]) for i, name in enumerate(names)}
+
+
+def request_roles(sess: ort.InferenceSession) -> FieldRoles | None:
+    """The field roles of a request graph's session; None for any other graph."""
+    if CONTEXT_INPUT not in [i.name for i in sess.get_inputs()]:
+        return None
+    return FieldRoles.of_props(sess.get_modelmeta().custom_metadata_map)

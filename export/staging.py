@@ -71,7 +71,8 @@ class Stager:
 
     def save(self, model: ir.Model, name: str, tolerance: tuple[float, float], what: str, *,
              target: Path | None = None, form: str | None = None) -> list[Path]:
-        files = save_model(model, self.scratch / name, external_data_threshold=self.external_data_threshold)
+        with reported_write_errors(self.scratch.parent / name, NOTHING_LEFT):  # named as the user will see it
+            files = save_model(model, self.scratch / name, external_data_threshold=self.external_data_threshold)
         self.gate(files[0], tolerance, what, target or name)
         if form is not None:
             self.files[form] = files

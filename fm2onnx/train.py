@@ -6,7 +6,6 @@ import copy
 import ctypes
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,8 @@ from models.scoring import score_rows
 
 from . import interrupt
 from .data.metrics import auc, log_loss
+from .data.parallel import physical_cores  # also the default number of encoding processes
+from .distributed import World, shard_batches
 from .errors import Fm2OnnxError
 from .files import reported_write_errors
 from .progress import Progress
@@ -213,7 +214,8 @@ class TrainingRun:
 
 def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = True,
           log_path: Path | None = None, start_from: FMFamilyModel | None = None,
-          resume_file: ResumeFile | None = None, resume: ResumeState | None = None) -> TrainResult:
+          resume_file: ResumeFile | None = None, resume: ResumeState | None = None,
+          world: World = World()) -> TrainResult:
     """Train on dataset's train split, early-stop on its validation AUC, score the best model on all splits.
 
     ``start_from`` fine-tunes given weights instead of a fresh init; they then compete as epoch 0, so
@@ -221,6 +223,10 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     the run's state is saved there at every epoch's end; ``resume`` (loaded from it) continues a run
     where it stopped. SIGINT and SIGTERM stop the run at the next batch boundary (interrupt.Interrupted);
     a loss that is no longer finite stops it with TrainingDiverged, carrying the best epoch so far.
+
+    With several workers (``world``) each trains on its shard; rank 0 alone evaluates, decides when to
+    stop, writes the log and the resumable state and returns the metrics (the others: their equal
+    weights, no metrics). Every rank is given ``resume``.
     """
     config.validate()
     threads = set_threads(config.threads)
@@ -234,26 +240,32 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     elif start_from is not None:
         model.load_state_dict(start_from.state_dict())
         run.best = starting_point(model, dataset, rows["valid"], run.history, config.memory_budget)
-    log = EpochLog(log_path, run.history if resume is not None else [])
+    world.broadcast_parameters(model)
+    log = EpochLog(log_path if world.is_main else None, run.history if resume is not None else [])
     try:
         with interrupt.stop_at_boundaries(), log:
-            run_epochs(run, dataset, config, threads, progress, log, resume_file)
+            run_epochs(run, dataset, config, threads, progress, log, resume_file if world.is_main else None, world)
     except TrainingDiverged as exc:
         if run.best.state is not None:
             exc.result = best_result(run, dataset, config.memory_budget)
         raise
+    if not world.is_main:
+        return TrainResult(run.model, 0, run.history, {})
     return best_result(run, dataset, config.memory_budget)
 
 
 def run_epochs(run: TrainingRun, dataset, config: TrainConfig, threads: int, progress: bool, log: "EpochLog",
-               resume_file: ResumeFile | None) -> None:
+               resume_file: ResumeFile | None, world: World = World()) -> None:
     """Epochs until early stopping or the cap, each saved to ``resume_file`` (if any) once it finished."""
     valid_rows = run.rows["valid"]
-    while not run.finished(config):
+    while not world.main_decides(run.finished(config)):
         epoch = run.epoch + 1
         title = f"epoch {epoch} (at most {config.epochs}, {threads} thread{'s' if threads > 1 else ''})"
         record = {"epoch": epoch} | run_epoch(run.model, run.optimizers, dataset, run.rows["train"], config,
-                                               run.rng, title, progress, BatchGuard(epoch))
+                                               run.rng, title, progress and world.is_main, BatchGuard(epoch), world)
+        if not world.is_main:  # rank 0 evaluates, keeps the best epoch and writes; the others follow its verdict
+            run.epoch = epoch
+            continue
         if len(valid_rows):
             record["valid"] = evaluate_rows(run.model, dataset.ids, dataset.labels, valid_rows, config.memory_budget)
         # Without a validation split, the lowest training loss stands in for the best AUC.
@@ -277,24 +289,6 @@ def best_result(run: TrainingRun, dataset, memory_budget: int = DEFAULT_MEMORY_B
     return TrainResult(run.model, run.best.epoch, run.history, metrics)
 
 
-def physical_cores() -> int:
-    """Cores this process may run on, not hardware threads: the two threads of one core share its
-    floating-point units, so a second torch thread per core slows training down."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return max(1, (os.cpu_count() or 2) // 2)
-    cores = set()
-    for cpu in cpus:
-        topology = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
-        try:
-            with open(topology + "core_id") as a, open(topology + "physical_package_id") as b:
-                cores.add((a.read().strip(), b.read().strip()))
-        except OSError:
-            cores.add((str(cpu), ""))
-    return max(1, len(cores))
-
-
 def set_threads(threads: int | None) -> int:
     """torch's intra-op threads: ``threads``, or one per physical core; returns the count used."""
     count = threads or physical_cores()
@@ -314,21 +308,26 @@ def starting_point(model: FMFamilyModel, dataset, valid_rows: np.ndarray, histor
 
 def run_epoch(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], dataset, train_rows: np.ndarray,
               config: TrainConfig, rng: np.random.Generator, title: str, progress: bool,
-              guard: BatchGuard | None = None) -> dict:
-    """One pass over the shuffled training rows -> its running loss, speed and duration."""
+              guard: BatchGuard | None = None, world: World = World()) -> dict:
+    """One pass over the shuffled training rows (this worker's shard of them) -> the running loss, speed
+    and duration, over all workers."""
     guard = guard or BatchGuard(0)
     model.train()
     bar = Progress(title, enabled=progress)
     loss_sum, seen, started = 0.0, 0, time.perf_counter()
     micro_rows = micro_batch_rows(model.spec, config.batch_size, config.memory_budget)
-    for x, y in guard.batches(shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng)):
-        loss_sum += train_step(model, optimizers, x, y, config.l2, micro_rows)
+    batches = (shard_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng, world)
+               if world.size > 1 else shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng))
+    for x, y in guard.batches(world.stop_together(batches)):
+        loss_sum += train_step(model, optimizers, x, y, config.l2, micro_rows, world)
         guard.check_loss(loss_sum)
         seen += len(y)
-        bar.update(seen, seen / len(train_rows), loss=loss_sum / seen)
+        bar.update(seen * world.size, seen * world.size / len(train_rows), loss=loss_sum / seen)
     for opt in optimizers:  # the last step's gradients would otherwise sit beside the scoring that follows
         opt.zero_grad(set_to_none=True)
     return_freed_memory()
+    loss_sum, seen = world.sum(loss_sum, seen)
+    seen = int(seen)
     rows_per_s = seen / bar.done(seen, f", loss {loss_sum / max(seen, 1):.4f}")
     return {"train_logloss_running": loss_sum / max(seen, 1), "rows_per_s": rows_per_s,
             "seconds": time.perf_counter() - started}
@@ -345,12 +344,13 @@ def return_freed_memory() -> None:
 
 
 def train_step(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], x: torch.Tensor, y: torch.Tensor,
-               l2: L2Config, micro_rows: int) -> float:
+               l2: L2Config, micro_rows: int, world: World) -> float:
     """One optimizer step on the batch (x, y) -> its summed log loss.
 
     A batch wider than ``micro_rows`` goes through forward/backward in micro-batches: each one's mean
     loss and batch-scaled penalty is weighted by its share of the batch, so the accumulated gradients
-    are the whole batch's (up to float rounding) and the step is the same."""
+    are the whole batch's (up to float rounding) and the step is the same. Under several workers the
+    gradients are then reduced to the global batch's before the step."""
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
     batch, loss_sum = len(y), 0.0
@@ -360,6 +360,7 @@ def train_step(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], x:
         loss = F.binary_cross_entropy_with_logits(logits, ys)
         ((loss + penalty) * (len(ys) / batch)).backward()
         loss_sum += loss.item() * len(ys)
+    world.reduce_gradients(model, batch)
     for opt in optimizers:
         opt.step()
     return loss_sum

@@ -4,6 +4,7 @@ stand for: every kind, random field splits, dims and N, every table dtype; what 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -105,6 +106,8 @@ def test_export_records_roles_in_field_order_and_refuses_what_does_not_apply(cli
     assert cli("export", ckpt, "--item-fields", "city,app")[0] == 0
     props = load_model(tmp_path / "ckpt.request.onnx").metadata_props
     assert props["form"] == "request"
+    code, out, _ = cli("flops", tmp_path / "ckpt.request.onnx")
+    assert code == 0 and re.search(r"[\d,]+ FLOPs per request \+ [\d,]+ per candidate \(fmfm, request\)", out), out
     assert json.loads(props["field_roles"]) == ["context", "item", "context", "context", "context", "item"]
     refusals = {("--context-fields", "site,nope"): "--context-fields: no field 'nope'",
                 ("--context-fields", "site", "--item-fields", "site"): "named both context and item",
@@ -150,3 +153,24 @@ def test_request_bench_times_every_form_and_writes_its_plot(cli, tmp_path):
     assert (tmp_path / "r.png").stat().st_size > 10_000
     code, _, err = cli("bench", ckpt, "--request", "2:3")
     assert code == 2 and "add up to the model's 6 fields" in err
+
+
+@pytest.mark.slow  # three exports, a golden file and the ORT converter
+def test_check_golden_and_package_take_request_graphs(cli, tmp_path):
+    """The commands that run a graph on full rows score a request graph on the requests they stand for."""
+    ckpt = write_checkpoint(randomized_model("fvfm"), tmp_path / "ckpt.pt")
+    assert cli("export", ckpt, "--context-fields", "device,hour")[0] == 0
+    model = tmp_path / "ckpt.request.onnx"
+    code, out, err = cli("check", ckpt, model, "--json")
+    assert code == 0, err
+    graph = json.loads(out)["graphs"][0]
+    assert graph["form"] == "request" and graph["within_tolerance"]
+    golden = tmp_path / "golden.npz"
+    assert cli("check", model, "--golden", golden, "--write")[0] == 0
+    code, out, err = cli("check", model, "--golden", golden)
+    assert code == 0 and "matches" in out, err
+    assert cli("export", ckpt, "--context-fields", "site", "-o", tmp_path / "other.onnx")[0] == 0
+    code, _, err = cli("check", tmp_path / "other.onnx", "--golden", golden)
+    assert code == 2 and "recorded with field roles" in err
+    code, out, err = cli("package", model, "-o", tmp_path / "edge")
+    assert code == 0 and (tmp_path / "edge" / "ckpt.request.ort").is_file(), err

@@ -152,8 +152,8 @@ def test_export_on_a_full_disk_leaves_nothing(cli, data, tmp_path, monkeypatch):
     monkeypatch.setattr(export.staging, "save_model", full)
     code, _, err = cli("export", ckpt, "-o", models / "model.onnx", "--form", "both")
     assert code == 2
-    assert err.endswith(f"fm2onnx: error: {models}: cannot write: No space left on device (the staged files were "
-                        "removed, nothing new is left there)\n")
+    assert err.endswith(f"fm2onnx: error: {models / 'model.uncached.onnx'}: cannot write: No space left on device "
+                        "(the staged files were removed, nothing new is left there)\n")
     assert files_in(models) == ["other.txt"]
 
 

@@ -9,6 +9,9 @@ import typer
 
 from .app import app
 
+JOBS_HELP = ("Worker processes counting parts of a large uncompressed file (default: one per physical "
+             "core); the encoding is the same for any number.")
+
 
 def parse_int_list(text: Optional[str], what: str) -> list[int] | None:
     from fm2onnx.errors import Fm2OnnxError
@@ -54,6 +57,7 @@ def encode(
     min_count: Optional[int] = typer.Option(None, help="Rarer features map to unknown (criteo 8, avazu 5)."),
     seed: int = typer.Option(0, help="Seed of the random 80/10/10 split."),
     skip_bad_rows: bool = typer.Option(False, help="Count and report malformed rows instead of failing."),
+    jobs: Optional[int] = typer.Option(None, help=JOBS_HELP),
     force: bool = typer.Option(False),
     quiet: bool = typer.Option(False),
 ):
@@ -61,6 +65,8 @@ def encode(
     from fm2onnx.data import encode_file, get_format
 
     dataset = encode_file(data, get_format(format, str(schema) if schema else None), output, min_count=min_count,
-                          seed=seed, skip_bad_rows=skip_bad_rows, progress=not quiet, force=force)
+                          seed=seed, skip_bad_rows=skip_bad_rows, progress=not quiet, force=force, jobs=jobs)
+    timing = dataset.meta["timing"]
     typer.echo(f"wrote {output}: {dataset.rows:,} rows, {dataset.n_fields} fields, "
-               f"{sum(dataset.vocab_sizes):,} features, {dataset.bad_rows} bad rows skipped")
+               f"{sum(dataset.vocab_sizes):,} features, {dataset.bad_rows} bad rows skipped; "
+               f"{timing['rows_per_s']:,.0f} rows/s with {timing['jobs']} job{'s' if timing['jobs'] > 1 else ''}")

@@ -215,10 +215,15 @@ def flops(
     for path in models:
         graph = load_model(path)
         by_batch, count = flops_by_batch(graph), count_flops(graph, infer_shapes=False, batch=(1, 1))
-        results[str(path)] = {"form": graph.metadata_props.get("form", "?"),
-                              "kind": graph.metadata_props.get("model_kind", "?"),
-                              "flops": by_batch.to_dict(), "by_op_type": dict(count.by_op_type),
-                              "uncounted": count.uncounted, "describe": by_batch.describe()}
+        form = graph.metadata_props.get("form", "?")
+        describe = by_batch.describe()
+        if form == "request":  # what runs once per request, and per candidate (export/flops.py per_row)
+            describe = f"{count.total - count.per_row:,} FLOPs per request + {count.per_row:,} per candidate"
+        results[str(path)] = {"form": form, "kind": graph.metadata_props.get("model_kind", "?"),
+                              "flops": by_batch.to_dict() | {"per_run": count.total - count.per_row,
+                                                              "per_row": count.per_row},
+                              "by_op_type": dict(count.by_op_type), "uncounted": count.uncounted,
+                              "describe": describe}
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return

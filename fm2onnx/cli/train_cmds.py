@@ -20,6 +20,7 @@ from models import MODEL_KINDS, ModelSpec
 from models.memory import DEFAULT_MEMORY_BUDGET, format_size, parse_memory_budget
 
 from .app import app
+from .data_cmds import JOBS_HELP
 
 # soft_wrap: a line piped to a log keeps its length instead of being folded at rich's default 80 columns
 console = Console(stderr=False, soft_wrap=True)
@@ -41,12 +42,19 @@ CACHE_HELP = ("Where encoded copies of the data are kept for reuse (default: $XD
 MEMORY_BUDGET_HELP = ("Working memory for one training step or one scoring chunk, e.g. 512M or 2G: chunks are sized "
                       "from the model's bytes per row, and a batch that needs more is split into micro-batches "
                       "with the same gradients. Peak memory is about the model (with its optimizer state) plus this.")
-THREADS_HELP = ("torch threads (default: one per physical core). On a machine shared with other jobs, "
-                "--threads 1 per run is faster in total.")
+THREADS_HELP = ("torch threads (default: one per physical core, shared among the --workers). On a machine "
+                "shared with other jobs, --threads 1 per run is faster in total.")
+WORKERS_HELP = ("Data-parallel training processes on this machine (torch.distributed, gloo); each global batch "
+                "of --batch-size rows is split among them. Under torchrun the launcher sets this instead.")
+NNODES_HELP = "Machines taking part (with --workers processes each), e.g. 2; each runs the same command."
+RDZV_HELP = "HOST:PORT where the machines meet (any free port on the first machine), needed with --nnodes > 1."
+# Options of the launching process alone: its workers get every other option as given.
+LAUNCH_OPTIONS = ("workers", "nnodes", "rdzv_endpoint", "rdzv_id")
 
 
 def open_dataset(data: Path, fmt_name: str, schema: Optional[Path], *, min_count, seed, skip_bad_rows,
-                 cache_dir, progress, valid: Optional[Path] = None, test: Optional[Path] = None):
+                 cache_dir, progress, valid: Optional[Path] = None, test: Optional[Path] = None,
+                 jobs: Optional[int] = 1):
     """An encoded directory is used as is; text files are encoded (and cached) first: ``data`` split by
     ``seed``, or, with ``valid``/``test``, each file its own split with the vocabulary of ``data`` alone."""
     from fm2onnx import data as fdata
@@ -63,7 +71,7 @@ def open_dataset(data: Path, fmt_name: str, schema: Optional[Path], *, min_count
             raise Fm2OnnxError(f"{path}: no such data file")
     fmt = fdata.get_format(fmt_name, str(schema) if schema else None)
     return fdata.load_or_encode(data, fmt, cache_dir=cache_dir, min_count=min_count, seed=seed,
-                                skip_bad_rows=skip_bad_rows, progress=progress, valid=valid, test=test)
+                                skip_bad_rows=skip_bad_rows, progress=progress, valid=valid, test=test, jobs=jobs)
 
 
 def metrics_table(title: str, metrics: dict) -> Table:
@@ -77,6 +85,7 @@ def metrics_table(title: str, metrics: dict) -> Table:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Path = typer.Option(..., help=DATA_HELP),
     valid: Optional[Path] = typer.Option(None, help=VALID_HELP),
     test: Optional[Path] = typer.Option(None, help=TEST_HELP),
@@ -106,6 +115,7 @@ def train(
     cache_dir: Optional[Path] = typer.Option(None, help=CACHE_HELP),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     memory_budget: str = typer.Option(format_size(DEFAULT_MEMORY_BUDGET), help=MEMORY_BUDGET_HELP),
+    jobs: Optional[int] = typer.Option(None, help=JOBS_HELP),
     log: Optional[Path] = typer.Option(None, help="JSON-lines log of each epoch (default: OUTPUT.log.jsonl)."),
     output: Path = typer.Option(Path("ckpt.pt"), "-o", "--output"),
     force: bool = typer.Option(False, help="Overwrite an existing output / log (and start over, discarding an "
@@ -113,9 +123,13 @@ def train(
     resume: bool = typer.Option(False, help="Continue an interrupted run from OUTPUT.resume.pt (written at every "
                                 "epoch's end); the other options must be the run's own."),
     quiet: bool = typer.Option(False, help="No progress output."),
+    workers: int = typer.Option(1, help=WORKERS_HELP),
+    nnodes: str = typer.Option("1", help=NNODES_HELP),
+    rdzv_endpoint: Optional[str] = typer.Option(None, help=RDZV_HELP),
+    rdzv_id: str = typer.Option("fm2onnx", help="Names the run at --rdzv-endpoint; the same on every machine."),
 ):
     """Train an FM-family model and write a checkpoint."""
-    from fm2onnx.dims_file import read_dims
+    from fm2onnx import distributed
     from fm2onnx.resume import ResumeFile
     from fm2onnx.train import TrainConfig, config_dict
 
@@ -124,20 +138,29 @@ def train(
     config = TrainConfig(optimizer, lr, l2_embeddings, l2_field_matrices, l2_linear, batch_size, epochs,
                          patience, min_steps, seed, threads, memory_budget=parse_memory_budget(memory_budget))
     config.validate()
+    if (workers != 1 or nnodes != "1") and not distributed.launched():
+        distributed.launch(forwarded_args(ctx), workers, nnodes, rdzv_endpoint, rdzv_id)
+        return
     options = run_options(locals())
     resume_file = ResumeFile.beside(output, options)
     log = log or output.with_name(output.name + ".log.jsonl")
-    saved = start_or_resume(resume_file, output, log, resume=resume, force=force)
-    dataset = open_dataset(data, format, schema, min_count=min_count, seed=split_seed, skip_bad_rows=skip_bad_rows,
-                           cache_dir=cache_dir, progress=not quiet, valid=valid, test=test)
-    pre = dataset.preprocessor
-    field_dims = read_dims(dims, list(pre.field_names)) if dims else None
-    spec = ModelSpec.create(model, list(pre.field_names), list(pre.vocab_sizes), dim=dim, dims=field_dims,
-                            linear=linear)
-    training = {"config": config_dict(config), "data": str(data), "split_seed": split_seed,
-                "files": {"valid": str(valid) if valid else None, "test": str(test) if test else None}}
-    result = train_resumably(spec, dataset, config, resume_file, saved, log=log, output=output,
-                             training=training, quiet=quiet, force=force)
+    world = distributed.start()
+    with distributed.session(world):  # several workers: rank 0 checks and loads, the others get what it loaded
+        config = worker_threads(config, world)
+        saved = world.on_main(lambda: start_or_resume(resume_file, output, log, resume=resume, force=force),
+                              share=resume)
+        dataset = distributed.encode_once(world, lambda shown: open_dataset(
+            data, format, schema, min_count=min_count, seed=split_seed, skip_bad_rows=skip_bad_rows,
+            cache_dir=cache_dir, progress=shown and not quiet, valid=valid, test=test, jobs=jobs))
+        pre = dataset.preprocessor
+        world.check_same("encoded data (rows, vocabulary sizes)", [dataset.rows, *pre.vocab_sizes])
+        spec = model_spec(model, pre, dim, dims, linear)
+        training = {"config": config_dict(config), "data": str(data), "split_seed": split_seed,
+                    "files": {"valid": str(valid) if valid else None, "test": str(test) if test else None}}
+        result = train_resumably(spec, dataset, config, resume_file, saved, log=log, output=output,
+                                 training=training, quiet=quiet, force=force, world=world)
+    if not world.is_main:
+        return
     console.print(metrics_table(f"{spec.kind} (best epoch {result.best_epoch})", result.metrics))
     console.print(f"wrote {output}  (epoch log: {log})")
 
@@ -177,17 +200,23 @@ def start_or_resume(resume_file, output: Path, log: Path, *, resume: bool, force
 
 
 def train_resumably(spec, dataset, config, resume_file, saved, *, log: Path, output: Path, training: dict,
-                    quiet: bool, force: bool):
+                    quiet: bool, force: bool, world=None):
     """Train, saving the resumable state at every epoch's end; write ``output``, and only then drop that
     state. A loss that is no longer finite ends the run with the best epoch before it written."""
+    from fm2onnx.distributed import World
     from fm2onnx.train import TrainingDiverged
     from fm2onnx.train import train as run_training
 
+    world = world or World()
+    if not world.is_main:  # the other workers train alongside rank 0, which writes every file
+        return run_training(spec, dataset, config, progress=False, resume=saved, world=world)
+    if world.size > 1:
+        training = training | {"workers": world.size}
     pre = dataset.preprocessor.to_dict()
     with saying_what_is_kept(resume_file):
         try:
             result = run_training(spec, dataset, config, progress=not quiet, log_path=log,
-                                  resume_file=resume_file, resume=saved)
+                                  resume_file=resume_file, resume=saved, world=world)
         except TrainingDiverged as exc:
             if exc.result is not None:
                 save_result(exc.result, pre, training | {"stopped": str(exc)}, output, force)
@@ -357,3 +386,36 @@ def bench_train(
         table.add_row(row["name"], f"{row['median']:,.0f}", f"{row['min']:,.0f}", f"{row['max']:,.0f}",
                       f"{row['ratio_vs_naive']:.2f}x")
     console.print(table)
+
+
+def model_spec(model: str, pre, dim: int, dims: Optional[Path], linear: Optional[str]) -> ModelSpec:
+    from fm2onnx.dims_file import read_dims
+
+    field_dims = read_dims(dims, list(pre.field_names)) if dims else None
+    return ModelSpec.create(model, list(pre.field_names), list(pre.vocab_sizes), dim=dim, dims=field_dims,
+                            linear=linear)
+
+
+def forwarded_args(ctx: typer.Context) -> list[str]:
+    """The command line a worker runs: this command with every option given, less the launcher's own."""
+    args = [ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in LAUNCH_OPTIONS or value is None or value == param.default:
+            continue
+        if getattr(param, "is_flag", False):
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            args += [param.opts[0], str(value)]
+    return args
+
+
+def worker_threads(config, world):
+    """Without --threads, the workers on a machine share its cores instead of each taking all of them."""
+    from dataclasses import replace
+
+    from fm2onnx.train import physical_cores
+
+    if world.size == 1 or config.threads:
+        return config
+    return replace(config, threads=max(1, physical_cores() // world.local_size))

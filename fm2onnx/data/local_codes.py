@@ -10,6 +10,7 @@ tokens, which are spilled to a temporary Arrow stream in field order.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,7 @@ from ..progress import Progress
 from .chunk_view import ChunkView, FieldCodes
 from .counting import VocabCounter
 from .formats import TableFormat
+from .npy import NpyRows
 from .preprocessor import Preprocessor, transpose_into
 
 __all__ = ["LocalCodes"]
@@ -31,13 +33,17 @@ FieldPlan = list[tuple[int | None, int]]
 class LocalCodes:
     """Pass 1 (:meth:`encode_chunk`, counting tokens as it goes) and pass 2 (:meth:`remap`)."""
 
-    def __init__(self, source: str, fmt: TableFormat, spill_path: Path):
+    def __init__(self, source: str, fmt: TableFormat, spill_path: Path,
+                 chunks: list[tuple[int, int, FieldPlan]] | None = None):
+        """``chunks``: reopen the finished pass 1 of another process, whose tokens ``spill_path`` holds."""
         self.source = source
         self.fmt = fmt
         self.counter = VocabCounter(fmt.n_fields)
         self.spill_path = spill_path
-        self._spill = pa.ipc.new_stream(str(spill_path), pa.schema([("v", pa.string())]))
-        self.chunks: list[tuple[int, int, FieldPlan]] = []  # (first row, rows, field plan)
+        self._spill = None
+        if chunks is None:
+            self._spill = pa.ipc.new_stream(str(spill_path), pa.schema([("v", pa.string())]))
+        self.chunks: list[tuple[int, int, FieldPlan]] = chunks or []  # (first row, rows, field plan)
 
     def encode_chunk(self, view: ChunkView, keep: np.ndarray | None, row0: int) -> np.ndarray:
         """Count the kept rows' tokens and return their local codes, int32 [rows, n_fields]."""
@@ -66,25 +72,28 @@ class LocalCodes:
             self._spill.close()
             self._spill = None
 
-    def remap(self, ids_path: Path, pre: Preprocessor, prog: Progress, group_tokens: int = 1 << 22) -> None:
-        """Pass 2: local codes in ``ids_path`` -> vocabulary ids, in place, one table per chunk.
+    def remap(self, ids_path: Path, pre: Preprocessor, prog: Progress) -> None:
+        """Pass 2: local codes in ``ids_path`` -> vocabulary ids, in place, one table per chunk."""
+        with NpyRows(str(ids_path), writable=True) as ids:
+            for row0, n, table in self.chunk_tables(pre):
+                block = ids.read(row0, n)
+                ids.write(row0, np.take(table, block, out=block))
+                prog.update(row0 + n, (row0 + n) / ids.shape[0])
+        self.spill_path.unlink()
+
+    def chunk_tables(self, pre: Preprocessor, group_tokens: int = 1 << 22) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(first row, rows, local code -> id table) of each chunk, in order.
 
         The spilled tokens of several chunks are looked up together (one hash of each vocabulary per
         group of chunks holding up to ``group_tokens`` tokens), so large vocabularies stay cheap.
         """
         self.close()
-        mm = np.load(ids_path, mmap_mode="r+")
         with pa.memory_map(str(self.spill_path)) as src:
             stream = pa.ipc.open_stream(src)
             for group in self._groups(group_tokens):
                 spilled_ids = _spilled_ids(group, stream, pre)
                 for row0, n, plan in group:
-                    block = mm[row0:row0 + n]
-                    np.take(_chunk_table(plan, spilled_ids, pre), block, out=block)
-                    prog.update(row0 + n, (row0 + n) / mm.shape[0])
-        mm.flush()
-        del mm
-        self.spill_path.unlink()
+                    yield row0, n, _chunk_table(plan, spilled_ids, pre)
 
     def _groups(self, group_tokens: int):
         """Consecutive chunks, each group holding at least ``group_tokens`` spilled tokens (the last fewer)."""

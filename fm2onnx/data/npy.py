@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import Fm2OnnxError
 
-__all__ = ["NpyAppender"]
+__all__ = ["NpyAppender", "NpyRows"]
 
 _HEADER_BYTES = 128  # fixed, so the shape can be rewritten in place once the row count is known
 
@@ -52,3 +52,42 @@ class NpyAppender:
     def abort(self) -> None:
         if not self._f.closed:
             self._f.close()
+
+
+class NpyRows:
+    """Rows of a C-order .npy file read (and rewritten) block by block through plain file I/O.
+
+    Unlike a memory map, the process's resident memory stays one block: every page of a mapped file
+    that was touched counts as resident, so a pass over a multi-gigabyte array would report (and, under
+    a memory cap, be charged for) all of it.
+    """
+
+    def __init__(self, path: str, writable: bool = False):
+        self.path = path
+        self._f = open(path, "r+b" if writable else "rb")
+        fmt = np.lib.format
+        read_header = fmt.read_array_header_1_0 if fmt.read_magic(self._f) == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, self.dtype = read_header(self._f)
+        if fortran:
+            raise Fm2OnnxError(f"{path}: Fortran-order arrays are not supported")
+        self.shape = tuple(shape)
+        self._offset = self._f.tell()
+        self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def read(self, row0: int, n: int) -> np.ndarray:
+        self._f.seek(self._offset + row0 * self._row_bytes)
+        block = np.fromfile(self._f, self.dtype, count=n * self._row_bytes // self.dtype.itemsize)
+        return block.reshape((n,) + self.shape[1:])
+
+    def write(self, row0: int, block: np.ndarray) -> None:
+        self._f.seek(self._offset + row0 * self._row_bytes)
+        self._f.write(memoryview(np.ascontiguousarray(block, self.dtype)).cast("B"))
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "NpyRows":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

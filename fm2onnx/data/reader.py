@@ -24,7 +24,7 @@ import pyarrow.csv as pv
 from ..errors import DataError, Fm2OnnxError
 from .formats import TableFormat
 
-__all__ = ["ChunkReader", "Chunk", "check_input_file"]
+__all__ = ["ChunkReader", "Chunk", "Span", "check_input_file", "is_compressed"]
 
 DEFAULT_BLOCK_SIZE = 4 << 20
 DEFAULT_CHUNK_ROWS = 1 << 18
@@ -47,6 +47,11 @@ def check_input_file(path: str) -> int:
     return st.st_size
 
 
+def is_compressed(path: str) -> bool:
+    """True for a file read through a decompressor (whose bytes cannot be split into line ranges)."""
+    return os.path.splitext(path)[1].lower() in _CODECS
+
+
 def _open_stream(path: str) -> tuple[pa.NativeFile, pa.NativeFile]:
     """(raw file for progress, decompressed stream to parse)."""
     raw = pa.OSFile(path, "rb")
@@ -54,6 +59,44 @@ def _open_stream(path: str) -> tuple[pa.NativeFile, pa.NativeFile]:
     if codec is None:
         return raw, raw
     return raw, pa.CompressedInputStream(raw, codec)
+
+
+class _ByteRange(io.RawIOBase):
+    """The bytes ``start .. end - 1`` of a file, read as a stream of their own."""
+
+    def __init__(self, path: str, start: int, end: int):
+        self._f = open(path, "rb")
+        self._f.seek(start)
+        self._left = end - start
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = min(len(b), self._left)
+        if n <= 0:
+            return 0
+        got = self._f.readinto(memoryview(b)[:n]) or 0
+        self._left -= got
+        self._pos += got
+        return got
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+@dataclass(frozen=True)
+class Span:
+    """A part of a plain-text file: bytes ``start .. end - 1``, whole lines, the first being line ``first_line``."""
+
+    start: int
+    end: int
+    first_line: int
 
 
 def _first_line(path: str) -> str:
@@ -139,6 +182,7 @@ class ChunkReader:
         *,
         block_size: int = DEFAULT_BLOCK_SIZE,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        span: Span | None = None,
     ):
         self.path = os.fspath(path)
         self.fmt = fmt
@@ -146,6 +190,11 @@ class ChunkReader:
         self.block_size = int(block_size)
         self.chunk_rows = int(chunk_rows)
         self.first_data_line = 2 if fmt.header else 1
+        self.span = span
+        if span is not None:
+            self.size = span.end - span.start
+        if self._mid_file:  # no header here: the columns are named by the caller, the lines shifted
+            self.first_data_line = span.first_line
         self.bad_lines: list[tuple[int, str]] = []  # (line, message) of rows pyarrow rejected
         self._skipped_sorted: list[int] = []  # data-line offsets of those rows, sorted
         self._lock = threading.Lock()
@@ -153,10 +202,15 @@ class ChunkReader:
         self.rows_parsed = 0
         self._column_names, self._include = self._resolve_columns()
 
+    @property
+    def _mid_file(self) -> bool:
+        return self.span is not None and self.span.start > 0
+
     # -- columns --------------------------------------------------------------------
 
     def _resolve_columns(self) -> tuple[list[str] | None, list[str]]:
         fmt, path = self.fmt, self.path
+        span_named = self._mid_file
         need = fmt.source_columns
         if fmt.header:
             names = _split_line(_first_line(path), fmt)
@@ -172,7 +226,7 @@ class ChunkReader:
                     f"{path}:1: header lacks column(s) {shown} required by format {fmt.name!r}"
                     f" (header starts {','.join(names[:4])!r})"
                 )
-            return None, need
+            return (names if span_named else None), need
         if fmt.column_names is not None:
             return list(fmt.column_names), need
         n = len(_split_line(_first_line(path), fmt))
@@ -189,9 +243,10 @@ class ChunkReader:
         if row.number is None:  # cannot happen with use_threads=False; be safe anyway
             raise Fm2OnnxError(f"{self.path}: malformed row with unknown line number: {row.text[:80]!r}")
         msg = f"expected {row.expected_columns} columns, found {row.actual_columns}"
+        line = int(row.number) + (self.span.first_line - 1 if self._mid_file else 0)
         with self._lock:
-            self.bad_lines.append((int(row.number), msg))
-            bisect.insort(self._skipped_sorted, int(row.number) - self.first_data_line)
+            self.bad_lines.append((line, msg))
+            bisect.insort(self._skipped_sorted, line - self.first_data_line)
         return "skip"
 
     def line_of_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -249,7 +304,7 @@ class ChunkReader:
 
         raw = None
         try:
-            raw, stream = _open_stream(self.path)
+            raw, stream = self._open()
             ro, po, co = self._options()
             reader = pv.open_csv(stream, read_options=ro, parse_options=po, convert_options=co)
             buf: list[pa.RecordBatch] = []
@@ -277,6 +332,12 @@ class ChunkReader:
         finally:
             if raw is not None:
                 raw.close()
+
+    def _open(self) -> tuple[pa.NativeFile, pa.NativeFile]:
+        if self.span is None:
+            return _open_stream(self.path)
+        raw = pa.PythonFile(_ByteRange(self.path, self.span.start, self.span.end), mode="r")
+        return raw, raw
 
     def _translate(self, e: BaseException) -> BaseException:
         if isinstance(e, Fm2OnnxError):

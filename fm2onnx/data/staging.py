@@ -1,16 +1,22 @@
 """Outputs are built beside their target and renamed over it only once complete.
 
 A failed or interrupted run therefore never leaves a half-written dataset under the target's name,
-and never deletes what was there. What may be replaced at all is decided here: nothing without
-``force`` (:func:`fm2onnx.files.refuse_overwrite`), and even with it never a directory that is not
-an encoded dataset (it could hold a user's files).
+and never deletes what was there; nor does it leave debris: the temporary directory goes, and so do
+the folders made to hold it if they are still empty (a cache folder per data file). A process killed
+outright cannot clean up, so a temporary directory is named after its process, and the next run on
+the same target deletes those whose process is gone. A write failure (a full disk) is one line naming
+the target. What may be replaced at all is decided here: nothing without ``force``
+(:func:`fm2onnx.files.refuse_overwrite`), and even with it never a directory that is not an encoded
+dataset (it could hold a user's files).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -25,14 +31,65 @@ __all__ = ["staged_directory", "staged_file"]
 def staged_directory(target: Path, *, force: bool) -> Iterator[Path]:
     """A fresh temporary directory beside ``target``; it replaces ``target`` if the block succeeds."""
     _check_replaceable_directory(target, force)
-    with _creating(target):
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    made = _missing_folders(target.parent)
+    try:
+        with _creating(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _remove_orphans(target)
+            tmp = Path(tempfile.mkdtemp(prefix=_owned_prefix(target, "tmp"), dir=target.parent))
+    except BaseException:
+        _remove_if_empty(made)
+        raise
     try:
         yield tmp
         _replace_directory(tmp, target)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_if_empty(made)
+        if isinstance(e, OSError):
+            where = f" ({e.filename})" if e.filename else ""
+            raise Fm2OnnxError(f"{target}: cannot write{where}: {e.strerror or e}; nothing was kept") from None
         raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Deepest first; rmdir leaves a folder that something else has written into."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _owned_prefix(target: Path, kind: str) -> str:
+    return f".{target.name}.{kind}-{os.getpid()}@{socket.gethostname()}-"
+
+
+def _remove_orphans(target: Path) -> None:
+    """Temporary directories of ``target`` left by processes of this host that no longer run."""
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(?:tmp|old)-(\d+)@(.+)-[^-]+$")
+    host = socket.gethostname()
+    for entry in target.parent.iterdir():
+        m = pattern.match(entry.name)
+        if m and m.group(2) == host and entry.is_dir() and not entry.is_symlink() and not _alive(int(m.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but another user's
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -44,6 +101,7 @@ def staged_file(target: Path, *, force: bool) -> Iterator[Path]:
     # named here rather than made by mkstemp, whose private 0600 mode the output would keep
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     with _creating(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp.unlink(missing_ok=True)  # left by an earlier process with our pid
     try:
         yield tmp
@@ -67,7 +125,6 @@ def _check_replaceable_directory(target: Path, force: bool) -> None:
 def _creating(target: Path) -> Iterator[None]:
     """Create ``target``'s directory if needed; report failures in the block as one line naming ``target``."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         yield
     except OSError as e:
         raise Fm2OnnxError(f"{target}: cannot create output: {e.strerror or e}") from None
@@ -77,7 +134,7 @@ def _replace_directory(tmp: Path, target: Path) -> None:
     """Swap ``tmp`` in as ``target``: the old directory moves aside first and is deleted last."""
     old = None
     if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        old = Path(tempfile.mkdtemp(prefix=_owned_prefix(target, "old"), dir=target.parent))
         os.rename(target, old / "d")
     os.rename(tmp, target)
     if old is not None:
