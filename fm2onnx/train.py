@@ -344,7 +344,7 @@ def return_freed_memory() -> None:
 
 
 def train_step(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], x: torch.Tensor, y: torch.Tensor,
-               l2: L2Config, micro_rows: int, world: World) -> float:
+               l2: L2Config, micro_rows: int, world: World = World()) -> float:
     """One optimizer step on the batch (x, y) -> its summed log loss.
 
     A batch wider than ``micro_rows`` goes through forward/backward in micro-batches: each one's mean
