@@ -7,14 +7,25 @@
     check_graphs(ckpt, [graphs])    torch vs onnxruntime, FLOPs, table bytes        (check.py)
 """
 
-from .cached_form import CachedFormOptions, CachedGraph, make_cached
-from .check import GraphCheck, check_graphs
-from .flops import FlopsCount, count_flops, flops_by_batch
-from .model_io import load_model, save_model
-from .passes import RewriteReport
-from .pipeline import ExportResult, export_checkpoint
-from .to_onnx import export_uncached
+from __future__ import annotations
 
-__all__ = ["CachedFormOptions", "CachedGraph", "ExportResult", "FlopsCount", "GraphCheck", "RewriteReport",
-           "check_graphs", "count_flops", "export_checkpoint", "export_uncached", "flops_by_batch", "load_model",
-           "make_cached", "save_model"]
+import importlib
+
+# name -> the submodule that defines it. Loaded on first use, so importing one submodule (a bench
+# child timing an onnxruntime session, say) does not import torch and onnxscript with the rest.
+_EXPORTS = {
+    "CachedFormOptions": "cached_form", "CachedGraph": "cached_form", "make_cached": "cached_form",
+    "GraphCheck": "check", "check_graphs": "check",
+    "FlopsCount": "flops", "count_flops": "flops", "flops_by_batch": "flops",
+    "load_model": "model_io", "save_model": "model_io",
+    "RewriteReport": "passes",
+    "ExportResult": "pipeline", "export_checkpoint": "pipeline",
+    "export_uncached": "to_onnx",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
