@@ -11,6 +11,7 @@ makes on the whole global batch. Rank 0 alone evaluates, decides early stopping 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -111,15 +112,21 @@ class World:
                 raise Fm2OnnxError(f"rank {rank}'s {what} differs from rank 0's ({theirs.tolist()} against "
                                    f"{found[0].tolist()}): every machine needs the same data and settings")
 
+    def share_stop_request(self) -> None:
+        """Every rank learns whether any was asked to stop (a signal reaches the workers at slightly
+        different moments), so all stop at the same boundary instead of leaving the others waiting in a
+        collective for a worker that is gone."""
+        if self.size == 1:
+            return
+        flag = torch.tensor([interrupt.stop_requested() or 0], dtype=torch.int64)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and interrupt.stop_requested() is None:
+            interrupt.request_stop(int(flag.item()))
+
     def stop_together(self, batches: Iterator) -> Iterator:
-        """``batches``, where before each one every rank learns whether any was asked to stop (a signal),
-        so all stop at the same batch boundary instead of leaving the others waiting in an all-reduce."""
+        """``batches``, with the stop request shared before each one: every rank stops at the same batch."""
         for item in batches:
-            if self.size > 1:
-                flag = torch.tensor([interrupt.stop_requested() or 0], dtype=torch.int64)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                if flag.item() and interrupt.stop_requested() is None:
-                    interrupt.request_stop(int(flag.item()))
+            self.share_stop_request()
             yield item
 
     def reduce_gradients(self, model: torch.nn.Module, rows: int) -> None:
@@ -146,17 +153,36 @@ def stop() -> None:
 
 @contextlib.contextmanager
 def session(world: World):
-    """The worker's part of a run; the process group is left at its end. A worker whose peer stopped (an
-    error, a signal, a kill) fails in one line, not a traceback: the peer's own message says why."""
+    """The worker's part of a run; the process group is left at its end.
+
+    A run speaks with one voice: a stop by signal is reported by rank 0 alone, which says what it kept;
+    the others exit with the same status, silently. A worker whose peer stopped (an error, a kill) fails
+    in one line, not a traceback: the peer's own message says why."""
+    failed = True
     try:
         yield
+        failed = False
+    except interrupt.Interrupted as exc:
+        if world.is_main:
+            raise
+        raise SystemExit(exc.exit_code) from None
     except (dist.DistError, RuntimeError) as exc:
         if world.size == 1 or not (isinstance(exc, dist.DistError) or "gloo" in str(exc).lower()):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise Fm2OnnxError(f"rank {world.rank}: lost the other workers ({first})") from None
     finally:
+        leave(quietly=failed)
+
+
+def leave(quietly: bool = False) -> None:
+    """Leave the process group. ``quietly`` when the run already failed or stopped: a peer that is gone
+    can make the teardown fail too, and that second error would only hide the first."""
+    try:
         stop()
+    except (dist.DistError, RuntimeError):
+        if not quietly:
+            raise
 
 
 def encode_once(world: World, open_data: Callable[[bool], object]):
@@ -333,9 +359,18 @@ def gather_padded(t: torch.Tensor, world_size: int, length: int | None = None) -
 # ----------------------------------------------------------------------------- launching
 
 
+def quiet_launcher_warnings() -> None:
+    """The launcher's own warnings (a signal forwarded, workers shutting down) repeat what the workers say
+    themselves; ``LOGLEVEL=WARNING`` (torch's setting) shows them."""
+    if "LOGLEVEL" not in os.environ:
+        os.environ["LOGLEVEL"] = "ERROR"  # read as torch's elastic modules are first imported
+        logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+
+
 def launch(child_args: list[str], workers: int, nnodes: str, rdzv_endpoint: str | None, rdzv_id: str) -> None:
     """Run ``python -m fm2onnx CHILD_ARGS`` as ``workers`` processes on this machine (of ``nnodes`` machines)
     through torch's elastic launcher, exactly as ``torchrun`` would."""
+    quiet_launcher_warnings()
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
@@ -356,8 +391,8 @@ def launch(child_args: list[str], workers: int, nnodes: str, rdzv_endpoint: str 
     except ChildFailedError as exc:
         failed = ", ".join(f"rank {r} (exit code {f.exitcode})" for r, f in sorted(exc.failures.items()))
         raise Fm2OnnxError(f"training workers failed: {failed}; the first error is printed above") from None
-    except SignalException:  # Ctrl-C or a kill: the launcher has stopped the workers
-        raise KeyboardInterrupt from None
+    except SignalException as exc:  # Ctrl-C or a kill: the workers got it too, and rank 0 said what it kept
+        raise SystemExit(128 + exc.sigval) from None
     except ValueError as exc:  # a malformed --nnodes or --rdzv-endpoint
         raise Fm2OnnxError(f"--nnodes/--rdzv-endpoint: {exc}") from None
 

@@ -257,27 +257,32 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
 def run_epochs(run: TrainingRun, dataset, config: TrainConfig, threads: int, progress: bool, log: "EpochLog",
                resume_file: ResumeFile | None, world: World = World()) -> None:
     """Epochs until early stopping or the cap, each saved to ``resume_file`` (if any) once it finished."""
-    valid_rows = run.rows["valid"]
     while not world.main_decides(run.finished(config)):
         epoch = run.epoch + 1
         title = f"epoch {epoch} (at most {config.epochs}, {threads} thread{'s' if threads > 1 else ''})"
         record = {"epoch": epoch} | run_epoch(run.model, run.optimizers, dataset, run.rows["train"], config,
                                                run.rng, title, progress and world.is_main, BatchGuard(epoch), world)
-        if not world.is_main:  # rank 0 evaluates, keeps the best epoch and writes; the others follow its verdict
-            run.epoch = epoch
-            continue
-        if len(valid_rows):
-            record["valid"] = evaluate_rows(run.model, dataset.ids, dataset.labels, valid_rows, config.memory_budget)
-        # Without a validation split, the lowest training loss stands in for the best AUC.
-        score = record["valid"]["auc"] if len(valid_rows) else -record["train_logloss_running"]
-        improved = run.best.offer(score, epoch, run.model)
-        record["best_epoch"] = run.best.epoch
-        run.history.append(record)
         run.epoch = epoch
-        if resume_file is not None:
-            resume_file.save(run.resume_state(resume_file.options))
-        report_epoch(record, improved, log, progress)
+        if world.is_main:  # rank 0 evaluates, keeps the best epoch and writes; the others follow its verdict
+            finish_epoch(run, record, dataset, config, log, resume_file, progress)
+        world.share_stop_request()
         interrupt.raise_if_requested(lambda: f"stopped after epoch {epoch}")
+
+
+def finish_epoch(run: TrainingRun, record: dict, dataset, config: TrainConfig, log: "EpochLog",
+                 resume_file: ResumeFile | None, progress: bool) -> None:
+    """Score the finished epoch, keep it if it is the best, save the resumable state and log it."""
+    valid_rows = run.rows["valid"]
+    if len(valid_rows):
+        record["valid"] = evaluate_rows(run.model, dataset.ids, dataset.labels, valid_rows, config.memory_budget)
+    # Without a validation split, the lowest training loss stands in for the best AUC.
+    score = record["valid"]["auc"] if len(valid_rows) else -record["train_logloss_running"]
+    improved = run.best.offer(score, run.epoch, run.model)
+    record["best_epoch"] = run.best.epoch
+    run.history.append(record)
+    if resume_file is not None:
+        resume_file.save(run.resume_state(resume_file.options))
+    report_epoch(record, improved, log, progress)
 
 
 def best_result(run: TrainingRun, dataset, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> TrainResult:
