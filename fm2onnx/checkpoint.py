@@ -29,7 +29,7 @@ from models import FMFamilyModel, ModelSpec, build_model
 
 from . import __version__
 from .errors import CheckpointError, Fm2OnnxError
-from .files import refuse_overwrite, reported_write_errors
+from .files import process_alive, refuse_overwrite, reported_write_errors
 
 FORMAT = "fm2onnx-checkpoint"
 SCHEMA_VERSION = 1
@@ -79,16 +79,6 @@ def remove_stale_temporaries(path: Path) -> None:
         pid = tmp.name.rpartition("-")[2]
         if pid.isdigit() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but another user's
-        return True
-    return True
 
 
 def write_atomically(payload, path: Path) -> None:

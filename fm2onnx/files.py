@@ -74,3 +74,15 @@ def _written_at(filename, target: Path) -> bool:
         return True
     folder = (target if target.is_dir() else target.parent).resolve()
     return Path(filename).resolve().is_relative_to(folder)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still runs: a temporary file named after a live process is
+    being written, one named after a dead process is debris to remove."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True

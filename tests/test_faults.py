@@ -17,23 +17,15 @@ import export.staging
 import fm2onnx.checkpoint
 import fm2onnx.files
 import fm2onnx.train
-from fm2onnx import data as fdata
 from fm2onnx.resume import ResumeState
+from tests.small_runs import synthesize_ids, train_args
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("faults") / "ids"
-    fdata.synthesize(path, rows=8000, fmt="ids", seed=7, field_dims=[2, 4, 6, 3, 5, 2],
-                     cardinalities=[10, 20, 40, 60, 15, 30], zipf=1.0, progress=False)
-    return path
-
-
-def train_args(data, output, *extra, epochs=3):
-    return ("train", "--data", data, "--model", "fmfm", "--dim", "4", "--epochs", epochs, "--batch-size", 512,
-            "--min-steps", "0", "--threads", "1", "--quiet", "-o", output, *extra)
+    return synthesize_ids(tmp_path_factory.mktemp("faults"))
 
 
 def weights(path):

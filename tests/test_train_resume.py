@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import fm2onnx.train
-from fm2onnx import data as fdata
 from fm2onnx.checkpoint import tensors_sha256
 from fm2onnx.errors import CheckpointError
 from fm2onnx.resume import ResumeState
+from tests.small_runs import synthesize_ids, train_args
 
 # Timings differ between runs; everything else in an epoch's record must not.
 TIMING = ("rows_per_s", "seconds")
@@ -25,15 +25,7 @@ TIMING = ("rows_per_s", "seconds")
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("resume") / "ids"
-    fdata.synthesize(path, rows=8000, fmt="ids", seed=7, field_dims=[2, 4, 6, 3, 5, 2],
-                     cardinalities=[10, 20, 40, 60, 15, 30], zipf=1.0, progress=False)
-    return path
-
-
-def train_args(data, output, *extra, batch_size=512, epochs=3):
-    return ("train", "--data", data, "--model", "fmfm", "--dim", "4", "--epochs", epochs, "--batch-size", batch_size,
-            "--min-steps", "0", "--threads", "1", "--quiet", "-o", output, *extra)
+    return synthesize_ids(tmp_path_factory.mktemp("resume"))
 
 
 # Epochs of 200 batches, so that a signal sent once the first epoch is saved lands inside the second.

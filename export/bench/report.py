@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..cached_form import batched_label
+from . import figures
 from .run import HUGE, BenchResult, Measurement, shown_form
 
 MAIN_FORMS = ("torch eager", "uncached", "uncached gemm", "cached", "floor")
@@ -138,13 +139,8 @@ def crossover(cached: Measurement, uncached: Measurement, batches) -> float | No
 
 
 def plot(result: BenchResult, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     batches = list(result.config.batches)
-    fig, axes = plt.subplots(len(result.models), 2, figsize=(12, 4.2 * len(result.models)), squeeze=False)
+    fig, axes = figures.panels(len(result.models), 2, (6, 4.2))
     for row, prepared in enumerate(result.models):
         latency, throughput = axes[row]
         for k, form in enumerate(forms_of(result, prepared.name)):
@@ -171,17 +167,10 @@ def plot(result: BenchResult, path: Path) -> Path:
                 notes.append(f"{'<' if faster else '>'} {other} throughout")
         latency.set_title(f"{prepared.name}: µs per row\ncached " + ", ".join(notes), fontsize=8)
         throughput.set_title(f"{prepared.name}: throughput", fontsize=9)
-        for ax, label in ((latency, "µs per row (median)"), (throughput, "rows/s")):
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("batch size")
-            ax.set_ylabel(label)
-            ax.grid(True, which="both", alpha=0.3)
+        figures.log_axes(latency, "batch size", "µs per row (median)", xbase=2)
+        figures.log_axes(throughput, "batch size", "rows/s", xbase=2)
         throughput.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return figures.save(fig, path)
 
 
 def targets_dict(items: list[Target]) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import figures
 from .request import FULL, REQUEST, TORCH, RequestBenchResult
 
 # What a ranking service asks of a request graph (1 thread): this many times the full-row default
@@ -52,13 +53,8 @@ def target_lines(result: RequestBenchResult) -> list[str]:
 
 
 def plot(result: RequestBenchResult, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     splits, ns = result.config.splits, list(result.config.candidates)
-    fig, axes = plt.subplots(1, len(splits), figsize=(6.5 * len(splits), 4.5), squeeze=False)
+    fig, axes = figures.panels(1, len(splits), (6.5, 4.5))
     for ax, split in zip(axes[0], splits):
         for k, form in enumerate((REQUEST, FULL, TORCH)):
             for threads, style in zip(result.config.threads, ("-", "--", ":")):
@@ -68,13 +64,6 @@ def plot(result: RequestBenchResult, path: Path) -> Path:
                 ax.plot(ns, [t.candidates_per_s for t in points], color=f"C{k}", linestyle=style, marker="o",
                         markersize=3, label=f"{form} ({threads} thr)")
         ax.set_title(f"{result.model}: the {result.config.item_count} {split} fields as items", fontsize=9)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("candidates per request (N)")
-        ax.set_ylabel("candidates/s (median)")
-        ax.grid(True, which="both", alpha=0.3)
+        figures.log_axes(ax, "candidates per request (N)", "candidates/s (median)")
         ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return figures.save(fig, path)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import Fm2OnnxError
-from ..files import refuse_overwrite
+from ..files import process_alive, refuse_overwrite
 
 __all__ = ["staged_directory", "staged_file"]
 
@@ -78,18 +78,9 @@ def _remove_orphans(target: Path) -> None:
     host = socket.gethostname()
     for entry in target.parent.iterdir():
         m = pattern.match(entry.name)
-        if m and m.group(2) == host and entry.is_dir() and not entry.is_symlink() and not _alive(int(m.group(1))):
+        orphan = m and m.group(2) == host and not process_alive(int(m.group(1)))
+        if orphan and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, but another user's
-        return True
-    return True
 
 
 @contextlib.contextmanager
