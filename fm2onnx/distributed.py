@@ -112,22 +112,20 @@ class World:
                 raise Fm2OnnxError(f"rank {rank}'s {what} differs from rank 0's ({theirs.tolist()} against "
                                    f"{found[0].tolist()}): every machine needs the same data and settings")
 
-    def share_stop_request(self) -> None:
-        """Every rank learns whether any was asked to stop (a signal reaches the workers at slightly
-        different moments), so all stop at the same boundary instead of leaving the others waiting in a
-        collective for a worker that is gone."""
+    def agreed_stop(self) -> int | None:
+        """The signal every rank stops for at this boundary, or None. A signal reaches the workers at
+        slightly different moments, so they stop on the all-reduced request, never on one that only
+        some have seen: those would leave the others waiting in a collective for workers that are gone.
+        A request that comes after the all-reduce waits for the next boundary."""
+        own = interrupt.stop_requested()
         if self.size == 1:
-            return
-        flag = torch.tensor([interrupt.stop_requested() or 0], dtype=torch.int64)
+            return own
+        flag = torch.tensor([own or 0], dtype=torch.int64)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() and interrupt.stop_requested() is None:
-            interrupt.request_stop(int(flag.item()))
-
-    def stop_together(self, batches: Iterator) -> Iterator:
-        """``batches``, with the stop request shared before each one: every rank stops at the same batch."""
-        for item in batches:
-            self.share_stop_request()
-            yield item
+        agreed = int(flag.item()) or None
+        if agreed is not None and own is None:
+            interrupt.take_stop(agreed)
+        return agreed
 
     def reduce_gradients(self, model: torch.nn.Module, rows: int) -> None:
         """Replace each worker's gradients (of its ``rows``-row part's mean loss) by the global batch's."""

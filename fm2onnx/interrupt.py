@@ -7,7 +7,7 @@ files, temporary folders) still run. Unlike ``KeyboardInterrupt`` it passes thro
 ``KeyboardInterrupt`` into a silent exit and would hide it from the CLI's handler.
 
 Training asks for more: inside :func:`stop_at_boundaries` the first signal only records a request,
-which the training loop honours at its next batch boundary (:func:`raise_if_requested`), keeping every
+which the training loop honours at its next batch boundary (:func:`stop_if`), keeping every
 epoch it finished; a second signal raises at once.
 """
 
@@ -36,9 +36,15 @@ class Interrupted(BaseException):
 class _State:
     deferring = False
     requested: int | None = None
+    # A stop taken on other processes' word (take_stop) before this process's own copy of the signal
+    # came: that copy is the same stop, not a second one.
+    copy_expected = False
 
 
 def _on_signal(signum, frame) -> None:
+    if _State.copy_expected:
+        _State.copy_expected = False
+        return
     if _State.deferring and _State.requested is None:
         _State.requested = signum
         return
@@ -83,7 +89,15 @@ def stop_requested() -> int | None:
     return _State.requested
 
 
-def raise_if_requested(message: Callable[[], str]) -> None:
-    """At a boundary: stop now if a stop was requested, ``message()`` saying where and what was kept."""
-    if _State.requested is not None:
-        raise Interrupted(_State.requested, message())
+def take_stop(signum: int) -> None:
+    """Stop for ``signum``, which other processes of the run got (a launcher signals all its workers):
+    this process's own copy of it, if it has not come yet, will be ignored when it does."""
+    if _State.requested is None:
+        _State.requested, _State.copy_expected = signum, True
+
+
+def stop_if(signum: int | None, message: Callable[[], str]) -> None:
+    """At a boundary: stop now for ``signum`` (a stop request, see :func:`stop_requested`), if any,
+    ``message()`` saying where and what was kept."""
+    if signum is not None:
+        raise Interrupted(signum, message())

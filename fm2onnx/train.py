@@ -174,9 +174,9 @@ class BatchGuard:
     epoch: int
     batch: int = 0
 
-    def batches(self, batches: Iterator) -> Iterator:
+    def batches(self, batches: Iterator, world: World = World()) -> Iterator:
         for self.batch, item in enumerate(batches, start=1):
-            interrupt.raise_if_requested(lambda: f"stopped at epoch {self.epoch} batch {self.batch}")
+            interrupt.stop_if(world.agreed_stop(), lambda: f"stopped at epoch {self.epoch} batch {self.batch}")
             yield item
 
     def check_loss(self, loss: float) -> None:
@@ -265,8 +265,7 @@ def run_epochs(run: TrainingRun, dataset, config: TrainConfig, threads: int, pro
         run.epoch = epoch
         if world.is_main:  # rank 0 evaluates, keeps the best epoch and writes; the others follow its verdict
             finish_epoch(run, record, dataset, config, log, resume_file, progress)
-        world.share_stop_request()
-        interrupt.raise_if_requested(lambda: f"stopped after epoch {epoch}")
+        interrupt.stop_if(world.agreed_stop(), lambda: f"stopped after epoch {epoch}")
 
 
 def finish_epoch(run: TrainingRun, record: dict, dataset, config: TrainConfig, log: "EpochLog",
@@ -323,7 +322,7 @@ def run_epoch(model: FMFamilyModel, optimizers: list[torch.optim.Optimizer], dat
     micro_rows = micro_batch_rows(model.spec, config.batch_size, config.memory_budget)
     batches = (shard_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng, world)
                if world.size > 1 else shuffled_batches(dataset.ids, dataset.labels, train_rows, config.batch_size, rng))
-    for x, y in guard.batches(world.stop_together(batches)):
+    for x, y in guard.batches(batches, world):
         loss_sum += train_step(model, optimizers, x, y, config.l2, micro_rows, world)
         guard.check_loss(loss_sum)
         seen += len(y)

@@ -102,21 +102,39 @@ class Rows:
         return {"train": np.arange(300), "valid": np.arange(300, 400), "test": np.arange(0)}[split]
 
 
-def signalled_at_epoch_end_on_rank_zero(rank, init_file, out_dir):
-    """A signal that reaches rank 0 while it scores and saves epoch 1, and rank 1, waiting for rank 0's
-    verdict, only later: both must still stop at the same boundary, rank 0 reporting, rank 1 silent."""
+def signal_one_rank_first(moment: str, rank: int) -> None:
+    """Make the signal reach ``rank`` alone first, at ``moment``; the other rank's copy comes later."""
+    import fm2onnx.train as training
+    from fm2onnx import interrupt
+
+    if moment == "epoch end":  # rank 0 scores and saves epoch 1 while rank 1 waits for its verdict
+        report = training.report_epoch
+
+        def report_then_signal(*args, **kwargs):  # only rank 0 reports epochs
+            report(*args, **kwargs)
+            interrupt.request_stop(signal.SIGINT)
+
+        training.report_epoch = report_then_signal
+    elif moment == "after a batch's all-reduce" and rank == 1:
+        agreed_stop, boundaries = World.agreed_stop, []
+
+        def agree_then_signal(world):
+            agreed = agreed_stop(world)
+            boundaries.append(1)
+            if len(boundaries) == 3:
+                interrupt.request_stop(signal.SIGINT)
+            return agreed
+
+        World.agreed_stop = agree_then_signal
+
+
+def train_two_ranks_signalled(rank, moment, init_file, out_dir):
     import fm2onnx.train as training
     from fm2onnx import interrupt
     from fm2onnx.distributed import session
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    report = training.report_epoch
-
-    def report_then_signal(*args, **kwargs):  # only rank 0 reports epochs
-        report(*args, **kwargs)
-        interrupt.request_stop(signal.SIGINT)
-
-    training.report_epoch = report_then_signal
+    signal_one_rank_first(moment, rank)
     config = training.TrainConfig(batch_size=32, epochs=3, min_steps=0, threads=1)
     world = World(rank, 2)
     try:
@@ -127,15 +145,19 @@ def signalled_at_epoch_end_on_rank_zero(rank, init_file, out_dir):
         outcome = f"{exc} ({exc.exit_code})"
     except SystemExit as exc:
         outcome = f"quiet exit {exc.code}"
-    except Exception as exc:  # what the fix prevents: a worker left waiting for one that is gone
+    except Exception as exc:  # a worker left waiting in a collective for one that is gone
         outcome = f"{type(exc).__name__}: {exc}"
     (Path(out_dir) / f"rank{rank}.txt").write_text(outcome)
 
 
-def test_a_signal_that_reaches_one_worker_first_stops_both_at_the_same_boundary(tmp_path):
-    mp.spawn(signalled_at_epoch_end_on_rank_zero, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+@pytest.mark.parametrize("moment, where", [("epoch end", "stopped after epoch 1"),
+                                           ("after a batch's all-reduce", "stopped at epoch 1 batch 4")])
+def test_a_signal_that_reaches_one_worker_first_stops_both_at_the_same_boundary(tmp_path, moment, where):
+    """Both ranks stop at one boundary, rank 0 saying where, rank 1 silent; a request that came after a
+    boundary's all-reduce waits for the next boundary."""
+    mp.spawn(train_two_ranks_signalled, args=(moment, str(tmp_path / "init"), str(tmp_path)), nprocs=2)
     outcomes = [(tmp_path / f"rank{rank}.txt").read_text() for rank in range(2)]
-    assert outcomes == ["stopped after epoch 1 (130)", "quiet exit 130"]
+    assert outcomes == [f"{where} (130)", "quiet exit 130"]
 
 
 def train_args(data, output, *extra):
