@@ -6,6 +6,12 @@ import sys
 import pytest
 
 
+def pytest_configure(config):
+    from tests.traced_once import trace_each_model_once
+
+    trace_each_model_once()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_cache_root(tmp_path_factory):
     """Encodings the commands cache go to this test run's folder, never the user's ~/.cache, so no
