@@ -7,9 +7,15 @@ import pytest
 
 
 def pytest_configure(config):
-    from tests.traced_once import trace_each_model_once
+    from tests import traced_once
 
-    trace_each_model_once()
+    traced_once.start(config)
+
+
+def pytest_unconfigure(config):
+    from tests import traced_once
+
+    traced_once.finish(config)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -34,6 +34,16 @@ def randomized_model(kind: str, dims=None, seed: int = 0, *, fields=FIELDS, voca
     return model.eval()
 
 
+def criteo_shaped_model(kind: str, dims=None, *, linear: str | None = None):
+    """A 39-field model of Criteo's fields (K = 16, or ``dims``) with small vocabularies: what the
+    paper's FLOPs and the per-field dims depend on, at a fraction of the tables. Tests share these
+    few models, so each is traced once in a run (tests/traced_once.py)."""
+    from models.paper_shapes import CRITEO_FEATURES_PER_FIELD, CRITEO_FIELD_NAMES
+
+    vocab = [min(f, 20) + 1 for f in CRITEO_FEATURES_PER_FIELD]
+    return randomized_model(kind, dims, fields=list(CRITEO_FIELD_NAMES), vocab=vocab, dim=16, linear=linear)
+
+
 def write_checkpoint(model, path: Path) -> Path:
     return save_checkpoint(Checkpoint.from_model(model), path)
 

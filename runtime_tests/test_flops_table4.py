@@ -1,6 +1,6 @@
 """The exported graphs' static FLOPs per row against Table 4 of the paper (n = 39, K = 16).
 
-Vocabulary sizes are Table 3's, capped so the test stays small: FLOPs do not depend on them.
+Vocabulary sizes are capped so the test stays small: FLOPs do not depend on them.
 """
 
 from __future__ import annotations
@@ -10,22 +10,20 @@ import pytest
 from export import count_flops, export_uncached
 from export.contract import describe
 from export.cached_form import CachedFormOptions, make_cached
-from models.paper_shapes import CRITEO_FEATURES_PER_FIELD, CRITEO_FIELD_NAMES, CRITEO_TABLE3_DIMS
+from models.paper_shapes import CRITEO_TABLE3_DIMS
 
-from .conftest import randomized_model
+from .conftest import criteo_shaped_model
 
 pytestmark = pytest.mark.slow  # every test reads the counts of seven exported 39-field models
 
 # Table 4 (shared/paper/table4_flops.csv), estimated FLOPs per prediction for n = 39, K = 16.
 TABLE4 = {"LR": 78, "FM": 1920, "FwFM": 25272, "FFM": 24531, "FmFM": 403923, "FmFM(cached)": 24531,
           "FmFM(cached & 95% variance)": 8960}
-FIELDS = list(CRITEO_FIELD_NAMES)
-VOCAB = [min(f, 20) + 1 for f in CRITEO_FEATURES_PER_FIELD]
 
 
 def flops(kind, *, dims=None, linear=None, cached=False) -> int:
     """FLOPs per row of one exported graph: the uncached one, or (``cached``) its cached form."""
-    model = randomized_model(kind, dims, fields=FIELDS, vocab=VOCAB, dim=16, linear=linear)
+    model = criteo_shaped_model(kind, dims, linear=linear)
     graph = export_uncached(model)
     if cached:
         graph.metadata_props.update(describe(model.spec, form="uncached", checkpoint_sha256=""))
@@ -80,7 +78,7 @@ def test_default_export_one_request_is_table4_plus_what_it_reads_besides(dims, t
 
     from .conftest import write_checkpoint
 
-    model = randomized_model("fmfm", dims, fields=FIELDS, vocab=VOCAB, dim=16)
+    model = criteo_shaped_model("fmfm", dims)
     export_checkpoint(write_checkpoint(model, tmp_path / "ckpt.pt"), tmp_path / "model.onnx")
     graph = load_model(tmp_path / "model.onnx")
     spec, n = model.spec, model.spec.num_fields

@@ -96,7 +96,7 @@ def test_gemm_form_matches_the_reference(groups, monkeypatch):
 
 
 @pytest.mark.slow  # traces a model per example
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dims=st.lists(st.integers(1, 5), min_size=2, max_size=6), data=st.data())
 def test_random_shapes_match_the_reference(dims, data):
     """Random field counts, dims and vocabularies (down to a single unknown row), both plans, both

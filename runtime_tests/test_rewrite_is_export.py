@@ -11,11 +11,10 @@ import pytest
 
 from export.passes import NotApplicable
 from export.passes.read_weights import read_field_weights
-from models.paper_shapes import CRITEO_FIELD_NAMES, CRITEO_TABLE3_DIMS
+from models.paper_shapes import CRITEO_TABLE3_DIMS
 
-from .conftest import randomized_model, write_checkpoint
+from .conftest import criteo_shaped_model, randomized_model, write_checkpoint
 
-SMALL_VOCAB = [5 + (3 * f) % 17 for f in range(len(CRITEO_FIELD_NAMES))]
 MODELS = {"fmfm-table3": ("fmfm", CRITEO_TABLE3_DIMS), "fwfm": ("fwfm", None)}
 CASES = [pytest.param("fmfm-table3", marks=pytest.mark.slow), "fwfm"]
 
@@ -43,14 +42,13 @@ def tables(proto: onnx.ModelProto) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("name", CASES)
 def test_rewrite_of_the_uncached_file_equals_the_default_export(name, cli, tmp_path, monkeypatch):
-    import torch
+    import export.pipeline
 
     kind, dims = MODELS[name]
-    model = randomized_model(kind, dims, seed=5, fields=list(CRITEO_FIELD_NAMES), vocab=SMALL_VOCAB)
-    ckpt = write_checkpoint(model, tmp_path / "ckpt.pt")
+    ckpt = write_checkpoint(criteo_shaped_model(kind, dims), tmp_path / "ckpt.pt")
     traced = []
-    real_export = torch.onnx.export
-    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: traced.append(1) or real_export(*a, **k))
+    trace = export.pipeline.export_uncached
+    monkeypatch.setattr(export.pipeline, "export_uncached", lambda *a, **k: traced.append(1) or trace(*a, **k))
     code, out, err = cli("export", ckpt, "--form", "both")
     assert code == 0, err
     assert len(traced) == 1  # one trace serves the uncached and the cached graph
@@ -94,8 +92,7 @@ def test_a_graph_the_fields_layout_cannot_read_says_which_node_and_why(exported)
 @pytest.mark.slow  # exports a 39-field model
 def test_flops_reports_one_request_and_batches_apart(cli, tmp_path):
     """Table 3's dims: the one-request branch within 25% of the plan's 8,960 FLOPs, batches apart."""
-    model = randomized_model("fmfm", CRITEO_TABLE3_DIMS, seed=1, fields=list(CRITEO_FIELD_NAMES), vocab=SMALL_VOCAB)
-    ckpt = write_checkpoint(model, tmp_path / "ckpt.pt")
+    ckpt = write_checkpoint(criteo_shaped_model("fmfm", CRITEO_TABLE3_DIMS), tmp_path / "ckpt.pt")
     assert cli("export", ckpt)[0] == 0
     code, out, _ = cli("flops", tmp_path / "ckpt.onnx", "--json")
     flops = json.loads(out)[str(tmp_path / "ckpt.onnx")]["flops"]

@@ -1,21 +1,47 @@
-"""Each distinct model is traced by torch.onnx once per test process.
+"""Each distinct model is traced by torch.onnx once per test run.
 
 torch.onnx's dynamo exporter takes about ten seconds for even a six-field model, nearly all of an
 export, and the tests export the same few fixture models many times over. ``export_uncached`` is
 deterministic in the model's class, spec and weights, so a repeat gets a copy of the first trace's
 graph (through its serialized proto, the path ``fm2onnx rewrite`` takes from an uncached file), and
 everything after the trace (the rewrite passes, the parity gate, the written files) still runs.
+
+The traces are kept in a folder the pytest-xdist workers share (``FOLDER_VARIABLE``), so a model
+traced by one worker is not traced again by the other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-_traces: dict[tuple, bytes] = {}
+FOLDER_VARIABLE = "FM2ONNX_TEST_TRACES"
+WAIT_SECONDS = 600  # for another worker tracing the same model: a 39-field model takes under a minute
 
 
-def trace_each_model_once() -> None:
+def start(config) -> None:
+    """In the run's first process: the shared folder (the workers inherit it); in every process: the
+    memoized exporter."""
+    if not hasattr(config, "workerinput") and FOLDER_VARIABLE not in os.environ:
+        os.environ[FOLDER_VARIABLE] = tempfile.mkdtemp(prefix="fm2onnx-traces-")
+        config._fm2onnx_traces = os.environ[FOLDER_VARIABLE]
+    trace_each_model_once(Path(os.environ[FOLDER_VARIABLE]))
+
+
+def finish(config) -> None:
+    folder = getattr(config, "_fm2onnx_traces", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(FOLDER_VARIABLE, None)
+
+
+def trace_each_model_once(folder: Path) -> None:
     """Swap ``export.to_onnx.export_uncached`` for its memoized self, in every module that holds it."""
     import export.to_onnx as to_onnx
 
@@ -25,14 +51,45 @@ def trace_each_model_once() -> None:
         import onnx
         import onnx_ir as ir
 
-        from fm2onnx.checkpoint import tensors_sha256
-
-        key = (type(model).__qualname__, json.dumps(model.spec.to_dict(), sort_keys=True),
-               tensors_sha256(model.state_dict()), opset)
-        if key not in _traces:
-            _traces[key] = ir.serde.serialize_model(original(model, opset=opset)).SerializeToString()
-        return ir.serde.deserialize_model(onnx.ModelProto.FromString(_traces[key]))
+        path = folder / f"{model_key(model, opset)}.onnx"
+        if not path.exists() and claim(path):
+            try:
+                proto = ir.serde.serialize_model(original(model, opset=opset))
+                tmp = path.with_suffix(f".tmp-{os.getpid()}")
+                tmp.write_bytes(proto.SerializeToString())
+                os.replace(tmp, path)
+            finally:
+                path.with_suffix(".lock").unlink(missing_ok=True)
+        wait_for(path)
+        return ir.serde.deserialize_model(onnx.load_model_from_string(path.read_bytes()))
 
     for module in list(sys.modules.values()):
         if getattr(module, "export_uncached", None) is original:
             module.export_uncached = export_uncached
+
+
+def model_key(model, opset: int) -> str:
+    from fm2onnx.checkpoint import tensors_sha256
+
+    spec = json.dumps(model.spec.to_dict(), sort_keys=True)
+    text = f"{type(model).__qualname__}|{spec}|{tensors_sha256(model.state_dict())}|{opset}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def claim(path: Path) -> bool:
+    """True if this process traces the model; False if another one already does."""
+    try:
+        os.close(os.open(path.with_suffix(".lock"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+def wait_for(path: Path) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not path.exists():
+        if not path.with_suffix(".lock").exists() and not path.exists():
+            raise RuntimeError(f"{path}: the process tracing this model failed; see its test")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path}: not traced within {WAIT_SECONDS} s")
+        time.sleep(0.05)
