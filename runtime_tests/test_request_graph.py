@@ -75,7 +75,7 @@ def test_compact_tables_score_requests_within_their_tolerance(exported, dtype, t
 KINDS = ["lr", "fm", "ffm", "fwfm", "fvfm", "fmfm"]
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_random_splits_dims_and_sizes_match_the_reference(data):
     kind = data.draw(st.sampled_from(KINDS), "kind")

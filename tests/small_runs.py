@@ -1,4 +1,4 @@
-"""A small data set and the ``train`` command line the resume and fault tests run on it."""
+"""A small data set and a ``train`` command line, for the tests that train from the command line."""
 
 from __future__ import annotations
 

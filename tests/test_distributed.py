@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from fm2onnx.distributed import SPARSE_METHODS, World, reduce_gradients, shard_batches, shard_parts
 from models import L2Config, ModelSpec, build_model
+from tests.small_runs import synthesize_ids
 
 SPEC = ModelSpec.create("fmfm", ["a", "b", "c"], [7, 5, 9], dim=3)
 L2 = L2Config(1e-2, 1e-2, 1e-2)
@@ -161,19 +162,16 @@ def test_a_signal_that_reaches_one_worker_first_stops_both_at_the_same_boundary(
 
 
 def train_args(data, output, *extra):
-    # 75 global batches an epoch, so that a signal sent once the first epoch is saved lands in the second
-    return ("train", "--data", data, "--model", "fmfm", "--dim", "4", "--epochs", "2", "--min-count", "2",
-            "--batch-size", "64", "--workers", "2", "--threads", "1", "-o", output, "--quiet", *extra)
+    # 100 global batches an epoch, so that a signal sent once the first epoch is saved lands in the second
+    return ("train", "--data", data, "--model", "fmfm", "--dim", "4", "--epochs", "2", "--batch-size", "64",
+            "--workers", "2", "--threads", "1", "-o", output, "--quiet", *extra)
 
 
 @pytest.fixture(scope="module")
 def two_worker_run(tmp_path_factory):
     """An uninterrupted two-worker run, from the command line in a process of its own like the others."""
-    from fm2onnx.data import synthesize
-
     tmp = tmp_path_factory.mktemp("two-workers")
-    data = tmp / "data.txt"
-    synthesize(data, rows=6000, fmt="criteo", seed=3, progress=False)
+    data = synthesize_ids(tmp)
     out = tmp / "run" / "ckpt.pt"
     out.parent.mkdir()
     done = subprocess.run([sys.executable, "-m", "fm2onnx", *map(str, train_args(data, out))], capture_output=True,

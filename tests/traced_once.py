@@ -32,6 +32,7 @@ def start(config) -> None:
         os.environ[FOLDER_VARIABLE] = tempfile.mkdtemp(prefix="fm2onnx-traces-")
         config._fm2onnx_traces = os.environ[FOLDER_VARIABLE]
     trace_each_model_once(Path(os.environ[FOLDER_VARIABLE]))
+    build_the_onnx_registry_once()
 
 
 def finish(config) -> None:
@@ -54,7 +55,11 @@ def trace_each_model_once(folder: Path) -> None:
         path = folder / f"{model_key(model, opset)}.onnx"
         if not path.exists() and claim(path):
             try:
+                started = time.monotonic()
                 proto = ir.serde.serialize_model(original(model, opset=opset))
+                if os.environ.get("FM2ONNX_TRACE_LOG"):
+                    with open(os.environ["FM2ONNX_TRACE_LOG"], "a") as log:
+                        log.write(f"{time.monotonic() - started:6.1f} {os.environ.get('PYTEST_CURRENT_TEST')}\n")
                 tmp = path.with_suffix(f".tmp-{os.getpid()}")
                 tmp.write_bytes(proto.SerializeToString())
                 os.replace(tmp, path)
@@ -66,6 +71,28 @@ def trace_each_model_once(folder: Path) -> None:
     for module in list(sys.modules.values()):
         if getattr(module, "export_uncached", None) is original:
             module.export_uncached = export_uncached
+
+
+def build_the_onnx_registry_once() -> None:
+    """torch.onnx builds its table of ATen-to-ONNX functions anew for every export (a third of a small
+    model's trace); it depends only on the opset and an export without custom functions leaves it as
+    built, so one table per opset serves every trace of the run. Without that internal, traces are slower."""
+    try:
+        from torch.onnx._internal.exporter import _registration
+    except ImportError:
+        return
+    registry = getattr(_registration, "ONNXRegistry", None)
+    if registry is None or not hasattr(registry, "from_torchlib"):
+        return
+    build, built = registry.from_torchlib.__func__, {}
+
+    def from_torchlib(cls, *args, **kwargs):
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in built:
+            built[key] = build(cls, *args, **kwargs)
+        return built[key]
+
+    registry.from_torchlib = classmethod(from_torchlib)
 
 
 def model_key(model, opset: int) -> str:
