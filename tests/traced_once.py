@@ -7,7 +7,8 @@ graph (through its serialized proto, the path ``fm2onnx rewrite`` takes from an 
 everything after the trace (the rewrite passes, the parity gate, the written files) still runs.
 
 The traces are kept in a folder the pytest-xdist workers share (``FOLDER_VARIABLE``), so a model
-traced by one worker is not traced again by the other.
+traced by one worker is not traced again by the other. ``FM2ONNX_TRACE_LOG=FILE`` appends each
+trace's seconds and test to FILE: what the suite's time goes to.
 """
 
 from __future__ import annotations
