@@ -10,11 +10,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from models import FMFamilyModel, ModelSpec
 
-from .compression import DimsSelection, cached_flops, compress_model, feature_counts, fit_pcas, select_dims, write_dims_csv
+from .compression import DimsCost, DimsSelection, compress_model, feature_counts, fit_pcas, select_dims, write_dims_csv
 from .compression.plots import auc_against_flops
 from .errors import Fm2OnnxError
 from .train import TrainConfig, evaluate_rows, train
@@ -24,21 +22,13 @@ METHODS = ("retrain", "compress")
 
 
 @dataclass
-class SweepPoint:
+class SweepPoint(DimsCost):
     threshold: float | None  # None: the full model
     dims: list[int]
     retrain: dict | None = None  # test {"auc", "logloss", "rows"} of the 2-pass model
     compress: dict | None = None  # test metrics of the compressed (and maybe fine-tuned) model
     seconds: dict = field(default_factory=dict)
     selection: DimsSelection | None = None
-
-    @property
-    def mean_dim(self) -> float:
-        return float(np.mean(self.dims))
-
-    @property
-    def flops(self) -> int:
-        return cached_flops(self.dims)
 
 
 @dataclass

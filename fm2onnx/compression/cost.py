@@ -12,10 +12,24 @@ import numpy as np
 
 from models.cost import cached_flops
 
-__all__ = ["cached_flops", "cross_field_dims"]
+__all__ = ["DimsCost", "cached_flops", "cross_field_dims"]
 
 
 def cross_field_dims(dims) -> np.ndarray:
     """[n, n] matrix of min(d_a, d_b): the cache width, and so the cost, of each field pair (Figure 7)."""
     d = np.asarray(dims, dtype=np.int64)
     return np.minimum.outer(d, d)
+
+
+class DimsCost:
+    """What a set of per-field ``dims`` costs at inference: their mean and the cached form's FLOPs per row."""
+
+    dims: list[int]
+
+    @property
+    def mean_dim(self) -> float:
+        return float(np.mean(self.dims))
+
+    @property
+    def flops(self) -> int:
+        return cached_flops(self.dims)

@@ -13,7 +13,7 @@ from models import FMFamilyModel
 from ..data.staging import staged_file
 from ..errors import Fm2OnnxError
 from ..files import reported_write_errors
-from .cost import cached_flops
+from .cost import DimsCost, cached_flops
 from .pca import FieldPCA, check_threshold, fit_field_pca
 
 WEIGHTINGS = ("uniform", "frequency")
@@ -30,7 +30,7 @@ class FieldDim:
 
 
 @dataclass(frozen=True)
-class DimsSelection:
+class DimsSelection(DimsCost):
     threshold: float
     weighting: str
     fields: tuple[FieldDim, ...]
@@ -39,14 +39,6 @@ class DimsSelection:
     @property
     def dims(self) -> list[int]:
         return [f.dim for f in self.fields]
-
-    @property
-    def mean_dim(self) -> float:
-        return float(np.mean(self.dims))
-
-    @property
-    def flops(self) -> int:
-        return cached_flops(self.dims)
 
     @property
     def original_flops(self) -> int:
