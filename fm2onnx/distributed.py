@@ -144,11 +144,6 @@ def start() -> World:
                  int(env.get("LOCAL_WORLD_SIZE", 1)))
 
 
-def stop() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
 @contextlib.contextmanager
 def session(world: World):
     """The worker's part of a run; the process group is left at its end.
@@ -177,7 +172,8 @@ def leave(quietly: bool = False) -> None:
     """Leave the process group. ``quietly`` when the run already failed or stopped: a peer that is gone
     can make the teardown fail too, and that second error would only hide the first."""
     try:
-        stop()
+        if dist.is_initialized():
+            dist.destroy_process_group()
     except (dist.DistError, RuntimeError):
         if not quietly:
             raise
