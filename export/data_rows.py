@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from fm2onnx.checkpoint import load_checkpoint
+from fm2onnx.checkpoint import Checkpoint, load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 
 
-def encoded_rows(checkpoint: str | Path, data: str | Path, fmt_name: str | None, rows: int,
-                 schema: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(ids int64 [rows, n], labels float [rows]) of the first ``rows`` rows of ``data``, read in the
-    checkpoint's own format (its csv/tsv schema included) unless ``fmt_name``/``schema`` say otherwise.
-    The encoding lives in a temporary folder: nothing is written beside the data."""
+@contextlib.contextmanager
+def encoded_through(checkpoint: str | Path, data: str | Path, fmt_name: str | None,
+                    schema: str | Path | None = None, **encode_options) -> Iterator[tuple[Checkpoint, object]]:
+    """(the checkpoint, ``data`` encoded through its vocabularies and format, its csv/tsv schema included
+    unless ``fmt_name``/``schema`` say otherwise). The encoding lives in a temporary folder, removed on
+    exit: nothing is written beside the data."""
     from fm2onnx import data as fdata
     from fm2onnx.data.encode import format_for
 
@@ -24,9 +27,15 @@ def encoded_rows(checkpoint: str | Path, data: str | Path, fmt_name: str | None,
         raise Fm2OnnxError(f"{checkpoint}: has no vocabularies, so the rows of {data} cannot be encoded for it")
     pre = fdata.Preprocessor.from_dict(ckpt.preprocessor, where=str(checkpoint))
     fmt = format_for(pre, fmt_name, schema, where=str(checkpoint))
-    with tempfile.TemporaryDirectory(prefix="fm2onnx-check-") as tmp:
-        dataset = fdata.encode_file(data, fmt, Path(tmp) / "encoded", preprocessor=pre, split=(0.0, 0.0, 1.0),
-                                    progress=False)
+    with tempfile.TemporaryDirectory(prefix="fm2onnx-rows-") as tmp:
+        yield ckpt, fdata.encode_file(data, fmt, Path(tmp) / "encoded", preprocessor=pre, split=(0.0, 0.0, 1.0),
+                                      **encode_options)
+
+
+def encoded_rows(checkpoint: str | Path, data: str | Path, fmt_name: str | None, rows: int,
+                 schema: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int64 [rows, n], labels float [rows]) of the first ``rows`` rows of ``data`` (``encoded_through``)."""
+    with encoded_through(checkpoint, data, fmt_name, schema, progress=False) as (_, dataset):
         ids = np.array(dataset.ids[:rows], dtype=np.int64)  # copies out of the memory map before cleanup
         labels = np.array(dataset.labels[:rows], dtype=np.float64)
     if len(ids) == 0:

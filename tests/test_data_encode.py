@@ -85,20 +85,20 @@ def one_line_error(excinfo, path, line, rest):
     assert msg == f"{path}:{line}: {rest}", msg
 
 
+def synthesized(tmp_path_factory, fmt: str, name: str, seed: int):
+    path = tmp_path_factory.mktemp(fmt) / name
+    synthesize(path, rows=3000, fmt=fmt, seed=seed, progress=False)
+    return path
+
+
 @pytest.fixture(scope="module")
 def criteo_small(tmp_path_factory):
-    d = tmp_path_factory.mktemp("criteo")
-    p = d / "train.txt"
-    synthesize(p, rows=3000, fmt="criteo", seed=3, progress=False)
-    return p
+    return synthesized(tmp_path_factory, "criteo", "train.txt", seed=3)
 
 
 @pytest.fixture(scope="module")
 def avazu_small(tmp_path_factory):
-    d = tmp_path_factory.mktemp("avazu")
-    p = d / "train.csv"
-    synthesize(p, rows=3000, fmt="avazu", seed=4, progress=False)
-    return p
+    return synthesized(tmp_path_factory, "avazu", "train.csv", seed=4)
 
 
 # ----------------------------------------------------------------------------- agreement with the reference

@@ -11,20 +11,16 @@ from export.field_order import PairLayout, canonical_order
 from export.folds import FieldWeights
 from export.gemm_form import gemm_tables, width_groups
 from export.serving import serving_module
-from models import ModelSpec, build_model
-from runtime_tests.reference import reference_logits
-from .test_models import configurations, randomize
+from models import ModelSpec
+from .test_models import configurations, model_and_reference
 
 
 @settings(max_examples=100, deadline=None)
 @given(configurations())
 def test_serving_module_matches_the_reference(config):
-    spec, ids, seed = config
-    model = build_model(spec, seed=seed)
-    randomize(model, seed)
+    model, ids, want = model_and_reference(config)
     with torch.no_grad():
         probability, logit = serving_module(model.eval())(torch.from_numpy(ids))
-    want = reference_logits(spec, model.state_dict(), ids)
     np.testing.assert_allclose(logit.double().numpy(), want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(probability.double().numpy(), 1 / (1 + np.exp(-want)), rtol=1e-4, atol=1e-5)
 
@@ -52,15 +48,14 @@ def test_pair_layout_covers_every_pair_once_grouped_by_the_smaller_dim():
 @given(configurations(kinds=["fmfm"]), st.integers(1, 8))
 def test_gemm_tables_give_the_reference_logit(config, groups):
     """X gathered from the width groups' padded tables, Σ X ⊙ X·W + bias, in float64 numpy."""
-    spec, ids, seed = config
-    model = build_model(spec, seed=seed)
-    randomize(model, seed)
+    model, ids, want = model_and_reference(config)
+    spec = model.spec
     tables = gemm_tables(FieldWeights.of_model(model), groups)
     rows = np.clip(ids, 0, np.array(spec.vocab_sizes))  # past the vocabulary: row V, a copy of row 0
     x = np.concatenate([g.table[rows[:, g.fields] + np.array(g.first_rows)].reshape(len(ids), -1)
                         for g in tables.groups], axis=1).astype(np.float64)
     got = (x * (x @ tables.matrix.astype(np.float64))).sum(axis=1) + model.bias.item()
-    np.testing.assert_allclose(got, reference_logits(spec, model.state_dict(), ids), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 @settings(max_examples=200, deadline=None)

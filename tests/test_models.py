@@ -34,14 +34,19 @@ def configurations(draw, kinds=MODEL_KINDS):
     return spec, np.array(ids, dtype=np.int64), draw(st.integers(0, 2**16))
 
 
-@settings(max_examples=150, deadline=None)
-@given(configurations())
-def test_model_matches_bruteforce_reference(config):
+def model_and_reference(config):
+    """A randomized model of a drawn configuration, its ids and the float64 reference logits."""
     spec, ids, seed = config
     model = build_model(spec, seed=seed)
     randomize(model, seed)
+    return model, ids, reference_logits(spec, model.state_dict(), ids)
+
+
+@settings(max_examples=150, deadline=None)
+@given(configurations())
+def test_model_matches_bruteforce_reference(config):
+    model, ids, want = model_and_reference(config)
     got = model(torch.from_numpy(ids)).detach().double().numpy()
-    want = reference_logits(spec, model.state_dict(), ids)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 

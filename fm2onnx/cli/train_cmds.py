@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -260,19 +259,12 @@ def evaluate(
 ):
     """AUC and log loss of a checkpoint on every row of a data file, through the checkpoint's own
     vocabularies and format (its csv/tsv schema included). The encoding is temporary."""
-    from fm2onnx import data as fdata
-    from fm2onnx.data.encode import format_for
+    from export.data_rows import encoded_through
     from fm2onnx.train import evaluate_rows
 
     budget = parse_memory_budget(memory_budget)
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.preprocessor is None:
-        raise Fm2OnnxError(f"{checkpoint}: has no vocabularies, so raw rows cannot be encoded for it")
-    pre = fdata.Preprocessor.from_dict(ckpt.preprocessor, where=str(checkpoint))
-    fmt = format_for(pre, format, schema, where=str(checkpoint))
-    with tempfile.TemporaryDirectory(prefix="fm2onnx-eval-") as tmp:
-        dataset = fdata.encode_file(data, fmt, Path(tmp) / "enc", preprocessor=pre, split=(0.0, 0.0, 1.0),
-                                    skip_bad_rows=skip_bad_rows, progress=not quiet)
+    with encoded_through(checkpoint, data, format, schema, skip_bad_rows=skip_bad_rows,
+                         progress=not quiet) as (ckpt, dataset):
         metrics = {"data": evaluate_rows(ckpt.model(), dataset.ids, dataset.labels, dataset.indices("all"), budget)}
     if as_json:
         typer.echo(json.dumps(metrics["data"]))
