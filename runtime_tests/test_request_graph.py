@@ -140,7 +140,34 @@ def test_the_gate_keeps_a_wrong_request_graph_from_being_written(tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
 
 
-@pytest.mark.slow  # exports three graphs and times three forms
+@pytest.mark.parametrize("kind, linear", [("fmfm", "field_vector"), ("fm", "feature")])
+def test_the_request_floor_reads_the_rows_the_request_graph_reads(kind, linear):
+    """Each candidate's clamped item rows summed, over the context's own terms (the same for every candidate)."""
+    from export.bench.request_floor import request_floor_graph
+    from export.folds import FieldWeights
+    from export.request_graph import request_layout
+
+    import onnx_ir as ir
+
+    model = randomized_model(kind, (3, 5, 1, 4, 2, 5) if kind == "fmfm" else None, linear=linear)
+    weights, spec = FieldWeights.of_model(model), model.spec
+    roles = FieldRoles.of_names(spec, ["site", "hour"], None)
+    sess = session(ir.to_proto(request_floor_graph(weights, roles)).SerializeToString())
+    items = request_layout(weights, roles, None, "float32").items
+    for n in (0, 1, 9):
+        rows = parity_ids(spec, n + 1, seed=n)  # unknown, negative and out-of-range ids included
+        context, candidates = rows[:1, list(roles.context)], rows[1:, list(roles.items)]
+        got = sess.run(["logit"], {"context_ids": context, "candidate_ids": candidates})[0]
+        row_sums = np.zeros(n)
+        for group in items.groups:
+            for f, first in zip(group.fields, group.first_rows):
+                ids = np.clip(candidates[:, roles.items.index(f)], 0, spec.vocab_sizes[f]) + first
+                row_sums += group.table[ids].astype(np.float64).sum(axis=1)
+        assert got.shape == (n,)
+        assert n == 0 or (np.ptp(got - row_sums) < 1e-4 and np.all(row_sums != 0))
+
+
+@pytest.mark.slow  # exports three graphs and times four forms
 def test_request_bench_times_every_form_and_writes_its_plot(cli, tmp_path):
     ckpt = write_checkpoint(randomized_model("fmfm", (3, 5, 1, 4, 2, 5)), tmp_path / "ckpt.pt")
     code, out, err = cli("bench", ckpt, "--request", "2:4", "--candidates", "3,20", "--threads", "1",
@@ -148,7 +175,7 @@ def test_request_bench_times_every_form_and_writes_its_plot(cli, tmp_path):
     assert code == 0, err
     result = json.loads(out)
     forms = {(t["split"], t["form"], t["candidates"]) for t in result["timings"]}
-    assert len(forms) == 2 * 3 * 2 and all(t["p50_us"] > 0 for t in result["timings"])
+    assert len(forms) == 2 * 4 * 2 and all(t["p50_us"] > 0 for t in result["timings"])  # the floor included
     assert set(result["items"]) == {"largest", "smallest"} and "parity request" in result["parity"]["largest"]
     assert (tmp_path / "r.png").stat().st_size > 10_000
     code, _, err = cli("bench", ckpt, "--request", "2:3")

@@ -1,5 +1,7 @@
 """``fm2onnx bench --request C:I``: a request's candidates scored by the request graph, against the
-same candidates scored as full rows by the default export and by torch eager, in one process.
+same candidates scored as full rows by the default export and by torch eager, in one process; and the
+request graph's floor (export/bench/request_floor.py: the same reads, no item products), which says how
+much of a request's time is the item pairs' arithmetic.
 
 Every form runs the same requests (one context, N candidates drawn from ``export/traffic.py``); the
 forms take turns within each round and the figures are medians over rounds, so a slow spell of a
@@ -18,6 +20,7 @@ import numpy as np
 from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 from models import ModelSpec
+from models.spec import FIELD_MATRIX_KIND
 
 from ..contract import CANDIDATES_INPUT, CONTEXT_INPUT, INPUT_NAME, FieldRoles
 from ..ort import session
@@ -28,6 +31,7 @@ from .child import measure
 
 SPLITS = ("largest", "smallest")  # the item fields: those with the most features, or the fewest
 REQUEST, FULL, TORCH = "request graph", "full rows (default export)", "full rows (torch eager)"
+FLOOR = "request floor (no item products)"  # export/bench/request_floor.py
 POOL = 16  # different requests per size, so repeated runs do not read the same rows from cache
 
 
@@ -119,6 +123,8 @@ def time_forms(checkpoint: Path, full: Path, graphs: dict[str, Path], result: Re
     """Every form at ``threads``, interleaved within each round; medians over rounds."""
     config, spec = result.config, result.spec
     runners = {(split, REQUEST): request_runner(graphs[split], threads) for split in graphs}
+    runners |= {(split, FLOOR): floor for split in graphs
+                if (floor := floor_runner(checkpoint, result.spec, result.items[split], threads)) is not None}
     runners |= {(split, FULL): full_row_runner(full, threads) for split in graphs}
     if config.torch:
         runners |= {(split, TORCH): torch_runner(checkpoint, threads) for split in graphs}
@@ -154,6 +160,22 @@ def request_pool(spec: ModelSpec, roles: FieldRoles, n: int, distribution: str) 
 
 def request_runner(path: Path, threads: int):
     sess = session(path, threads)
+    return lambda r: sess.run(None, {CONTEXT_INPUT: r.context, CANDIDATES_INPUT: r.candidates})
+
+
+def floor_runner(checkpoint: Path, spec: ModelSpec, items: list[str], threads: int):
+    """The request graph's floor, for the kinds with a field matrix (FFM's and LR's graphs have no item
+    products to leave out)."""
+    if FIELD_MATRIX_KIND[spec.kind] is None:
+        return None
+    import onnx_ir as ir
+
+    from ..folds import FieldWeights
+    from .request_floor import request_floor_graph
+
+    weights = FieldWeights.of_model(load_checkpoint(checkpoint).model())
+    graph = request_floor_graph(weights, FieldRoles.of_names(spec, None, items))
+    sess = session(ir.to_proto(graph).SerializeToString(), threads)
     return lambda r: sess.run(None, {CONTEXT_INPUT: r.context, CANDIDATES_INPUT: r.candidates})
 
 

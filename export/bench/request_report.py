@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import figures
-from .request import FULL, REQUEST, TORCH, RequestBenchResult
+from .request import FLOOR, FULL, REQUEST, TORCH, RequestBenchResult
 
 # What a ranking service asks of a request graph (1 thread): this many times the full-row default
 # export's candidates per second at these N, and this p99 per request of the largest N.
@@ -16,7 +16,7 @@ TARGET_P99_US, TARGET_P99_AT = 2000.0, 1000
 def table_lines(result: RequestBenchResult) -> list[str]:
     forms = [REQUEST, FULL] + ([TORCH] if result.config.torch else [])
     head = ("| items | threads | N | " + " | ".join(f"{f}: p50 / p99 µs, cand/s" for f in forms)
-            + " | request ÷ default export | request ÷ torch |")
+            + f" | {FLOOR}: p50 µs (share of the request's) | request ÷ default export | request ÷ torch |")
     lines = [f"{result.model}, {result.config.context_count} context : {result.config.item_count} item fields",
              head, "|" + "---|" * (head.count("|") - 1)]
     for split in result.config.splits:
@@ -24,9 +24,14 @@ def table_lines(result: RequestBenchResult) -> list[str]:
             for n in result.config.candidates:
                 found = {f: result.find(split, f, threads, n) for f in forms}
                 cells = [f"{t.p50_us:,.0f} / {t.p99_us:,.0f}, {t.candidates_per_s:,.0f}" for t in found.values()]
+                floor = floor_cell(found[REQUEST], result.find(split, FLOOR, threads, n))
                 ratios = [ratio(found[REQUEST], found.get(other)) for other in (FULL, TORCH)]
-                lines.append(f"| {split} | {threads} | {n:,} | " + " | ".join(cells + ratios) + " |")
+                lines.append(f"| {split} | {threads} | {n:,} | " + " | ".join(cells + [floor] + ratios) + " |")
     return lines
+
+
+def floor_cell(request, floor) -> str:
+    return "—" if floor is None else f"{floor.p50_us:,.0f} ({floor.p50_us / request.p50_us:.0%})"
 
 
 def ratio(request, other) -> str:
@@ -56,7 +61,7 @@ def plot(result: RequestBenchResult, path: Path) -> Path:
     splits, ns = result.config.splits, list(result.config.candidates)
     fig, axes = figures.panels(1, len(splits), (6.5, 4.5))
     for ax, split in zip(axes[0], splits):
-        for k, form in enumerate((REQUEST, FULL, TORCH)):
+        for k, form in enumerate((REQUEST, FULL, TORCH, FLOOR)):
             for threads, style in zip(result.config.threads, ("-", "--", ":")):
                 points = [result.find(split, form, threads, n) for n in ns]
                 if None in points:

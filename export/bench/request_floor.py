@@ -1,0 +1,33 @@
+"""The request graph's floor: the same graph without the candidates' item-pair products.
+
+It reads what the request graph reads — the context's part as the request graph computes it, each
+candidate's ids clamped and its rows gathered from the same width-group tables — and sums each
+candidate's rows instead of multiplying them through W_II. The request graph's time over the floor's
+is what the item pairs cost; the floor's own time is the reads, the nodes and onnxruntime's run.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from ..contract import CANDIDATES_INPUT, CONTEXT_INPUT, FieldRoles
+from ..folds import FieldWeights
+from ..graph_writer import INT64, GraphWriter
+from ..request_graph import CANDIDATES, cached_context, computed_context, group_rows, request_layout, rows_of
+
+
+def request_floor_graph(weights: FieldWeights, roles: FieldRoles, table_dtype: str = "float32") -> ir.Model:
+    """The floor of the request graph ``export_request`` writes for ``weights`` and ``roles`` (default budget)."""
+    w, spec = GraphWriter(), weights.spec
+    layout = request_layout(weights, roles, None, table_dtype)
+    context = ir.val(CONTEXT_INPUT, dtype=INT64, shape=ir.Shape([1, len(roles.context)]))
+    candidates = ir.val(CANDIDATES_INPUT, dtype=INT64, shape=ir.Shape([CANDIDATES, len(roles.items)]))
+    x, own, _ = (cached_context if layout.cached else computed_context)(w, weights, layout, context, table_dtype)
+    per_request = w.op("ReduceSum", [w.op("Mul", [x, own], "context_products"), w.ints(1)], "context_terms",
+                       keepdims=0)
+    xs = group_rows(w, layout.items, rows_of(w, candidates, spec, layout.items), table_dtype, "item")
+    sums = [w.op("ReduceSum", [x, w.ints(1)], "row_sum", keepdims=0) for x in xs]
+    logit = w.op("Sum", sums + [per_request], "floor")
+    return w.serving_model([context, candidates], logit, "fm2onnx_request_floor", {"form": "request floor"},
+                           rows=CANDIDATES)
+
