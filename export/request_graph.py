@@ -130,7 +130,7 @@ def computed_context(w: GraphWriter, weights: FieldWeights, layout: RequestLayou
                      table_dtype: str) -> tuple[ir.Value, ir.Value, list[ir.Value]]:
     """X_C and X_C·M (split by ``product_widths``) from the context's GEMM rows and one product: one row, so one
     MatMul however much of M is zero."""
-    xs = group_rows(w, layout.context, rows_of(w, ids, weights.spec, layout.context), table_dtype, "context")
+    xs = group_rows(w, layout.context, ids, weights.spec, table_dtype, "context")
     x = w.op("Concat", xs, "x_context", axis=1) if len(xs) > 1 else xs[0]
     projected = w.op("MatMul", [x, w.const(layout.matrix.astype(np.float32), "context_matrix")], "context_projected")
     sizes = product_widths(layout)
@@ -147,27 +147,27 @@ def candidate_terms(w: GraphWriter, weights: FieldWeights, items: GemmTables, id
                     shifts: list[ir.Value], table_dtype: str) -> ir.Value:
     """Σ X_I ⊙ (X_I·W_II + s) per candidate, [N]: the GEMM form's block-triangular MatMuls, each
     group's share of s added to its product (onnxruntime fuses the two into one Gemm)."""
-    xs = group_rows(w, items, rows_of(w, ids, weights.spec, items), table_dtype, "item")
+    xs = group_rows(w, items, ids, weights.spec, table_dtype, "item")
     return gemm_terms(w, items, xs, w, shifts=shifts)
 
 
-def rows_of(w: GraphWriter, ids: ir.Value, spec, tables: GemmTables) -> ir.Value:
-    """Field-local ids of ``tables.fields`` -> their rows in their group's table (out of range: the
-    copy of the unknown row after the field's rows)."""
-    first = np.zeros(len(tables.fields), np.int64)
-    for group in tables.groups:
-        for f, row in zip(group.fields, group.first_rows):
-            first[tables.fields.index(f)] = row
-    vocab = np.array([spec.vocab_sizes[f] for f in tables.fields], np.int64)
-    return clamp_rows(w, ids, first, first + vocab)
+def group_rows(w: GraphWriter, tables: GemmTables, ids: ir.Value, spec, table_dtype: str,
+               side: str) -> list[ir.Value]:
+    """X, one [B, fields in group · width] value per group, from the field-local ids [B, n] of
+    ``tables.fields`` (out of range: the copy of the unknown row after the field's rows).
 
-
-def group_rows(w: GraphWriter, tables: GemmTables, rows: ir.Value, table_dtype: str, side: str) -> list[ir.Value]:
-    """X, one [B, fields in group · width] value per group: the columns put in group order by one
-    Gather and cut by one Split, then one Gather of rows per group."""
+    The ids are put in group order and clamped field-major, [n, B]: there the reorder is one Gather of
+    n blocks and the clamp three elementwise ops over long runs, where row-major they cost a Gather of
+    n·B elements and three broadcasts over B short rows. Then one Split into groups and one Gather of
+    rows per group."""
     order = [tables.fields.index(f) for group in tables.groups for f in group.fields]
+    first = np.concatenate([group.first_rows for group in tables.groups]).astype(np.int64)[:, None]
+    vocab = np.array([spec.vocab_sizes[tables.fields[i]] for i in order], np.int64)[:, None]
+    by_field = w.op("Transpose", [ids], "ids_by_field", perm=[1, 0])
     if order != list(range(len(order))):
-        rows = w.op("Gather", [rows, w.const(np.array(order, np.int64), "group_order")], "rows_in_groups", axis=1)
+        by_field = w.op("Gather", [by_field, w.const(np.array(order, np.int64), "group_order")], "ids_in_groups",
+                        axis=0)
+    rows = w.op("Transpose", [clamp_rows(w, by_field, first, first + vocab)], "rows_in_groups", perm=[1, 0])
     sizes = [len(group.fields) for group in tables.groups]
     parts = w.ops("Split", [rows, w.ints(*sizes)], "group_index", len(sizes), axis=1) if len(sizes) > 1 else [rows]
     xs = []

@@ -13,7 +13,7 @@ import onnx_ir as ir
 from ..contract import CANDIDATES_INPUT, CONTEXT_INPUT, FieldRoles
 from ..folds import FieldWeights
 from ..graph_writer import INT64, GraphWriter
-from ..request_graph import CANDIDATES, cached_context, computed_context, group_rows, request_layout, rows_of
+from ..request_graph import CANDIDATES, cached_context, computed_context, group_rows, request_layout
 
 
 def request_floor_graph(weights: FieldWeights, roles: FieldRoles, table_dtype: str = "float32") -> ir.Model:
@@ -25,7 +25,7 @@ def request_floor_graph(weights: FieldWeights, roles: FieldRoles, table_dtype: s
     x, own, _ = (cached_context if layout.cached else computed_context)(w, weights, layout, context, table_dtype)
     per_request = w.op("ReduceSum", [w.op("Mul", [x, own], "context_products"), w.ints(1)], "context_terms",
                        keepdims=0)
-    xs = group_rows(w, layout.items, rows_of(w, candidates, spec, layout.items), table_dtype, "item")
+    xs = group_rows(w, layout.items, candidates, spec, table_dtype, "item")
     sums = [w.op("ReduceSum", [x, w.ints(1)], "row_sum", keepdims=0) for x in xs]
     logit = w.op("Sum", sums + [per_request], "floor")
     return w.serving_model([context, candidates], logit, "fm2onnx_request_floor", {"form": "request floor"},
