@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Iterator
@@ -379,14 +380,17 @@ def launch(child_args: list[str], workers: int, nnodes: str, rdzv_endpoint: str 
         where = ["--standalone"]
     # torch threads are set per worker (fm2onnx.train.set_threads); this only silences torchrun's banner
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    args = ["--nnodes", nnodes, "--nproc-per-node", str(workers), *where, "-m", "fm2onnx", *child_args]
-    try:
-        run(parse_args(args))
-    except ChildFailedError as exc:
-        failed = ", ".join(f"rank {r} (exit code {f.exitcode})" for r, f in sorted(exc.failures.items()))
-        raise Fm2OnnxError(f"training workers failed: {failed}; the first error is printed above") from None
-    except SignalException as exc:  # Ctrl-C or a kill: the workers got it too, and rank 0 said what it kept
-        raise SystemExit(128 + exc.sigval) from None
-    except ValueError as exc:  # a malformed --nnodes or --rdzv-endpoint
-        raise Fm2OnnxError(f"--nnodes/--rdzv-endpoint: {exc}") from None
+    # the launcher's own log folder (its workers' error files) would otherwise stay behind in the temp dir
+    with tempfile.TemporaryDirectory(prefix="fm2onnx-workers-") as logs:
+        args = ["--nnodes", nnodes, "--nproc-per-node", str(workers), *where, "--log-dir", logs,
+                "-m", "fm2onnx", *child_args]
+        try:
+            run(parse_args(args))
+        except ChildFailedError as exc:
+            failed = ", ".join(f"rank {r} (exit code {f.exitcode})" for r, f in sorted(exc.failures.items()))
+            raise Fm2OnnxError(f"training workers failed: {failed}; the first error is printed above") from None
+        except SignalException as exc:  # Ctrl-C or a kill: the workers got it too, and rank 0 said what it kept
+            raise SystemExit(128 + exc.sigval) from None
+        except ValueError as exc:  # a malformed --nnodes or --rdzv-endpoint
+            raise Fm2OnnxError(f"--nnodes/--rdzv-endpoint: {exc}") from None
 

@@ -3,7 +3,9 @@ two-worker run from the command line."""
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -167,6 +169,11 @@ def train_args(data, output, *extra):
             "--workers", "2", "--threads", "1", "-o", output, "--quiet", *extra)
 
 
+def left_in(temp: Path) -> set[str]:
+    """What a run left in its temp dir, but for the caches torch and onnxruntime keep there per user."""
+    return {p.name for p in temp.iterdir()} - {f"torchinductor_{getpass.getuser()}", ".ses"}
+
+
 @pytest.fixture(scope="module")
 def two_worker_run(tmp_path_factory):
     """An uninterrupted two-worker run, from the command line in a process of its own like the others."""
@@ -174,9 +181,12 @@ def two_worker_run(tmp_path_factory):
     data = synthesize_ids(tmp)
     out = tmp / "run" / "ckpt.pt"
     out.parent.mkdir()
+    temp = tmp / "temp"
+    temp.mkdir()
     done = subprocess.run([sys.executable, "-m", "fm2onnx", *map(str, train_args(data, out))], capture_output=True,
-                          text=True)
+                          text=True, env=os.environ | {"TMPDIR": str(temp)})
     assert done.returncode == 0, done.stderr
+    assert left_in(temp) == set()  # the launcher's log folder is gone with it
     return data, out
 
 
@@ -198,7 +208,10 @@ def test_a_stopped_two_worker_run_resumes_to_the_uninterrupted_model(two_worker_
     data, reference = two_worker_run
     out = tmp_path / "ckpt.pt"
     command = [sys.executable, "-m", "fm2onnx", *map(str, train_args(data, out))]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    temp = tmp_path.parent / f"{tmp_path.name}-temp"
+    temp.mkdir()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=os.environ | {"TMPDIR": str(temp)})
     state = tmp_path / "ckpt.pt.resume.pt"
     deadline = time.monotonic() + 120
     while not state.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -208,6 +221,7 @@ def test_a_stopped_two_worker_run_resumes_to_the_uninterrupted_model(two_worker_
     assert process.returncode == 130, err
     [line] = err.strip().splitlines()  # one voice: rank 0's, neither rank 1's nor the launcher's
     assert f"kept in {state}" in line
+    assert left_in(temp) == set()  # a stopped run leaves no launcher logs behind either
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt.log.jsonl", "ckpt.pt.resume.pt"]
 
     done = subprocess.run(command + ["--resume"], capture_output=True, text=True)
