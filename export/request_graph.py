@@ -85,18 +85,26 @@ def build_request_graph(weights: FieldWeights, roles: FieldRoles, props: dict[st
     ``layout`` (default: ``request_layout`` with the default budget)."""
     w, spec = GraphWriter(), weights.spec
     layout = layout or request_layout(weights, roles, None, table_dtype)
+    inputs, per_request, shifts = request_inputs_and_context(w, weights, roles, layout, table_dtype)
+    per_candidate = candidate_terms(w, weights, layout.items, inputs[1], shifts, table_dtype)
+    logit = w.op("Sum", [per_candidate, per_request, w.const(np.array([weights.bias], np.float32), "bias")],
+                 "logit_sum")
+    props = props | {"form": "request", "layout": "request", "table_dtype": table_dtype,
+                     "context_cached": str(layout.cached).lower()} | roles.to_props(spec)
+    return w.serving_model(inputs, logit, "fm2onnx_request", props, rows=CANDIDATES)
+
+
+def request_inputs_and_context(w: GraphWriter, weights: FieldWeights, roles: FieldRoles, layout: RequestLayout,
+                               table_dtype: str) -> tuple[list[ir.Value], ir.Value, list[ir.Value]]:
+    """The inputs [context ids, candidate ids], the context's own terms [1] and each candidate group's
+    share of s [1, its width]: all a request computes once."""
     context = ir.val(CONTEXT_INPUT, dtype=INT64, shape=ir.Shape([1, len(roles.context)]))
     candidates = ir.val(CANDIDATES_INPUT, dtype=INT64, shape=ir.Shape([CANDIDATES, len(roles.items)]))
     x, own, shifts = (cached_context if layout.cached else computed_context)(w, weights, layout, context,
                                                                              table_dtype)
     per_request = w.op("ReduceSum", [w.op("Mul", [x, own], "context_products"), w.ints(1)], "context_terms",
                        keepdims=0)
-    per_candidate = candidate_terms(w, weights, layout.items, candidates, shifts, table_dtype)
-    logit = w.op("Sum", [per_candidate, per_request, w.const(np.array([weights.bias], np.float32), "bias")],
-                 "logit_sum")
-    props = props | {"form": "request", "layout": "request", "table_dtype": table_dtype,
-                     "context_cached": str(layout.cached).lower()} | roles.to_props(spec)
-    return w.serving_model([context, candidates], logit, "fm2onnx_request", props, rows=CANDIDATES)
+    return [context, candidates], per_request, shifts
 
 
 def cached_context(w: GraphWriter, weights: FieldWeights, layout: RequestLayout, ids: ir.Value,

@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from ..contract import CANDIDATES_INPUT, CONTEXT_INPUT, FieldRoles
+from ..contract import FieldRoles
 from ..folds import FieldWeights
-from ..graph_writer import INT64, GraphWriter
-from ..request_graph import CANDIDATES, cached_context, computed_context, group_rows, request_layout
+from ..graph_writer import GraphWriter
+from ..request_graph import CANDIDATES, group_rows, request_inputs_and_context, request_layout
 
 
 def request_floor_graph(weights: FieldWeights, roles: FieldRoles, table_dtype: str = "float32") -> ir.Model:
     """The floor of the request graph ``export_request`` writes for ``weights`` and ``roles`` (default budget)."""
-    w, spec = GraphWriter(), weights.spec
+    w = GraphWriter()
     layout = request_layout(weights, roles, None, table_dtype)
-    context = ir.val(CONTEXT_INPUT, dtype=INT64, shape=ir.Shape([1, len(roles.context)]))
-    candidates = ir.val(CANDIDATES_INPUT, dtype=INT64, shape=ir.Shape([CANDIDATES, len(roles.items)]))
-    x, own, _ = (cached_context if layout.cached else computed_context)(w, weights, layout, context, table_dtype)
-    per_request = w.op("ReduceSum", [w.op("Mul", [x, own], "context_products"), w.ints(1)], "context_terms",
-                       keepdims=0)
-    xs = group_rows(w, layout.items, candidates, spec, table_dtype, "item")
+    inputs, per_request, _ = request_inputs_and_context(w, weights, roles, layout, table_dtype)
+    xs = group_rows(w, layout.items, inputs[1], weights.spec, table_dtype, "item")
     sums = [w.op("ReduceSum", [x, w.ints(1)], "row_sum", keepdims=0) for x in xs]
     logit = w.op("Sum", sums + [per_request], "floor")
-    return w.serving_model([context, candidates], logit, "fm2onnx_request_floor", {"form": "request floor"},
-                           rows=CANDIDATES)
-
+    return w.serving_model(inputs, logit, "fm2onnx_request_floor", {"form": "request floor"}, rows=CANDIDATES)
