@@ -104,7 +104,7 @@ def run_request_bench(name: str, checkpoint: Path, config: RequestBenchConfig, w
     full = workdir / f"{checkpoint.stem}.full.onnx"
     export_checkpoint(checkpoint, full, force=True)
     result = RequestBenchResult(name, spec, config, {}, {}, [])
-    graphs = {}
+    graphs, floors = {}, {}
     for split in config.splits:
         result.items[split] = item_fields(spec, config.item_count, split)
         lines: list[str] = []
@@ -113,18 +113,34 @@ def run_request_bench(name: str, checkpoint: Path, config: RequestBenchConfig, w
                        echo=lines.append)
         result.parity[split] = next(line for line in lines if line.startswith("parity"))
         echo(f"{split} {config.item_count} fields as items ({', '.join(result.items[split])}): {result.parity[split]}")
+        floor = write_floor(checkpoint, spec, result.items[split], workdir / f"{checkpoint.stem}.floor-{split}.onnx")
+        if floor is not None:
+            floors[split] = floor
     for threads in config.threads:
-        result.timings += time_forms(checkpoint, full, graphs, result, threads, echo)
+        result.timings += time_forms(checkpoint, full, graphs, floors, result, threads, echo)
     return result
 
 
-def time_forms(checkpoint: Path, full: Path, graphs: dict[str, Path], result: RequestBenchResult, threads: int,
-               echo: Callable[[str], None]) -> list[RequestTiming]:
+def write_floor(checkpoint: Path, spec: ModelSpec, items: list[str], path: Path) -> Path | None:
+    """The request graph's floor, for the kinds with a field matrix (FFM's and LR's request graphs have no
+    item products to leave out)."""
+    if FIELD_MATRIX_KIND[spec.kind] is None:
+        return None
+    from ..folds import FieldWeights
+    from ..model_io import save_model
+    from .request_floor import request_floor_graph
+
+    weights = FieldWeights.of_model(load_checkpoint(checkpoint).model())
+    save_model(request_floor_graph(weights, FieldRoles.of_names(spec, None, items)), path)
+    return path
+
+
+def time_forms(checkpoint: Path, full: Path, graphs: dict[str, Path], floors: dict[str, Path],
+               result: RequestBenchResult, threads: int, echo: Callable[[str], None]) -> list[RequestTiming]:
     """Every form at ``threads``, interleaved within each round; medians over rounds."""
     config, spec = result.config, result.spec
     runners = {(split, REQUEST): request_runner(graphs[split], threads) for split in graphs}
-    runners |= {(split, FLOOR): floor for split in graphs
-                if (floor := floor_runner(checkpoint, result.spec, result.items[split], threads)) is not None}
+    runners |= {(split, FLOOR): request_runner(floors[split], threads) for split in floors}
     runners |= {(split, FULL): full_row_runner(full, threads) for split in graphs}
     if config.torch:
         runners |= {(split, TORCH): torch_runner(checkpoint, threads) for split in graphs}
@@ -160,22 +176,6 @@ def request_pool(spec: ModelSpec, roles: FieldRoles, n: int, distribution: str) 
 
 def request_runner(path: Path, threads: int):
     sess = session(path, threads)
-    return lambda r: sess.run(None, {CONTEXT_INPUT: r.context, CANDIDATES_INPUT: r.candidates})
-
-
-def floor_runner(checkpoint: Path, spec: ModelSpec, items: list[str], threads: int):
-    """The request graph's floor, for the kinds with a field matrix (FFM's and LR's graphs have no item
-    products to leave out)."""
-    if FIELD_MATRIX_KIND[spec.kind] is None:
-        return None
-    import onnx_ir as ir
-
-    from ..folds import FieldWeights
-    from .request_floor import request_floor_graph
-
-    weights = FieldWeights.of_model(load_checkpoint(checkpoint).model())
-    graph = request_floor_graph(weights, FieldRoles.of_names(spec, None, items))
-    sess = session(ir.to_proto(graph).SerializeToString(), threads)
     return lambda r: sess.run(None, {CONTEXT_INPUT: r.context, CANDIDATES_INPUT: r.candidates})
 
 
