@@ -150,8 +150,10 @@ def fixtures(exported, raw_models, tmp_path_factory) -> tuple[Path, int]:
 def test_js_client_on_onnxruntime_node_and_web(fixtures):
     root, n_cases = fixtures
     ensure_packages()
+    temp = root / "node-temp"  # onnxruntime-node writes a log file per process (mat-debug-PID.log) there
+    temp.mkdir(exist_ok=True)
     done = subprocess.run(["node", "--test", *JS_TESTS], cwd=JS_DIR, capture_output=True, text=True,
-                          env={**os.environ, "FM2ONNX_JS_FIXTURES": str(root)}, timeout=600)
+                          env={**os.environ, "FM2ONNX_JS_FIXTURES": str(root), "TMPDIR": str(temp)}, timeout=600)
     report = done.stdout + done.stderr
     assert done.returncode == 0, f"JavaScript parity failed:\n{report[-6000:]}"
     passed = re.search(r"^# pass (\d+)$", report, re.M)
