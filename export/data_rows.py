@@ -5,17 +5,20 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 
+if TYPE_CHECKING:
+    from fm2onnx.data import EncodedDataset
+
 
 @contextlib.contextmanager
-def encoded_through(checkpoint: str | Path, data: str | Path, fmt_name: str | None,
-                    schema: str | Path | None = None, **encode_options) -> Iterator[tuple[Checkpoint, object]]:
+def encoded_through(checkpoint: str | Path, data: str | Path, fmt_name: str | None, schema: str | Path | None = None,
+                    **encode_options) -> Iterator[tuple[Checkpoint, "EncodedDataset"]]:
     """(the checkpoint, ``data`` encoded through its vocabularies and format, its csv/tsv schema included
     unless ``fmt_name``/``schema`` say otherwise). The encoding lives in a temporary folder, removed on
     exit: nothing is written beside the data."""

@@ -23,11 +23,14 @@ from models import ModelSpec
 from models.spec import FIELD_MATRIX_KIND
 
 from ..contract import CANDIDATES_INPUT, CONTEXT_INPUT, INPUT_NAME, FieldRoles
+from ..folds import FieldWeights
+from ..model_io import save_model
 from ..ort import session
 from ..pipeline import export_checkpoint
 from ..request_export import export_request
 from ..traffic import request_ids
 from .child import measure
+from .request_floor import request_floor_graph
 
 SPLITS = ("largest", "smallest")  # the item fields: those with the most features, or the fewest
 REQUEST, FULL, TORCH = "request graph", "full rows (default export)", "full rows (torch eager)"
@@ -105,6 +108,8 @@ def run_request_bench(name: str, checkpoint: Path, config: RequestBenchConfig, w
     export_checkpoint(checkpoint, full, force=True)
     result = RequestBenchResult(name, spec, config, {}, {}, [])
     graphs, floors = {}, {}
+    # the floor leaves out the item products, which FFM's and LR's request graphs do not have
+    weights = FieldWeights.of_model(load_checkpoint(checkpoint).model()) if FIELD_MATRIX_KIND[spec.kind] else None
     for split in config.splits:
         result.items[split] = item_fields(spec, config.item_count, split)
         lines: list[str] = []
@@ -113,26 +118,13 @@ def run_request_bench(name: str, checkpoint: Path, config: RequestBenchConfig, w
                        echo=lines.append)
         result.parity[split] = next(line for line in lines if line.startswith("parity"))
         echo(f"{split} {config.item_count} fields as items ({', '.join(result.items[split])}): {result.parity[split]}")
-        floor = write_floor(checkpoint, spec, result.items[split], workdir / f"{checkpoint.stem}.floor-{split}.onnx")
-        if floor is not None:
-            floors[split] = floor
+        if weights is not None:
+            floors[split] = workdir / f"{checkpoint.stem}.floor-{split}.onnx"
+            roles = FieldRoles.of_names(spec, None, result.items[split])
+            save_model(request_floor_graph(weights, roles), floors[split])
     for threads in config.threads:
         result.timings += time_forms(checkpoint, full, graphs, floors, result, threads, echo)
     return result
-
-
-def write_floor(checkpoint: Path, spec: ModelSpec, items: list[str], path: Path) -> Path | None:
-    """The request graph's floor, for the kinds with a field matrix (FFM's and LR's request graphs have no
-    item products to leave out)."""
-    if FIELD_MATRIX_KIND[spec.kind] is None:
-        return None
-    from ..folds import FieldWeights
-    from ..model_io import save_model
-    from .request_floor import request_floor_graph
-
-    weights = FieldWeights.of_model(load_checkpoint(checkpoint).model())
-    save_model(request_floor_graph(weights, FieldRoles.of_names(spec, None, items)), path)
-    return path
 
 
 def time_forms(checkpoint: Path, full: Path, graphs: dict[str, Path], floors: dict[str, Path],
