@@ -59,11 +59,13 @@ class ServingModule(nn.Module):
         """Original field index -> its embedding [B, width]."""
         if not hasattr(self, "embeddings"):
             return {}
-        return {f: F.embedding(ids[:, f], self.embeddings[f]) for f in self.order}
+        # select, not ids[:, f]: the same Gather, without a full-range slice that torch.onnx would trace,
+        # translate and fold away again for every field (a third of a 39-field model's export time)
+        return {f: F.embedding(ids.select(1, f), self.embeddings[f]) for f in self.order}
 
     def linear_term(self, ids: torch.Tensor, vectors: dict[int, torch.Tensor]) -> torch.Tensor:
         if self.linear_form == "feature":
-            terms = [F.embedding(ids[:, f], self.linear_weights[f]) for f in self.order]
+            terms = [F.embedding(ids.select(1, f), self.linear_weights[f]) for f in self.order]
         else:
             terms = [vectors[f] @ self.linear_weights[f] for f in self.order]
         return torch.cat(terms, dim=1).sum(dim=1)
