@@ -7,9 +7,10 @@ import pytest
 
 
 def pytest_configure(config):
-    from tests import traced_once
+    from tests import one_core_per_worker, traced_once
 
     traced_once.start(config)
+    one_core_per_worker.start(config)
 
 
 def pytest_unconfigure(config):
