@@ -8,6 +8,7 @@ place only when every written graph passes parity with torch (export/staging.py)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -125,9 +126,12 @@ def trace(checkpoint: Path, opset: int, parity_rows: int, report: Callable[[str]
     ids = parity_ids(spec, parity_rows)
     ids = arrange(spec, ids) if arrange is not None else ids
     want = torch_logits(torch_model, ids)
+    report("tracing it with torch.onnx (the export's slowest step)")
+    started = time.monotonic()
     model = export_uncached(torch_model, opset=opset)
     stamp(model, describe(spec, form="uncached", checkpoint_sha256=file_sha256(checkpoint)))
-    report(f"exported uncached graph: {len(model.graph)} nodes (opset {opset})")
+    report(f"exported uncached graph: {len(model.graph)} nodes (opset {opset}), traced in "
+           f"{time.monotonic() - started:.1f} s")
     return model, (want, ids)
 
 
