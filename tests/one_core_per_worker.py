@@ -9,7 +9,7 @@ threads asks for its count explicitly and still gets it.
 
 from __future__ import annotations
 
-import sys
+from .replace_function import replace_everywhere
 
 
 def start(config) -> None:
@@ -27,6 +27,4 @@ def start(config) -> None:
     def session(model, threads=None):
         return original(model, 1 if threads is None else threads)
 
-    for module in [export.ort, *sys.modules.values()]:
-        if getattr(module, "session", None) is original:
-            module.session = session
+    replace_everywhere(original, session)

@@ -17,10 +17,11 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from .replace_function import replace_everywhere
 
 FOLDER_VARIABLE = "FM2ONNX_TEST_TRACES"
 WAIT_SECONDS = 600  # for another worker tracing the same model: a 39-field model takes under a minute
@@ -69,9 +70,7 @@ def trace_each_model_once(folder: Path) -> None:
         wait_for(path)
         return ir.serde.deserialize_model(onnx.load_model_from_string(path.read_bytes()))
 
-    for module in list(sys.modules.values()):
-        if getattr(module, "export_uncached", None) is original:
-            module.export_uncached = export_uncached
+    replace_everywhere(original, export_uncached)
 
 
 def build_the_onnx_registry_once() -> None:
