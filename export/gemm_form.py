@@ -194,11 +194,15 @@ def gemm_terms(w: GraphWriter, tables: GemmTables, xs: list[ir.Value], store: Gr
     # W is zero below its diagonal blocks, so group h's columns of X·W need only X's columns up to h's end
     terms, ends = [], tables.group_ends()
     for h, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
-        prefix = w.op("Concat", xs[:h + 1], "prefix", axis=1) if h else xs[0]
-        block = store.const(np.ascontiguousarray(tables.matrix[:end, start:end]), f"block_matrix_{h}")
-        projected = w.op("MatMul", [prefix, block], "projected")
-        if shifts is not None:
-            projected = w.op("Add", [projected, shifts[h]], "shifted")
+        block = tables.matrix[:end, start:end]
+        if shifts is not None and not block.any():  # e.g. a lone first field: it pairs only with the shift
+            projected = shifts[h]
+        else:
+            prefix = w.op("Concat", xs[:h + 1], "prefix", axis=1) if h else xs[0]
+            projected = w.op("MatMul", [prefix, store.const(np.ascontiguousarray(block), f"block_matrix_{h}")],
+                             "projected")
+            if shifts is not None:
+                projected = w.op("Add", [projected, shifts[h]], "shifted")
         terms.append(w.op("ReduceSum", [w.op("Mul", [xs[h], projected], "products"), w.ints(1)], "terms", keepdims=0))
     return w.op("Sum", terms, "pairs") if len(terms) > 1 else terms[0]
 

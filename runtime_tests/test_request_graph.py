@@ -22,7 +22,7 @@ from export.to_onnx import export_uncached
 from fm2onnx.checkpoint import load_checkpoint
 from runtime_tests.reference import reference_logits
 
-from .conftest import CASES, FIELDS, case_id, randomized_model, write_checkpoint
+from .conftest import CASES, FIELDS, VARIABLE_DIMS, case_id, randomized_model, write_checkpoint
 
 CANDIDATES = (0, 1, 2, 9, 70)
 
@@ -93,6 +93,24 @@ def test_random_splits_dims_and_sizes_match_the_reference(data):
     sizes = data.draw(st.lists(st.integers(0, 40), min_size=1, max_size=3), "candidates")
     state = model.state_dict()
     assert_requests_match(session(built_bytes(built)), roles, model.spec, state, sizes, TOLERANCES["float32"])
+
+
+def test_no_product_multiplies_by_a_block_of_zeros():
+    """A lone first item field pairs with no item field before it: its share of s is all it meets."""
+    from export.folds import FieldWeights
+    from export.request_graph import request_layout
+
+    model = randomized_model("fmfm", VARIABLE_DIMS)  # Eq. 12's linear term: item rows are v alone
+    roles = FieldRoles.of_names(model.spec, ["site", "hour"], None)
+    assert len(request_layout(FieldWeights.of_model(model), roles, None, "float32").items.groups[0].fields) == 1
+    uncached = export_uncached(model)
+    stamp(uncached, describe(model.spec, form="uncached", checkpoint_sha256="0"))
+    built, _ = rewrite(uncached, [RequestGraphPass(roles)])
+    weights = {v.name: v.const_value.numpy() for v in built.graph.initializers.values()}
+    products = [node for node in built.graph if node.op_type == "MatMul"]
+    assert products and all(weights[node.inputs[1].name].any() for node in products if node.inputs[1].name in weights)
+    assert_requests_match(session(built_bytes(built)), roles, model.spec, model.state_dict(), (0, 1, 9),
+                          TOLERANCES["float32"])
 
 
 def built_bytes(model) -> bytes:
