@@ -4,8 +4,8 @@ request graph's floor (export/bench/request_floor.py: the same reads, no item pr
 much of a request's time is the item pairs' arithmetic.
 
 Every form runs the same requests (one context, N candidates drawn from ``export/traffic.py``); the
-forms take turns within each round and the figures are medians over rounds, so a slow spell of a
-shared machine hits every form alike. Latency is per request (all N candidates); candidates per
+forms take turns in short slices within each round and the figures are medians over rounds, so a slow
+spell of a shared machine hits every form alike. Latency is per request (all N candidates); candidates per
 second is N over the median request latency.
 """
 
@@ -36,6 +36,9 @@ SPLITS = ("largest", "smallest")  # the item fields: those with the most feature
 REQUEST, FULL, TORCH = "request graph", "full rows (default export)", "full rows (torch eager)"
 FLOOR = "request floor (no item products)"  # export/bench/request_floor.py
 POOL = 16  # different requests per size, so repeated runs do not read the same rows from cache
+# Within a round the forms take turns in this many slices of its time: a shared host's slow spells last
+# about a second, so a form timed in one stretch could spend all of it in one while the next form did not
+SLICES = 5
 
 
 @dataclass(frozen=True)
@@ -140,10 +143,14 @@ def time_forms(checkpoint: Path, full: Path, graphs: dict[str, Path], floors: di
              for split in graphs for n in config.candidates}
     samples: dict[tuple, list[tuple[float, float]]] = {}
     for round_ in range(config.rounds):
-        for (split, form), run in runners.items():
-            for n in config.candidates:
-                times = np.array(measure(run, pools[(split, n)], config.seconds, 20, warmup=5)) * 1e6
-                samples.setdefault((split, form, n), []).append((np.median(times), np.percentile(times, 99)))
+        times: dict[tuple, list[float]] = {}
+        for _ in range(SLICES):
+            for (split, form), run in runners.items():
+                for n in config.candidates:
+                    times.setdefault((split, form, n), []).extend(
+                        measure(run, pools[(split, n)], config.seconds / SLICES, 20 // SLICES, warmup=2))
+        for key, got in times.items():
+            samples.setdefault(key, []).append((np.median(got) * 1e6, np.percentile(got, 99) * 1e6))
         echo(f"threads {threads}: round {round_ + 1}/{config.rounds} done")
     return [RequestTiming(split, form, threads, n, float(np.median([s[0] for s in got])),
                           float(np.median([s[1] for s in got]))) for (split, form, n), got in samples.items()]
