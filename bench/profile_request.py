@@ -28,16 +28,21 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from export.model_io import load_model  # noqa: E402
 from export.traffic import DISTRIBUTIONS, request_ids  # noqa: E402
+from fm2onnx.errors import Fm2OnnxError  # noqa: E402
 
 PRODUCTS = ("MatMul", "Gemm")
 POOL = 40  # requests cycled through, so repeated runs do not read the same rows from cache
 
 
 def request_pool(model: Path, candidates: int, distribution: str) -> list[dict[str, np.ndarray]]:
-    meta = {p.key: p.value for p in onnx.load(model, load_external_data=False).metadata_props}
+    try:
+        meta = load_model(model).metadata_props
+    except Fm2OnnxError as error:
+        raise SystemExit(f"error: {error}") from None
     if meta.get("form") != "request":
-        raise SystemExit(f"{model}: not a request graph (metadata form={meta.get('form')!r})")
+        raise SystemExit(f"error: {model}: not a request graph (metadata form={meta.get('form')!r})")
     roles, vocab = json.loads(meta["field_roles"]), json.loads(meta["vocab_sizes"])
     ids = request_ids(vocab, candidates * POOL, distribution)
     context = [f for f, role in enumerate(roles) if role == "context"]
