@@ -86,6 +86,11 @@ def product_flops(node: dict) -> int:
     return 2 * m * k * n
 
 
+def first_shape(values: list[dict]) -> str:
+    """The profile's [{dtype: shape}, ...] -> the first shape, as 1000×148."""
+    return "×".join(map(str, next(iter(values[0].values()))))
+
+
 def median_us(run, repeats: int) -> float:
     times = []
     for i in range(repeats):
@@ -113,17 +118,17 @@ def report(nodes: list[dict], wall_p50: float, peak: float) -> None:
     by_op: dict[str, list[float]] = defaultdict(list)
     for node in nodes:
         by_op[node["op"]].append(node["median"])
-    print(f"run p50 with profiling off: {wall_p50:,.0f} µs; the {len(nodes)} kernels' medians sum to {total:,.0f} µs\n")
+    print(f"run p50 with profiling off: {wall_p50:,.0f} µs; "
+          f"the {len(nodes)} kernels' medians sum to {total:,.0f} µs\n")
     print("| op type | nodes | µs (sum of node medians) | share |\n|---|---|---|---|")
     for op, times in sorted(by_op.items(), key=lambda item: -sum(item[1])):
         print(f"| {op} | {len(times)} | {sum(times):,.0f} | {sum(times) / total:.0%} |")
     print("\n| product | input | output | µs | GFLOP/s |\n|---|---|---|---|---|")
     products = [node for node in nodes if node["op"] in PRODUCTS]
     for node in sorted(products, key=lambda node: -node["median"]):
-        shape = lambda values: "×".join(map(str, next(iter(values[0].values()))))  # noqa: E731
         rate = product_flops(node) / node["median"] / 1e3
-        print(f"| {node['name']} | {shape(node['inputs'])} | {shape(node['outputs'])} | {node['median']:,.0f} "
-              f"| {rate:.1f} |")
+        print(f"| {node['name']} | {first_shape(node['inputs'])} | {first_shape(node['outputs'])} "
+              f"| {node['median']:,.0f} | {rate:.1f} |")
     flops = sum(product_flops(node) for node in products)
     seconds = sum(node["median"] for node in products)
     print(f"\nproducts: {flops / 1e6:.1f} MFLOP in {seconds:,.0f} µs, {flops / seconds / 1e3:.1f} GFLOP/s; "
