@@ -3,7 +3,8 @@
     python bench/profile_request.py MODEL.request.onnx [--candidates 1000] [--runs 300] [--ids zipf]
 
 MODEL is a request graph (``fm2onnx export --context-fields ...``, or the one ``fm2onnx bench --request
-... --workdir DIR`` keeps). Every run scores a different request from ``export/traffic.py``. Prints:
+... --workdir DIR`` keeps). The runs cycle through the request bench's requests (export/bench/request.py).
+Prints:
 
 * each op type's share: the sum over its nodes of each node's median kernel time;
 * the products (MatMul, Gemm) node by node, with their shapes and the GFLOP/s they ran at;
@@ -18,56 +19,40 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from export.bench.child import measure  # noqa: E402
+from export.bench.request import Request, request_pool, request_runner  # noqa: E402
+from export.contract import CANDIDATES_INPUT, CONTEXT_INPUT, FieldRoles, spec_of  # noqa: E402
 from export.model_io import load_model  # noqa: E402
-from export.traffic import DISTRIBUTIONS, request_ids  # noqa: E402
+from export.ort import session  # noqa: E402
+from export.traffic import DISTRIBUTIONS  # noqa: E402
 from fm2onnx.errors import Fm2OnnxError  # noqa: E402
 
 PRODUCTS = ("MatMul", "Gemm")
-POOL = 40  # requests cycled through, so repeated runs do not read the same rows from cache
 
 
-def request_pool(model: Path, candidates: int, distribution: str) -> list[dict[str, np.ndarray]]:
-    try:
-        meta = load_model(model).metadata_props
-    except Fm2OnnxError as error:
-        raise SystemExit(f"error: {error}") from None
-    if meta.get("form") != "request":
-        raise SystemExit(f"error: {model}: not a request graph (metadata form={meta.get('form')!r})")
-    roles, vocab = json.loads(meta["field_roles"]), json.loads(meta["vocab_sizes"])
-    ids = request_ids(vocab, candidates * POOL, distribution)
-    context = [f for f, role in enumerate(roles) if role == "context"]
-    items = [f for f, role in enumerate(roles) if role == "item"]
-    return [{"context_ids": ids[k * candidates:k * candidates + 1, context],
-             "candidate_ids": ids[k * candidates:(k + 1) * candidates, items]} for k in range(POOL)]
+def requests_for(path: Path, candidates: int, distribution: str) -> list[Request]:
+    """The request bench's pool of requests for the request graph at ``path``."""
+    model = load_model(path)
+    spec, roles = spec_of(model, str(path)), FieldRoles.of_props(model.metadata_props, str(path))
+    return request_pool(spec, roles, candidates, distribution)
 
 
-def open_session(model: Path | bytes, profile_prefix: str | None = None) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
-    options.log_severity_level = 3
-    if profile_prefix:
-        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
-    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
-                                providers=["CPUExecutionProvider"])
-
-
-def node_profile(model: Path, requests: list[dict], runs: int) -> list[dict]:
+def node_profile(path: Path, requests: list[Request], runs: int) -> list[dict]:
     """Per node: its name, op type, the shapes of one run, and its kernel times over ``runs`` runs (µs)."""
     with tempfile.TemporaryDirectory() as scratch:
-        session = open_session(model, f"{scratch}/profile")
+        profiled = session(path, 1, profile_prefix=f"{scratch}/profile")
         for i in range(runs):
-            session.run(None, requests[i % len(requests)])
-        events = json.loads(Path(session.end_profiling()).read_text())
+            r = requests[i % len(requests)]
+            profiled.run(None, {CONTEXT_INPUT: r.context, CANDIDATES_INPUT: r.candidates})
+        events = json.loads(Path(profiled.end_profiling()).read_text())
     nodes: dict[str, dict] = {}
     for event in events:
         if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
@@ -91,26 +76,17 @@ def first_shape(values: list[dict]) -> str:
     return "×".join(map(str, next(iter(values[0].values()))))
 
 
-def median_us(run, repeats: int) -> float:
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        run(i)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e6
-
-
 def matmul_peak_gflops(rows: int = 1000, k: int = 1024, n: int = 1024) -> float:
     weights = onnx.numpy_helper.from_array(np.random.default_rng(0).random((k, n), np.float32), "W")
     graph = onnx.helper.make_graph(
         [onnx.helper.make_node("MatMul", ["X", "W"], ["Y"])], "peak",
         [onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [rows, k])],
         [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [rows, n])], [weights])
-    session = open_session(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
-                           .SerializeToString())
-    x = np.random.default_rng(1).random((rows, k), np.float32)
-    session.run(None, {"X": x})
-    return 2 * rows * k * n / median_us(lambda _: session.run(None, {"X": x}), 15) / 1e3
+    product = session(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+                      .SerializeToString(), 1)
+    x = [np.random.default_rng(1).random((rows, k), np.float32)]
+    seconds = np.median(measure(lambda batch: product.run(None, {"X": batch}), x, 0, 15, warmup=1))
+    return 2 * rows * k * n / seconds / 1e9
 
 
 def report(nodes: list[dict], wall_p50: float, peak: float) -> None:
@@ -142,13 +118,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--ids", choices=DISTRIBUTIONS, default="zipf")
     args = parser.parse_args()
-    requests = request_pool(args.model, args.candidates, args.ids)
-    session = open_session(args.model)
-    for request in requests:  # warm-up: every request once
-        session.run(None, request)
-    wall_p50 = median_us(lambda i: session.run(None, requests[i % POOL]), args.runs)
-    report(node_profile(args.model, requests, args.runs), wall_p50, matmul_peak_gflops())
-
+    try:
+        requests = requests_for(args.model, args.candidates, args.ids)
+    except Fm2OnnxError as error:
+        raise SystemExit(f"error: {error}") from None
+    wall = measure(request_runner(args.model, 1), requests, 0, args.runs, warmup=len(requests))
+    report(node_profile(args.model, requests, args.runs), float(np.median(wall)) * 1e6, matmul_peak_gflops())
 
 if __name__ == "__main__":
     main()

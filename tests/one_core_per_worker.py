@@ -24,7 +24,7 @@ def start(config) -> None:
     fm2onnx.train.physical_cores = lambda: 1  # the training threads' default, train's and the CLI's
     original = export.ort.session
 
-    def session(model, threads=None):
-        return original(model, 1 if threads is None else threads)
+    def session(model, threads=None, **options):
+        return original(model, 1 if threads is None else threads, **options)
 
     replace_everywhere(original, session)
