@@ -196,8 +196,27 @@ def test_request_bench_times_every_form_and_writes_its_plot(cli, tmp_path):
     assert len(forms) == 2 * 4 * 2 and all(t["p50_us"] > 0 for t in result["timings"])  # the floor included
     assert set(result["items"]) == {"largest", "smallest"} and "parity request" in result["parity"]["largest"]
     assert (tmp_path / "r.png").stat().st_size > 10_000
+    assert {(c["split"], c["form"]) for c in result["costs"]} == {(s, f) for s, f, _ in forms}
     code, _, err = cli("bench", ckpt, "--request", "2:3")
     assert code == 2 and "add up to the model's 6 fields" in err
+
+
+def test_request_cost_is_the_line_through_the_p50s():
+    from export.bench.request import REQUEST, RequestTiming
+    from export.bench.request_report import RequestCost
+
+    def timing(n, p50):
+        return RequestTiming("largest", REQUEST, 1, n, p50_us=p50, p99_us=2 * p50)
+
+    cost = RequestCost.fit([timing(n, 90 + 2.5 * n) for n in (10, 100, 1000)])
+    assert cost.fixed_us == pytest.approx(90) and cost.per_candidate_us == pytest.approx(2.5)
+    assert cost.describe() == "90 µs + 2.50 µs per candidate"
+    # off the line, each p50 counts by its relative error: the normal equations of Σ ((a + b·N - p50) / p50)²
+    ns, p50 = np.array([10, 100, 1000]), np.array([126.5, 340, 2590])
+    skewed = RequestCost.fit([timing(n, p) for n, p in zip(ns, p50)])
+    relative = (skewed.fixed_us + skewed.per_candidate_us * ns - p50) / p50
+    assert abs(np.sum(relative / p50)) < 1e-9 and abs(np.sum(relative * ns / p50)) < 1e-9
+    assert RequestCost.fit([timing(100, 340)]) is None
 
 
 @pytest.mark.slow  # three exports, a golden file and the ORT converter

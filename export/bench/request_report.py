@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import figures
-from .request import FLOOR, FULL, REQUEST, TORCH, RequestBenchResult
+from .request import FLOOR, FULL, REQUEST, TORCH, RequestBenchResult, RequestTiming
 
 # What a ranking service asks of a request graph (1 thread): this many times the full-row default
 # export's candidates per second at these N, and this p99 per request of the largest N.
@@ -55,6 +58,51 @@ def target_lines(result: RequestBenchResult) -> list[str]:
         lines.append(f"target p99 per request of {TARGET_P99_AT:,} candidates, 1 thread: {request.p99_us:,.0f} µs "
                      f"(< {TARGET_P99_US:,.0f} µs: {verdict})")
     return lines
+
+
+@dataclass(frozen=True)
+class RequestCost:
+    """A form's p50 per request as a line in N: what a request costs whatever its size, plus each candidate."""
+
+    fixed_us: float
+    per_candidate_us: float
+
+    @classmethod
+    def fit(cls, timings: list[RequestTiming]) -> RequestCost | None:
+        """Least squares over the measured N, each point weighted by 1/p50 so that the small requests'
+        few microseconds count as much as the large ones' milliseconds; None below two distinct N."""
+        ns = np.array([t.candidates for t in timings], np.float64)
+        p50 = np.array([t.p50_us for t in timings], np.float64)
+        if len(set(ns.tolist())) < 2:
+            return None
+        per_candidate, fixed = np.polyfit(ns, p50, 1, w=1 / p50)
+        return cls(float(fixed), float(per_candidate))
+
+    def describe(self) -> str:
+        return f"{self.fixed_us:,.0f} µs + {self.per_candidate_us:,.2f} µs per candidate"
+
+
+def fitted_costs(result: RequestBenchResult) -> list[tuple[str, int, str, RequestCost]]:
+    """(split, threads, form, its cost) for every form measured at two N or more."""
+    out = []
+    for split in result.config.splits:
+        for threads in result.config.threads:
+            for form in (REQUEST, FLOOR, FULL, TORCH):
+                measured = [result.find(split, form, threads, n) for n in result.config.candidates]
+                cost = RequestCost.fit([t for t in measured if t is not None])
+                if cost is not None:
+                    out.append((split, threads, form, cost))
+    return out
+
+
+def cost_lines(result: RequestBenchResult) -> list[str]:
+    return [f"{split}, {threads} thread{'s' * (threads > 1)}, {form}: {cost.describe()}"
+            for split, threads, form, cost in fitted_costs(result)]
+
+
+def costs_json(result: RequestBenchResult) -> list[dict]:
+    return [{"split": split, "threads": threads, "form": form} | asdict(cost)
+            for split, threads, form, cost in fitted_costs(result)]
 
 
 def plot(result: RequestBenchResult, path: Path) -> Path:

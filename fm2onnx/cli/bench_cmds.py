@@ -117,7 +117,7 @@ def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, requ
                   workdir: Optional[Path], force: bool) -> None:
     """``bench --request C:I``: export/bench/request.py on one model."""
     from export.bench.request import RequestBenchConfig, run_request_bench
-    from export.bench.request_report import plot as draw, table_lines, target_lines
+    from export.bench.request_report import cost_lines, costs_json, plot as draw, table_lines, target_lines
 
     counts = request.split(":")
     if len(counts) != 2:
@@ -135,9 +135,12 @@ def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, requ
     if plot is not None:
         draw(result, plot)
     if as_json:
-        typer.echo(json.dumps(result.to_dict() | {"targets": target_lines(result), "command": sys.argv[1:]}, indent=2))
+        typer.echo(json.dumps(result.to_dict() | {"costs": costs_json(result), "targets": target_lines(result),
+                                                  "command": sys.argv[1:]}, indent=2))
         return
-    for line in ["", *table_lines(result), "", *target_lines(result)] + ([f"wrote {plot}"] if plot else []):
+    lines = ["", *table_lines(result), "", "p50 per request, a line fitted over N:", *cost_lines(result), "",
+             *target_lines(result)]
+    for line in lines + ([f"wrote {plot}"] if plot else []):
         typer.echo(line)
 
 
