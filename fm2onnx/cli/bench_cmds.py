@@ -51,8 +51,9 @@ def bench_models(checkpoints: list[Path], shape: Optional[str], dims: str, workd
 REQUEST_HELP = ("C:I, e.g. 26:13: time request graphs (C context fields once per request, I item fields per "
                 "candidate; export --context-fields) against the same candidates as full rows on the default "
                 "export and torch eager, and against the request graph's floor (its reads without the item "
-                "products), at every --candidates N and --threads; --rounds, --seconds (per form "
-                "and N in each round), --ids, --plot and --json apply. docs/requests.md.")
+                "products), at every --candidates N and --threads, and fit each form's p50 as a fixed cost per "
+                "request plus a cost per candidate; --rounds, --seconds (per form and N in each round), --ids, "
+                "--plot and --json apply. docs/requests.md.")
 
 
 @app.command()
