@@ -139,8 +139,9 @@ def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, requ
         typer.echo(json.dumps(result.to_dict() | {"costs": costs_json(result), "targets": target_lines(result),
                                                   "command": sys.argv[1:]}, indent=2))
         return
-    lines = ["", *table_lines(result), "", "p50 per request, a line fitted over N:", *cost_lines(result), "",
-             *target_lines(result)]
+    costs = cost_lines(result)  # none when a single N was measured
+    lines = ["", *table_lines(result), *(["", "p50 per request, a line fitted over N:", *costs] if costs else []),
+             "", *target_lines(result)]
     for line in lines + ([f"wrote {plot}"] if plot else []):
         typer.echo(line)
 
