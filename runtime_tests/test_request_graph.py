@@ -201,6 +201,15 @@ def test_request_bench_times_every_form_and_writes_its_plot(cli, tmp_path):
     assert code == 2 and "add up to the model's 6 fields" in err
 
 
+def test_bench_refuses_the_other_modes_options(cli, tmp_path):
+    """Given to the mode that does not take them, options fail in one line naming them, before any work."""
+    ckpt = write_checkpoint(randomized_model("fm"), tmp_path / "ckpt.pt")
+    code, _, err = cli("bench", ckpt, "--request", "2:4", "--batches", "1,8", "--table-dtypes", "float16")
+    assert code == 2 and "--batches, --table-dtypes: not with --request" in err and "Traceback" not in err
+    code, _, err = cli("bench", ckpt, "--item-split", "largest")
+    assert code == 2 and "--item-split: only with --request C:I" in err and "Traceback" not in err
+
+
 def test_request_cost_is_the_line_through_the_p50s():
     from export.bench.request import REQUEST, RequestTiming
     from export.bench.request_report import RequestCost
