@@ -28,7 +28,7 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from export.bench.child import measure  # noqa: E402
-from export.bench.request import Request, request_pool, request_runner  # noqa: E402
+from export.bench.request_forms import Request, request_pool, request_runner  # noqa: E402
 from export.contract import CANDIDATES_INPUT, CONTEXT_INPUT, FieldRoles, spec_of  # noqa: E402
 from export.model_io import load_model  # noqa: E402
 from export.ort import session  # noqa: E402

@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from export.bench.request_forms import FLOOR, FULL, REQUEST
+from export.bench.run import transparent_huge_pages
 from export.contract import FieldRoles, describe, stamp
 from export.model_io import load_model
 from export.ort import session
@@ -20,6 +22,7 @@ from export.passes.request_graph import RequestGraphPass
 from export.request_export import export_request
 from export.to_onnx import export_uncached
 from fm2onnx.checkpoint import load_checkpoint
+from fm2onnx.errors import Fm2OnnxError
 from runtime_tests.reference import reference_logits
 
 from .conftest import CASES, FIELDS, VARIABLE_DIMS, case_id, randomized_model, write_checkpoint
@@ -144,7 +147,6 @@ def test_export_records_roles_in_field_order_and_refuses_what_does_not_apply(cli
 def test_the_gate_keeps_a_wrong_request_graph_from_being_written(tmp_path, monkeypatch):
     import export.passes.request_graph as request_pass
     from export.request_graph import build_request_graph
-    from fm2onnx.errors import Fm2OnnxError
 
     def biased(weights, *args, **kwargs):  # a graph off by 1e-3 on every candidate
         from dataclasses import replace
@@ -201,6 +203,29 @@ def test_request_bench_times_every_form_and_writes_its_plot(cli, tmp_path):
     assert code == 2 and "add up to the model's 6 fields" in err
 
 
+@pytest.mark.skipif(transparent_huge_pages() in (None, "never"), reason="the kernel offers no transparent huge pages")
+def test_request_bench_times_every_form_again_on_huge_pages(cli, tmp_path):
+    ckpt = write_checkpoint(randomized_model("fmfm", (3, 5, 1, 4, 2, 5)), tmp_path / "ckpt.pt")
+    code, out, err = cli("bench", ckpt, "--request", "2:4", "--candidates", "3", "--item-split", "largest",
+                         "--threads", "1", "--rounds", "1", "--seconds", "0.02", "--no-torch", "--huge-pages", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    plain = {REQUEST, FULL, FLOOR}
+    assert {t["form"] for t in result["timings"]} == plain | {f"huge pages: {f}" for f in plain}
+    assert result["huge_pages_mb"] > 0  # the worker's malloc did put memory in huge pages: the setting reached it
+    assert all("huge pages" not in line for line in result["targets"])
+
+
+def test_a_failing_bench_worker_is_one_line(tmp_path):
+    from export.bench.request_forms import FormsJob, WorkerForms
+
+    ckpt = write_checkpoint(randomized_model("fm"), tmp_path / "ckpt.pt")
+    missing = str(tmp_path / "missing.onnx")
+    job = FormsJob(str(ckpt), missing, {"largest": missing}, {}, {"largest": ["device"]}, (3,), "zipf", False)
+    with pytest.raises(Fm2OnnxError, match=r"the bench's huge pages worker stopped: .*missing\.onnx"):
+        WorkerForms(job, 1, {}, "huge pages: ")
+
+
 def test_bench_refuses_the_other_modes_options(cli, tmp_path):
     """Given to the mode that does not take them, options fail in one line naming them, before any work."""
     ckpt = write_checkpoint(randomized_model("fm"), tmp_path / "ckpt.pt")
@@ -211,7 +236,7 @@ def test_bench_refuses_the_other_modes_options(cli, tmp_path):
 
 
 def test_request_cost_is_the_line_through_the_p50s():
-    from export.bench.request import REQUEST, RequestTiming
+    from export.bench.request import RequestTiming
     from export.bench.request_report import RequestCost
 
     def timing(n, p50):

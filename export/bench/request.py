@@ -1,16 +1,18 @@
 """``fm2onnx bench --request C:I``: a request's candidates scored by the request graph, against the
 same candidates scored as full rows by the default export and by torch eager, in one process; and the
 request graph's floor (export/bench/request_floor.py: the same reads, no item products), which says how
-much of a request's time is the item pairs' arithmetic.
+much of a request's time is the item pairs' arithmetic. With --huge-pages, every form again in a worker
+process whose malloc puts the tables in transparent huge pages.
 
-Every form runs the same requests (one context, N candidates drawn from ``export/traffic.py``); the
-forms take turns in short slices within each round and the figures are medians over rounds, so a slow
-spell of a shared machine hits every form alike. Latency is per request (all N candidates); candidates per
-second is N over the median request latency.
+Every form runs the same requests (one context, N candidates drawn from ``export/traffic.py``; the forms:
+export/bench/request_forms.py); the forms take turns in short slices within each round and the figures
+are medians over rounds, so a slow spell of a shared machine hits every form alike. Latency is per
+request (all N candidates); candidates per second is N over the median request latency.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,20 +24,16 @@ from fm2onnx.errors import Fm2OnnxError
 from models import ModelSpec
 from models.spec import FIELD_MATRIX_KIND
 
-from ..contract import CANDIDATES_INPUT, CONTEXT_INPUT, INPUT_NAME, FieldRoles
+from ..contract import FieldRoles
 from ..folds import FieldWeights
 from ..model_io import save_model
-from ..ort import session
 from ..pipeline import export_checkpoint
 from ..request_export import export_request
-from ..traffic import request_ids
-from .child import measure
 from .request_floor import request_floor_graph
+from .request_forms import FormsJob, LocalForms, WorkerForms
+from .run import HUGE, HUGE_PAGES_ENV, THP_SETTING, transparent_huge_pages
 
 SPLITS = ("largest", "smallest")  # the item fields: those with the most features, or the fewest
-REQUEST, FULL, TORCH = "request graph", "full rows (default export)", "full rows (torch eager)"
-FLOOR = "request floor (no item products)"  # export/bench/request_floor.py
-POOL = 16  # different requests per size, so repeated runs do not read the same rows from cache
 # Within a round the forms take turns in this many slices of its time: a shared host's slow spells last
 # about a second, so a form timed in one stretch could spend all of it in one while the next form did not
 SLICES = 5
@@ -52,6 +50,7 @@ class RequestBenchConfig:
     rounds: int = 3
     torch: bool = True
     ids: str = "zipf"
+    huge_pages: bool = False  # also time every form in a process whose malloc uses transparent huge pages
 
     def check(self, spec: ModelSpec) -> None:
         if self.context_count < 1 or self.item_count < 1 or self.context_count + self.item_count != spec.num_fields:
@@ -62,6 +61,10 @@ class RequestBenchConfig:
             raise Fm2OnnxError(f"unknown --item-split {','.join(unknown)!r}; expected {' and/or '.join(SPLITS)}")
         if not self.candidates or min(self.candidates) < 1 or self.rounds < 1 or self.seconds <= 0:
             raise Fm2OnnxError("--candidates must be >= 1, --rounds >= 1 and --seconds > 0")
+        mode = transparent_huge_pages() if self.huge_pages else None
+        if self.huge_pages and mode in (None, "never"):
+            raise Fm2OnnxError(f"--huge-pages needs Linux with transparent huge pages; {THP_SETTING} says "
+                               f"{mode or 'nothing (no such file)'}")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,11 @@ class RequestBenchResult:
     items: dict[str, list[str]]  # split -> item field names
     parity: dict[str, str]  # split -> the export gate's parity line
     timings: list[RequestTiming]
+    huge_pages_mb: float | None = None  # with --huge-pages: the least any huge-pages worker held in them
+
+    def forms(self, base: tuple[str, ...]) -> list[str]:
+        """``base`` forms, then (--huge-pages) the same forms on huge pages."""
+        return list(base) + ([HUGE + form for form in base] if self.config.huge_pages else [])
 
     def find(self, split: str, form: str, threads: int, candidates: int) -> RequestTiming | None:
         return next((t for t in self.timings if (t.split, t.form, t.threads, t.candidates)
@@ -93,7 +101,8 @@ class RequestBenchResult:
 
     def to_dict(self) -> dict:
         return {"model": self.model, "config": asdict(self.config), "items": self.items, "parity": self.parity,
-                "timings": [asdict(t) | {"candidates_per_s": t.candidates_per_s} for t in self.timings]}
+                "timings": [asdict(t) | {"candidates_per_s": t.candidates_per_s} for t in self.timings],
+                "huge_pages_mb": self.huge_pages_mb}
 
 
 def item_fields(spec: ModelSpec, count: int, split: str) -> list[str]:
@@ -125,72 +134,33 @@ def run_request_bench(name: str, checkpoint: Path, config: RequestBenchConfig, w
             floors[split] = workdir / f"{checkpoint.stem}.floor-{split}.onnx"
             roles = FieldRoles.of_names(spec, None, result.items[split])
             save_model(request_floor_graph(weights, roles), floors[split])
+    job = FormsJob(str(checkpoint), str(full), {k: str(v) for k, v in graphs.items()},
+                   {k: str(v) for k, v in floors.items()}, result.items, config.candidates, config.ids, config.torch)
     for threads in config.threads:
-        result.timings += time_forms(checkpoint, full, graphs, floors, result, threads, echo)
+        result.timings += time_forms(job, result, threads, echo)
     return result
 
 
-def time_forms(checkpoint: Path, full: Path, graphs: dict[str, Path], floors: dict[str, Path],
-               result: RequestBenchResult, threads: int, echo: Callable[[str], None]) -> list[RequestTiming]:
-    """Every form at ``threads``, interleaved within each round; medians over rounds."""
-    config, spec = result.config, result.spec
-    runners = {(split, REQUEST): request_runner(graphs[split], threads) for split in graphs}
-    runners |= {(split, FLOOR): request_runner(floors[split], threads) for split in floors}
-    runners |= {(split, FULL): full_row_runner(full, threads) for split in graphs}
-    if config.torch:
-        runners |= {(split, TORCH): torch_runner(checkpoint, threads) for split in graphs}
-    pools = {(split, n): request_pool(spec, FieldRoles.of_names(spec, None, result.items[split]), n, config.ids)
-             for split in graphs for n in config.candidates}
-    samples: dict[tuple, list[tuple[float, float]]] = {}
-    for round_ in range(config.rounds):
-        times: dict[tuple, list[float]] = {}
-        for _ in range(SLICES):
-            for (split, form), run in runners.items():
-                for n in config.candidates:
-                    times.setdefault((split, form, n), []).extend(
-                        measure(run, pools[(split, n)], config.seconds / SLICES, 20 // SLICES, warmup=2))
-        for key, got in times.items():
-            samples.setdefault(key, []).append((np.median(got) * 1e6, np.percentile(got, 99) * 1e6))
-        echo(f"threads {threads}: round {round_ + 1}/{config.rounds} done")
+def time_forms(job: FormsJob, result: RequestBenchResult, threads: int,
+               echo: Callable[[str], None]) -> list[RequestTiming]:
+    """Every form at ``threads`` (and with --huge-pages, every form again in a worker on huge pages),
+    interleaved within each round; medians over rounds."""
+    config = result.config
+    with contextlib.ExitStack() as stack:
+        sets = [stack.enter_context(contextlib.closing(LocalForms(job, threads)))]
+        if config.huge_pages:
+            worker = stack.enter_context(contextlib.closing(WorkerForms(job, threads, HUGE_PAGES_ENV, HUGE)))
+            result.huge_pages_mb = min(worker.huge_pages_mb, result.huge_pages_mb or float("inf"))
+            sets.append(worker)
+        samples: dict[tuple, list[tuple[float, float]]] = {}
+        for round_ in range(config.rounds):
+            times: dict[tuple, list[float]] = {}
+            for _ in range(SLICES):
+                for forms in sets:
+                    for key, got in forms.slice(config.seconds / SLICES, 20 // SLICES).items():
+                        times.setdefault(key, []).extend(got)
+            for key, got in times.items():
+                samples.setdefault(key, []).append((np.median(got) * 1e6, np.percentile(got, 99) * 1e6))
+            echo(f"threads {threads}: round {round_ + 1}/{config.rounds} done")
     return [RequestTiming(split, form, threads, n, float(np.median([s[0] for s in got])),
                           float(np.median([s[1] for s in got]))) for (split, form, n), got in samples.items()]
-
-
-@dataclass(frozen=True)
-class Request:
-    context: np.ndarray  # [1, n_context]
-    candidates: np.ndarray  # [N, n_item]
-    rows: np.ndarray  # [N, n_fields]: the same as full rows
-
-
-def request_pool(spec: ModelSpec, roles: FieldRoles, n: int, distribution: str) -> list[Request]:
-    ids = request_ids(spec.vocab_sizes, POOL * (n + 1), distribution, seed=n)
-    pool = []
-    for k in range(POOL):
-        block = ids[k * (n + 1):(k + 1) * (n + 1)]
-        context, candidates = block[:1, list(roles.context)], block[1:, list(roles.items)]
-        pool.append(Request(context, candidates, roles.full_rows(context, candidates)))
-    return pool
-
-
-def request_runner(path: Path, threads: int):
-    sess = session(path, threads)
-    return lambda r: sess.run(None, {CONTEXT_INPUT: r.context, CANDIDATES_INPUT: r.candidates})
-
-
-def full_row_runner(path: Path, threads: int):
-    sess = session(path, threads)
-    return lambda r: sess.run(None, {INPUT_NAME: r.rows})
-
-
-def torch_runner(checkpoint: Path, threads: int):
-    import torch
-
-    torch.set_num_threads(threads)
-    model = load_checkpoint(checkpoint).model().eval()
-
-    def run(r: Request):
-        with torch.inference_mode():
-            return model(torch.from_numpy(r.rows))
-
-    return run

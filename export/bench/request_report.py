@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from . import figures
-from .request import FLOOR, FULL, REQUEST, TORCH, RequestBenchResult, RequestTiming
+from .request import RequestBenchResult, RequestTiming
+from .request_forms import FLOOR, FULL, REQUEST, TORCH
+from .run import HUGE, HUGE_PAGES_ENV
 
 # What a ranking service asks of a request graph (1 thread): this many times the full-row default
 # export's candidates per second at these N, and this p99 per request of the largest N.
@@ -17,17 +19,29 @@ TARGET_P99_US, TARGET_P99_AT = 2000.0, 1000
 
 
 def table_lines(result: RequestBenchResult) -> list[str]:
+    """The table of every form; with --huge-pages, the table again for the forms on huge pages."""
+    lines = [f"{result.model}, {result.config.context_count} context : {result.config.item_count} item fields"]
+    lines += form_table(result, "")
+    if result.config.huge_pages:
+        lines += ["", f"On huge pages ({' '.join(f'{k}={v}' for k, v in HUGE_PAGES_ENV.items())}):"]
+        lines += form_table(result, HUGE)
+        if not result.huge_pages_mb:
+            lines.append("warning: the huge-pages worker held no memory in huge pages (glibc older than 2.35?)")
+    return lines
+
+
+def form_table(result: RequestBenchResult, prefix: str) -> list[str]:
+    """One row per split, thread count and N; every form's name after ``prefix`` ("" or HUGE)."""
     forms = [REQUEST, FULL] + ([TORCH] if result.config.torch else [])
     head = ("| items | threads | N | " + " | ".join(f"{f}: p50 / p99 µs, cand/s" for f in forms)
             + f" | {FLOOR}: p50 µs (share of the request's) | request ÷ default export | request ÷ torch |")
-    lines = [f"{result.model}, {result.config.context_count} context : {result.config.item_count} item fields",
-             head, "|" + "---|" * (head.count("|") - 1)]
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for split in result.config.splits:
         for threads in result.config.threads:
             for n in result.config.candidates:
-                found = {f: result.find(split, f, threads, n) for f in forms}
+                found = {f: result.find(split, prefix + f, threads, n) for f in forms}
                 cells = [f"{t.p50_us:,.0f} / {t.p99_us:,.0f}, {t.candidates_per_s:,.0f}" for t in found.values()]
-                floor = floor_cell(found[REQUEST], result.find(split, FLOOR, threads, n))
+                floor = floor_cell(found[REQUEST], result.find(split, prefix + FLOOR, threads, n))
                 ratios = [ratio(found[REQUEST], found.get(other)) for other in (FULL, TORCH)]
                 lines.append(f"| {split} | {threads} | {n:,} | " + " | ".join(cells + [floor] + ratios) + " |")
     return lines
@@ -87,7 +101,7 @@ def fitted_costs(result: RequestBenchResult) -> list[tuple[str, int, str, Reques
     out = []
     for split in result.config.splits:
         for threads in result.config.threads:
-            for form in (REQUEST, FLOOR, FULL, TORCH):
+            for form in result.forms((REQUEST, FLOOR, FULL, TORCH)):
                 measured = [result.find(split, form, threads, n) for n in result.config.candidates]
                 cost = RequestCost.fit([t for t in measured if t is not None])
                 if cost is not None:

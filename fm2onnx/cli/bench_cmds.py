@@ -70,7 +70,7 @@ REQUEST_HELP = ("C:I, e.g. 26:13: time request graphs (C context fields once per
                 "export and torch eager, and against the request graph's floor (its reads without the item "
                 "products), at every --candidates N and --threads, and fit each form's p50 as a fixed cost per "
                 "request plus a cost per candidate; --rounds, --seconds (per form and N in each round), --ids, "
-                "--plot and --json apply. docs/requests.md.")
+                "--huge-pages, --plot and --json apply. docs/requests.md.")
 
 
 @app.command()
@@ -128,8 +128,8 @@ def bench(
     if request is not None:
         return request_bench(list(checkpoints or []), shape, dims, request,
                              csv_ints(candidates, "--candidates"), csv_words(item_split),
-                             csv_ints(threads, "--threads"), ids, rounds, seconds, not no_torch, plot, as_json,
-                             workdir, force)
+                             csv_ints(threads, "--threads"), ids, rounds, seconds, not no_torch, huge_pages, plot,
+                             as_json, workdir, force)
     if ids not in DISTRIBUTIONS:
         raise Fm2OnnxError(f"unknown --ids {ids!r}; expected one of {', '.join(DISTRIBUTIONS)}")
     config = BenchConfig(tuple(sorted(set(csv_ints(batches, "--batches")))), csv_ints(threads, "--threads"),
@@ -147,8 +147,8 @@ def bench(
 
 
 def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, request: str, candidates, splits,
-                  threads, ids: str, rounds: int, seconds: float, torch: bool, plot: Optional[Path], as_json: bool,
-                  workdir: Optional[Path], force: bool) -> None:
+                  threads, ids: str, rounds: int, seconds: float, torch: bool, huge_pages: bool,
+                  plot: Optional[Path], as_json: bool, workdir: Optional[Path], force: bool) -> None:
     """``bench --request C:I``: export/bench/request.py on one model."""
     from export.bench.request import RequestBenchConfig, run_request_bench
     from export.bench.request_report import cost_lines, costs_json, plot as draw, table_lines, target_lines
@@ -158,7 +158,7 @@ def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, requ
         raise Fm2OnnxError(f"--request {request!r}: expected CONTEXT:ITEM field counts, e.g. 26:13")
     context_count, item_count = csv_ints(",".join(counts), "--request")
     config = RequestBenchConfig(context_count, item_count, tuple(sorted(set(candidates))), tuple(splits),
-                                tuple(threads), seconds, rounds, torch, ids)
+                                tuple(threads), seconds, rounds, torch, ids, huge_pages)
     log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     with contextlib.ExitStack() as stack:
         root = bench_workdir(workdir, force, stack)
