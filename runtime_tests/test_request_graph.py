@@ -4,6 +4,7 @@ stand for: every kind, random field splits, dims and N, every table dtype; what 
 from __future__ import annotations
 
 import json
+import platform
 import re
 
 import numpy as np
@@ -203,7 +204,11 @@ def test_request_bench_times_every_form_and_writes_its_plot(cli, tmp_path):
     assert code == 2 and "add up to the model's 6 fields" in err
 
 
-@pytest.mark.skipif(transparent_huge_pages() in (None, "never"), reason="the kernel offers no transparent huge pages")
+GLIBC = tuple(int(x) for x in (platform.libc_ver()[1] or "0.0").split(".")[:2])
+
+
+@pytest.mark.skipif(transparent_huge_pages() in (None, "never") or GLIBC < (2, 35),
+                    reason="no transparent huge pages, or a glibc that cannot ask for them (before 2.35)")
 def test_request_bench_times_every_form_again_on_huge_pages(cli, tmp_path):
     ckpt = write_checkpoint(randomized_model("fmfm", (3, 5, 1, 4, 2, 5)), tmp_path / "ckpt.pt")
     code, out, err = cli("bench", ckpt, "--request", "2:4", "--candidates", "3", "--item-split", "largest",
