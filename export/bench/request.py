@@ -150,7 +150,8 @@ def time_forms(job: FormsJob, result: RequestBenchResult, threads: int,
         sets = [stack.enter_context(contextlib.closing(LocalForms(job, threads)))]
         if config.huge_pages:
             worker = stack.enter_context(contextlib.closing(WorkerForms(job, threads, HUGE_PAGES_ENV, HUGE)))
-            result.huge_pages_mb = min(worker.huge_pages_mb, result.huge_pages_mb or float("inf"))
+            held = [result.huge_pages_mb] if result.huge_pages_mb is not None else []
+            result.huge_pages_mb = min(held + [worker.huge_pages_mb])
             sets.append(worker)
         samples: dict[tuple, list[tuple[float, float]]] = {}
         for round_ in range(config.rounds):
