@@ -221,6 +221,18 @@ def test_request_bench_times_every_form_again_on_huge_pages(cli, tmp_path):
     assert all("huge pages" not in line for line in result["targets"])
 
 
+def test_request_bench_on_huge_pages_needs_a_kernel_that_has_them(monkeypatch):
+    import export.bench.request as request_bench
+    import export.bench.run as run
+
+    monkeypatch.setattr(run, "transparent_huge_pages", lambda: "never")
+    spec = randomized_model("fm").spec
+    config = request_bench.RequestBenchConfig(2, spec.num_fields - 2, huge_pages=True)
+    with pytest.raises(Fm2OnnxError, match="--huge-pages needs Linux with transparent huge pages; .* says never"):
+        config.check(spec)
+    request_bench.RequestBenchConfig(2, spec.num_fields - 2).check(spec)  # without --huge-pages: no question
+
+
 def test_a_failing_bench_worker_is_one_line(tmp_path):
     from export.bench.request_forms import FormsJob, WorkerForms
 

@@ -31,7 +31,7 @@ from ..pipeline import export_checkpoint
 from ..request_export import export_request
 from .request_floor import request_floor_graph
 from .request_forms import FormsJob, LocalForms, WorkerForms
-from .run import HUGE, HUGE_PAGES_ENV, THP_SETTING, transparent_huge_pages
+from .run import HUGE, HUGE_PAGES_ENV, require_huge_pages
 
 SPLITS = ("largest", "smallest")  # the item fields: those with the most features, or the fewest
 # Within a round the forms take turns in this many slices of its time: a shared host's slow spells last
@@ -61,10 +61,8 @@ class RequestBenchConfig:
             raise Fm2OnnxError(f"unknown --item-split {','.join(unknown)!r}; expected {' and/or '.join(SPLITS)}")
         if not self.candidates or min(self.candidates) < 1 or self.rounds < 1 or self.seconds <= 0:
             raise Fm2OnnxError("--candidates must be >= 1, --rounds >= 1 and --seconds > 0")
-        mode = transparent_huge_pages() if self.huge_pages else None
-        if self.huge_pages and mode in (None, "never"):
-            raise Fm2OnnxError(f"--huge-pages needs Linux with transparent huge pages; {THP_SETTING} says "
-                               f"{mode or 'nothing (no such file)'}")
+        if self.huge_pages:
+            require_huge_pages()
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,8 @@ class BenchConfig:
             raise Fm2OnnxError("--rounds must be >= 1")
         if self.seconds <= 0 or self.min_runs < 1:
             raise Fm2OnnxError("--seconds must be > 0 and --min-runs >= 1")
-        mode = transparent_huge_pages() if self.huge_pages else None
-        if self.huge_pages and mode in (None, "never"):
-            raise Fm2OnnxError(f"--huge-pages needs Linux with transparent huge pages; {THP_SETTING} says "
-                               f"{mode or 'nothing (no such file)'}")
+        if self.huge_pages:
+            require_huge_pages()
 
 
 THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -55,6 +53,14 @@ def shown_form(form: str) -> str:
     """The table row of a measured form: the floor's two shapes share one."""
     prefix, base = (HUGE, form[len(HUGE):]) if form.startswith(HUGE) else ("", form)
     return prefix + ("floor" if base.startswith("floor ") else base)
+
+
+def require_huge_pages() -> None:
+    """--huge-pages: a one-line error unless the kernel hands out transparent huge pages."""
+    mode = transparent_huge_pages()
+    if mode in (None, "never"):
+        raise Fm2OnnxError(f"--huge-pages needs Linux with transparent huge pages; {THP_SETTING} says "
+                           f"{mode or 'nothing (no such file)'}")
 
 
 def transparent_huge_pages() -> str | None:
