@@ -90,7 +90,8 @@ def bench(
                                                 help="Cached variants by cache budget, e.g. unlimited,min."),
     batched: Optional[str] = typer.Option(None, show_default=BATCHED,
                                           help="Cached variants by what batches of 2 or more run on: cached "
-                                "(the tables alone) | gemm (export's default, --batched), e.g. cached,gemm."),
+                                               "(the tables alone) | gemm (export's default, --batched), e.g. "
+                                               "cached,gemm."),
     seconds: float = typer.Option(1.0, help="Timing per form, thread count and batch size, after warm-up."),
     min_runs: Optional[int] = typer.Option(None, show_default=str(MIN_RUNS),
                                            help="Runs at least this many times at small batches (1/20 at large ones)."),
@@ -108,8 +109,8 @@ def bench(
     candidates: Optional[str] = typer.Option(None, show_default=CANDIDATES,
                                              help="With --request: candidates per request (N)."),
     item_split: Optional[str] = typer.Option(None, show_default=ITEM_SPLITS,
-                                             help="With --request: the item fields are those with the "
-                                   "most features (largest), the fewest (smallest), or both in turn."),
+                                             help="With --request: the item fields are those with the most "
+                                                  "features (largest), the fewest (smallest), or both in turn."),
 ) -> None:
     """Serving latency, throughput and peak memory: torch eager, onnxruntime uncached and cached, and the floor.
     With --request: a request's candidates on the request graph against full rows."""
