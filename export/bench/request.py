@@ -145,11 +145,12 @@ def time_forms(job: FormsJob, result: RequestBenchResult, threads: int,
     interleaved within each round; medians over rounds."""
     config = result.config
     with contextlib.ExitStack() as stack:
-        sets = [stack.enter_context(contextlib.closing(LocalForms(job, threads)))]
+        sets: list[LocalForms | WorkerForms] = [LocalForms(job, threads)]
         if config.huge_pages:
-            worker = stack.enter_context(contextlib.closing(WorkerForms(job, threads, HUGE_PAGES_ENV, HUGE)))
-            held = [result.huge_pages_mb] if result.huge_pages_mb is not None else []
-            result.huge_pages_mb = min(held + [worker.huge_pages_mb])
+            worker = WorkerForms(job, threads, HUGE_PAGES_ENV, HUGE)
+            stack.callback(worker.close)
+            held = worker.huge_pages_mb
+            result.huge_pages_mb = held if result.huge_pages_mb is None else min(result.huge_pages_mb, held)
             sets.append(worker)
         samples: dict[tuple, list[tuple[float, float]]] = {}
         for round_ in range(config.rounds):

@@ -115,9 +115,6 @@ class LocalForms:
         return {(split, form, n): measure(run, self.pools[(split, n)], seconds, min_runs, warmup=WARMUP)
                 for (split, form), run in self.runners.items() for n in self.job.candidates}
 
-    def close(self) -> None:
-        pass
-
 
 class WorkerForms:
     """The same forms in a child process started with ``env`` added; their keys' forms get ``prefix``."""

@@ -48,15 +48,16 @@ def bench_models(checkpoints: list[Path], shape: Optional[str], dims: str, workd
     return models
 
 
-# Each mode's own options, with their defaults: given to the other mode they are an error, not ignored
-BATCHES, TABLE_DTYPES, CACHE_BUDGETS, BATCHED, MIN_RUNS = "1,16,64,256,1024", "float32", "unlimited", "cached,gemm", 400
-CANDIDATES, ITEM_SPLITS = "10,100,1000", "largest,smallest"
+# Each mode's own options: given to the other mode they are an error, not ignored
+ROW_ONLY = ("batches", "table_dtypes", "cache_budgets", "batched", "min_runs")
+REQUEST_ONLY = ("candidates", "item_split")
 
 
-def refuse_other_mode(request: Optional[str], row_options: dict[str, object],
-                      request_options: dict[str, object]) -> None:
-    """A one-line error naming the options given that the chosen mode does not take."""
-    given = [name for name, value in (row_options if request else request_options).items() if value is not None]
+def refuse_other_mode(ctx: typer.Context, request: Optional[str]) -> None:
+    """A one-line error naming the options set off their defaults that the chosen mode does not take."""
+    defaults = {param.name: param.default for param in ctx.command.params}
+    given = [f"--{name.replace('_', '-')}" for name in (ROW_ONLY if request else REQUEST_ONLY)
+             if ctx.params[name] != defaults[name]]
     if not given:
         return
     if request:
@@ -75,26 +76,21 @@ REQUEST_HELP = ("C:I, e.g. 26:13: time request graphs (C context fields once per
 
 @app.command()
 def bench(
+    ctx: typer.Context,
     checkpoints: Optional[List[Path]] = typer.Argument(None, help="Checkpoints to bench."),
     shape: Optional[str] = typer.Option(None, help="Also bench a built-in model shape with random weights: "
                                         "criteo (39 fields, Table 3's feature counts) | avazu (23 fields)."),
     dims: str = typer.Option("table3", help="With --shape: table3 (Criteo's per-field dims) or a uniform K; "
                              "comma-separated for several models, e.g. table3,16."),
-    batches: Optional[str] = typer.Option(None, show_default=BATCHES,
-                                          help="Batch sizes (latency p50/p99 at 1, rows/s at all)."),
+    batches: str = typer.Option("1,16,64,256,1024", help="Batch sizes (latency p50/p99 at 1, rows/s at all)."),
     threads: str = typer.Option("1,2", help="onnxruntime intra-op (and torch) thread counts."),
     ids: str = typer.Option("zipf", help="Request ids: zipf (heavy-tailed like CTR traffic) | uniform (worst case)."),
-    table_dtypes: Optional[str] = typer.Option(None, show_default=TABLE_DTYPES,
-                                               help="Cached variants by table dtype, e.g. float32,float16,int8."),
-    cache_budgets: Optional[str] = typer.Option(None, show_default=CACHE_BUDGETS,
-                                                help="Cached variants by cache budget, e.g. unlimited,min."),
-    batched: Optional[str] = typer.Option(None, show_default=BATCHED,
-                                          help="Cached variants by what batches of 2 or more run on: cached "
-                                               "(the tables alone) | gemm (export's default, --batched), e.g. "
-                                               "cached,gemm."),
+    table_dtypes: str = typer.Option("float32", help="Cached variants by table dtype, e.g. float32,float16,int8."),
+    cache_budgets: str = typer.Option("unlimited", help="Cached variants by cache budget, e.g. unlimited,min."),
+    batched: str = typer.Option("cached,gemm", help="Cached variants by what batches of 2 or more run on: cached "
+                                "(the tables alone) | gemm (export's default, --batched), e.g. cached,gemm."),
     seconds: float = typer.Option(1.0, help="Timing per form, thread count and batch size, after warm-up."),
-    min_runs: Optional[int] = typer.Option(None, show_default=str(MIN_RUNS),
-                                           help="Runs at least this many times at small batches (1/20 at large ones)."),
+    min_runs: int = typer.Option(400, help="Runs at least this many times at small batches (1/20 at large ones)."),
     rounds: int = typer.Option(1, help="Measure every form this many times, interleaved, and report medians over "
                                "rounds (a slow spell of a shared machine then hits every form alike)."),
     no_torch: bool = typer.Option(False, "--no-torch", help="Skip torch eager."),
@@ -106,11 +102,9 @@ def bench(
     workdir: Optional[Path] = typer.Option(None, help="Write the checkpoints and exported files here and keep them (default: a temporary directory)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot file or --workdir's files."),
     request: Optional[str] = typer.Option(None, help=REQUEST_HELP),
-    candidates: Optional[str] = typer.Option(None, show_default=CANDIDATES,
-                                             help="With --request: candidates per request (N)."),
-    item_split: Optional[str] = typer.Option(None, show_default=ITEM_SPLITS,
-                                             help="With --request: the item fields are those with the most "
-                                                  "features (largest), the fewest (smallest), or both in turn."),
+    candidates: str = typer.Option("10,100,1000", help="With --request: candidates per request (N)."),
+    item_split: str = typer.Option("largest,smallest", help="With --request: the item fields are those with the "
+                                   "most features (largest), the fewest (smallest), or both in turn."),
 ) -> None:
     """Serving latency, throughput and peak memory: torch eager, onnxruntime uncached and cached, and the floor.
     With --request: a request's candidates on the request graph against full rows."""
@@ -118,14 +112,8 @@ def bench(
     from export.bench.run import BenchConfig, run_bench
     from export.traffic import DISTRIBUTIONS
 
-    refuse_other_mode(request, {"--batches": batches, "--table-dtypes": table_dtypes, "--cache-budgets": cache_budgets,
-                                "--batched": batched, "--min-runs": min_runs},
-                      {"--candidates": candidates, "--item-split": item_split})
+    refuse_other_mode(ctx, request)
     refuse_overwrite(plot, force=force)
-    batches, table_dtypes, cache_budgets, batched, min_runs, candidates, item_split = (
-        default if value is None else value for value, default in
-        ((batches, BATCHES), (table_dtypes, TABLE_DTYPES), (cache_budgets, CACHE_BUDGETS), (batched, BATCHED),
-         (min_runs, MIN_RUNS), (candidates, CANDIDATES), (item_split, ITEM_SPLITS)))
     if request is not None:
         return request_bench(list(checkpoints or []), shape, dims, request,
                              csv_ints(candidates, "--candidates"), csv_words(item_split),
@@ -133,9 +121,8 @@ def bench(
                              as_json, workdir, force)
     if ids not in DISTRIBUTIONS:
         raise Fm2OnnxError(f"unknown --ids {ids!r}; expected one of {', '.join(DISTRIBUTIONS)}")
-    config = BenchConfig(tuple(sorted(set(csv_ints(batches, "--batches")))), csv_ints(threads, "--threads"),
-                         ids, seconds, min_runs, torch=not no_torch, rounds=rounds,
-                         huge_pages=huge_pages)
+    config = BenchConfig(tuple(sorted(set(csv_ints(batches, "--batches")))), csv_ints(threads, "--threads"), ids,
+                         seconds, min_runs, torch=not no_torch, rounds=rounds, huge_pages=huge_pages)
     variants = cached_variants(csv_words(cache_budgets), csv_words(table_dtypes), csv_words(batched))
     log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     with contextlib.ExitStack() as stack:
