@@ -15,7 +15,6 @@ Schema version 1, a dict of plain types and tensors:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pickle
@@ -29,7 +28,7 @@ from models import FMFamilyModel, ModelSpec, build_model
 
 from . import __version__
 from .errors import CheckpointError, Fm2OnnxError
-from .files import process_alive, refuse_overwrite, reported_write_errors
+from .files import refuse_overwrite, written_atomically
 
 FORMAT = "fm2onnx-checkpoint"
 SCHEMA_VERSION = 1
@@ -72,32 +71,15 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path, *, force: bool = False) 
     return path
 
 
-def remove_stale_temporaries(path: Path) -> None:
-    """Delete the temporary files :func:`write_atomically` left beside ``path`` in processes that were
-    killed outright (``kill -9``, a power cut), whose clean-up never ran; those of live processes stay."""
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = tmp.name.rpartition("-")[2]
-        if pid.isdigit() and not process_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
 def write_atomically(payload, path: Path) -> None:
-    """torch.save ``payload`` to ``path`` whole or not at all, and durably: a temporary file in the same
-    folder, flushed and fsynced, renamed over ``path`` (atomic), then the folder fsynced so the rename
-    survives a crash too. On any failure (a full disk, an interrupt) the temporary file is removed and
-    ``path`` keeps what it held; a full disk or an unwritable folder is one line naming ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with reported_write_errors(path):
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise
+    """torch.save ``payload`` to ``path`` whole or not at all (:func:`fm2onnx.files.written_atomically`), and
+    durably: the temporary file is fsynced before its rename over ``path``, then the folder, so the rename
+    survives a crash too."""
+    with written_atomically(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
     fsync_directory(path.parent)
 
 

@@ -1,4 +1,5 @@
-"""Rules for the files fm2onnx writes: a user's file is never replaced without ``--force``."""
+"""Rules for the files fm2onnx writes: checked before the work, written whole or not at all, and a user's
+file never replaced without ``--force``."""
 
 from __future__ import annotations
 
@@ -23,14 +24,45 @@ def refuse_overwrite(*paths: str | Path | None, force: bool) -> None:
             raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
 
 
-def check_writable(target: Path) -> None:
-    """Fail now, in one line, rather than after the work, if no file can be created beside ``target``
-    (its folder is created if missing)."""
-    with reported_write_errors(target, "checked before any work was done"):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.probe-", dir=target.parent)
+def check_output_file(path: str | Path | None, *, force: bool) -> None:
+    """Before any work, one line naming ``path`` unless it can take the file a command writes there: not a
+    directory, not an existing file unless ``force``, and in a folder that takes new files (a missing
+    folder is made by the write, so the nearest existing one is tried)."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise Fm2OnnxError(f"{path}: is a directory, not a file")
+    refuse_overwrite(path, force=force)
+    _probe_folder(path.parent, named=path)
+
+
+def check_output_folder(path: str | Path | None, option: str) -> None:
+    """Before any work, one line naming ``path`` unless the directory ``option`` names can hold what a
+    command writes: an existing directory or none yet (the command makes it), in a folder taking files."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise Fm2OnnxError(f"{path}: is a file, not a directory ({option} names a folder to write into)")
+    _probe_folder(path, named=path)
+
+
+def _probe_folder(folder: Path, named: Path) -> None:
+    """Fail now rather than after the work: create and delete a file in ``folder``, or in its nearest
+    existing ancestor if it is still to be made."""
+    missing = missing_folders(folder)
+    existing = missing[-1].parent if missing else folder
+    if not existing.is_dir():
+        raise Fm2OnnxError(f"{named}: cannot be written: {existing} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{named.name}.probe-", dir=existing)
         os.close(fd)
         os.unlink(probe)
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        raise _write_error(named, exc, "checked before any work was done") from None
 
 
 @contextlib.contextmanager
@@ -43,7 +75,64 @@ def reported_write_errors(target: str | Path, cleanup: str = "nothing half-writt
     except OSError as exc:
         if exc.errno not in WRITE_ERRNOS or not _written_at(exc.filename, Path(target)):
             raise
-        raise WriteError(f"{target}: cannot write: {exc.strerror or exc} ({cleanup})") from None
+        raise _write_error(target, exc, cleanup) from None
+
+
+def _write_error(target: str | Path, exc: OSError, cleanup: str) -> WriteError:
+    return WriteError(f"{target}: cannot write: {exc.strerror or exc} ({cleanup})")
+
+
+def temporary_path(target: Path, pid: int | str | None = None) -> Path:
+    """Where ``target`` is written before it is renamed over it: beside it (a rename within a folder is
+    atomic), hidden, named after the writing process (:func:`remove_stale_temporaries`). Named rather than
+    made by mkstemp, whose private 0600 mode the output would keep."""
+    return target.with_name(f".{target.name}.tmp-{os.getpid() if pid is None else pid}")
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files of ``path`` left by processes killed outright (``kill -9``, a power cut),
+    whose clean-up never ran; those of live processes stay."""
+    for tmp in path.parent.glob(temporary_path(path, "*").name):
+        pid = tmp.name.rpartition("-")[2]
+        if pid.isdigit() and not process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def written_atomically(target: str | Path) -> Iterator[Path]:
+    """A temporary path for the block to write ``target``'s contents to; it replaces ``target`` only if the
+    block succeeds, so ``target`` is never half-written. A missing folder is made; on any failure the
+    temporary file goes, and so do the folders made for it. A full disk or an unwritable folder is one line
+    naming ``target``, never the temporary file."""
+    target = Path(target)
+    made, tmp = missing_folders(target.parent), temporary_path(target)
+    try:
+        with reported_write_errors(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp.unlink(missing_ok=True)  # left by an earlier process with our pid
+            yield tmp
+            os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        remove_if_empty(made)
+        raise
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Deepest first; rmdir leaves a folder that something else has written into."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ Nothing here is timed: the figures come from `fm2onnx bench --shape criteo` (REA
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -195,3 +196,36 @@ def test_huge_pages_rows_beside_the_plain_ones(cli, tiny_ckpt):
     assert result["config"]["huge_pages"] and result["machine"]["transparent_huge_pages"] in ("always", "madvise")
     # the targets are the plain forms' own; the floor row is still the faster of its two shapes
     assert all("huge pages" not in t["what"] for t in result["targets"])
+
+
+def test_output_paths_of_bench_and_plan_are_checked_before_the_work(cli, tiny_ckpt, tmp_path):
+    folder, plain = tmp_path / "adir", tmp_path / "plain.txt"
+    folder.mkdir()
+    plain.write_text("keep")
+    quick = ("--batches", "1", "--threads", "1", "--seconds", "0.01", "--min-runs", "1", "--no-torch")
+    refused = {("plan", tiny_ckpt, "--plot", folder, "--force"): f"{folder}: is a directory, not a file",
+               ("bench", tiny_ckpt, *quick, "--plot", folder, "--force"): f"{folder}: is a directory, not a file",
+               ("bench", tiny_ckpt, *quick, "--workdir", plain):
+                   f"{plain}: is a file, not a directory (--workdir names a folder to write into)"}
+    for args, message in refused.items():
+        assert cli(*args) == (2, "", f"fm2onnx: error: {message}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "plain.txt"] and plain.read_text() == "keep"
+    plot = tmp_path / "new" / "f.png"  # a missing folder is made, as export makes one
+    code, out, err = cli("plan", tiny_ckpt, "--plot", plot)
+    assert code == 0 and out.endswith(f"wrote {plot}\n"), err
+    assert [p.name for p in plot.parent.iterdir()] == ["f.png"]
+
+
+def test_a_plot_on_a_full_disk_is_named_and_leaves_nothing(cli, tiny_ckpt, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    def full_disk(self, fname, **kwargs):
+        Path(fname).write_bytes(b"half a PNG")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    plot = tmp_path / "new" / "f.png"
+    code, _, err = cli("plan", tiny_ckpt, "--plot", plot)
+    assert (code, err) == (2, f"fm2onnx: error: {plot}: cannot write: No space left on device (nothing "
+                              "half-written is left)\n")
+    assert list(tmp_path.iterdir()) == []

@@ -247,8 +247,9 @@ def test_bad_state_dict_files(tmp_path):
     for path, words in ((tmp_path / "none.pt", "no such state dict file"), (tmp_path / "cut.pt", "cut.pt"),
                         (mapping, "not a torch checkpoint")):
         assert words in error_of(invoke("import", "torch", path, "--mapping", mapping, "-o", tmp_path / "x.pt"))
-    assert "no directory" in error_of(invoke("import", "torch", model_file, "--mapping", mapping,
-                                             "-o", tmp_path / "missing" / "x.pt"))
+    (tmp_path / "plain.txt").write_text("")  # a missing folder is made, a file is no folder
+    assert "plain.txt is not a directory" in error_of(invoke("import", "torch", model_file, "--mapping", mapping,
+                                                             "-o", tmp_path / "plain.txt" / "x.pt"))
     torch.save(Foreign("fm"), tmp_path / "whole.pt")  # a pickled module, not a state dict
     assert "refused: it holds pickled Python objects, which could run code (save model.state_dict() instead)" \
         in error_of(invoke("import", "torch", tmp_path / "whole.pt", "--mapping", mapping, "-o", tmp_path / "x.pt"))

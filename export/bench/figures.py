@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fm2onnx.files import written_atomically
+
 
 def panels(rows: int, cols: int, size: tuple[float, float]):
     """A figure of ``rows`` x ``cols`` panels, each ``size`` inches; matplotlib draws without a display."""
@@ -27,6 +29,7 @@ def save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with written_atomically(path) as tmp:  # the format is the name's, not the temporary file's
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
     return path

@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from fm2onnx.errors import Fm2OnnxError
-from fm2onnx.files import refuse_overwrite
+from fm2onnx.files import check_output_file, check_output_folder
 
 from .app import app
 
@@ -113,7 +113,8 @@ def bench(
     from export.traffic import DISTRIBUTIONS
 
     refuse_other_mode(ctx, request)
-    refuse_overwrite(plot, force=force)
+    check_output_file(plot, force=force)
+    check_output_folder(workdir, "--workdir")
     if request is not None:
         return request_bench(list(checkpoints or []), shape, dims, request,
                              csv_ints(candidates, "--candidates"), csv_words(item_split),
@@ -231,7 +232,7 @@ def plan(
     from export.folds import BYTES_PER_VALUE
     from export.plan import frontier, min_plan, plan_for_budget, unlimited_plan
 
-    refuse_overwrite(plot, force=force)
+    check_output_file(plot, force=force)
     if table_dtype not in BYTES_PER_VALUE:
         raise Fm2OnnxError(f"unknown table dtype {table_dtype!r}; expected one of {', '.join(BYTES_PER_VALUE)}")
     spec = plan_spec(checkpoint, shape, dims)
@@ -285,23 +286,15 @@ def sample(plans: list, count: int) -> list:
 
 
 def draw_frontier(plans: list, named: list, per_value: int, path: Path) -> None:
-    import matplotlib
+    from export.bench import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, axes = figures.panels(1, 1, (7.5, 4.5))
+    ax = axes[0][0]
     ax.step([max(p.cached_floats * per_value, 1) for p in plans], [p.flops_per_row for p in plans], where="post",
             label="Pareto frontier")
     for p, marker in zip(named, ("o", "s", "D")):
         label = f"{p.name}: {p.cached_floats * per_value / 1e6:,.1f} MB, {p.flops_per_row:,} FLOPs/row"
         ax.plot([max(p.cached_floats * per_value, 1)], [p.flops_per_row], marker, label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("cached table bytes")
-    ax.set_ylabel("FLOPs per row")
-    ax.grid(True, which="both", alpha=0.3)
+    figures.log_axes(ax, "cached table bytes", "FLOPs per row")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    figures.save(fig, path)

@@ -7,21 +7,13 @@ from typing import Optional
 
 import typer
 
+from fm2onnx.files import check_output_file
+
 from .app import app
 
 import_app = typer.Typer(no_args_is_help=True, help="Turn a model trained elsewhere into an fm2onnx checkpoint "
                          "(then `fm2onnx export` it). Formats: docs/import.md.")
 app.add_typer(import_app, name="import")
-
-
-def _check_output(output: Path, force: bool) -> None:
-    """Before the import's work: an existing file is kept unless --force, and the directory must exist."""
-    from fm2onnx.errors import Fm2OnnxError
-    from fm2onnx.files import refuse_overwrite
-
-    refuse_overwrite(output, force=force)
-    if not output.parent.is_dir():
-        raise Fm2OnnxError(f"{output}: no directory {output.parent} to write it in")
 
 
 def _write(parts, preprocessor, output: Path, force: bool) -> None:
@@ -54,7 +46,7 @@ def fuxictr(
     """Import a FuxiCTR LR, FM, FwFM, FmFM (matrixed -> fmfm, vectorized -> fvfm) or FFM model."""
     from fm2onnx.importers import import_fuxictr
 
-    _check_output(output, force)
+    check_output_file(output, force=force)  # before the import's work
     parts, preprocessor = import_fuxictr(model_file, data_dir, model=model, linear_type=linear_type)
     _write(parts, preprocessor, output, force)
 
@@ -69,6 +61,6 @@ def torch_state_dict(
     """Import any PyTorch FM-family model described by a JSON mapping."""
     from fm2onnx.importers import import_torch
 
-    _check_output(output, force)
+    check_output_file(output, force=force)  # before the import's work
     parts, preprocessor = import_torch(state_dict, mapping)
     _write(parts, preprocessor, output, force)

@@ -12,7 +12,6 @@ from models import FMFamilyModel
 
 from ..data.staging import staged_file
 from ..errors import Fm2OnnxError
-from ..files import reported_write_errors
 from .cost import DimsCost, cached_flops
 from .pca import FieldPCA, check_threshold, fit_field_pca
 
@@ -97,7 +96,7 @@ def write_dims_csv(selection: DimsSelection, path: str | Path, *, force: bool = 
     """``field,dim,...`` — readable by ``fm2onnx.dims_file.read_dims`` (so by ``train --dims``)."""
     path = Path(path)
     # staged: a full disk or an interrupt never leaves a half-written CSV under the real name
-    with staged_file(path, force=force) as tmp, reported_write_errors(path), open(tmp, "w", newline="") as f:
+    with staged_file(path, force=force) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for row in selection.fields:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import Fm2OnnxError
-from ..files import process_alive, refuse_overwrite
+from ..files import (check_output_file, missing_folders, process_alive, refuse_overwrite,
+                     remove_if_empty, written_atomically)
 
 __all__ = ["staged_directory", "staged_file"]
 
@@ -31,41 +32,25 @@ __all__ = ["staged_directory", "staged_file"]
 def staged_directory(target: Path, *, force: bool) -> Iterator[Path]:
     """A fresh temporary directory beside ``target``; it replaces ``target`` if the block succeeds."""
     _check_replaceable_directory(target, force)
-    made = _missing_folders(target.parent)
+    made = missing_folders(target.parent)
     try:
         with _creating(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             _remove_orphans(target)
             tmp = Path(tempfile.mkdtemp(prefix=_owned_prefix(target, "tmp"), dir=target.parent))
     except BaseException:
-        _remove_if_empty(made)
+        remove_if_empty(made)
         raise
     try:
         yield tmp
         _replace_directory(tmp, target)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        _remove_if_empty(made)
+        remove_if_empty(made)
         if isinstance(e, OSError):
             where = f" ({e.filename})" if e.filename else ""
             raise Fm2OnnxError(f"{target}: cannot write{where}: {e.strerror or e}; nothing was kept") from None
         raise
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and its ancestors that do not exist yet, deepest first."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
-
-
-def _remove_if_empty(folders: list[Path]) -> None:
-    """Deepest first; rmdir leaves a folder that something else has written into."""
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
 
 
 def _owned_prefix(target: Path, kind: str) -> str:
@@ -86,20 +71,9 @@ def _remove_orphans(target: Path) -> None:
 @contextlib.contextmanager
 def staged_file(target: Path, *, force: bool) -> Iterator[Path]:
     """A fresh temporary file path beside ``target``; it replaces ``target`` if the block succeeds."""
-    refuse_overwrite(target, force=force)
-    if target.is_dir():
-        raise Fm2OnnxError(f"{target}: is a directory; refusing to overwrite it")
-    # named here rather than made by mkstemp, whose private 0600 mode the output would keep
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    with _creating(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp.unlink(missing_ok=True)  # left by an earlier process with our pid
-    try:
+    check_output_file(target, force=force)
+    with written_atomically(target) as tmp:
         yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _check_replaceable_directory(target: Path, force: bool) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ...errors import Fm2OnnxError
-from ...files import refuse_overwrite
+from ...files import check_output_file, refuse_overwrite, written_atomically
 from ...progress import Progress
 from ..staging import staged_directory, staged_file
 from .layout import SYNTH_FORMATS, Layout
@@ -94,7 +94,11 @@ def synthesize(
     _check_arguments(fmt, rows, zipf, decay)
     rows, seed, out = int(rows), int(seed), Path(out_path)
     planted_out = None if planted_out is None else Path(planted_out)
-    refuse_overwrite(out, planted_out, force=force)
+    check_output_file(planted_out, force=force)
+    if fmt == "ids":  # a directory: staged_directory checks what it may replace
+        refuse_overwrite(out, force=force)
+    else:
+        check_output_file(out, force=force)
     params = seeded_rng(seed, _PARAMS)
     layout = Layout(fmt, cardinalities, params)
     dims = _field_dims(field_dims, len(layout.cards), seed)
@@ -178,8 +182,7 @@ def _write_rows(sink: IdsSink | TextSink, layout: Layout, samplers: list[Zipf | 
 
 
 def _save_planted(path: Path, logits: np.ndarray, dims: list[int], layout: Layout, planted: "PlantedFmFM") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
+    with written_atomically(path) as tmp, open(tmp, "wb") as f:  # np.savez would add .npz to the name
         np.savez(
             f,
             logits=logits,
