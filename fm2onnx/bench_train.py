@@ -65,6 +65,10 @@ def run_train_bench(kind: str, shape: str, dim: int, batch_size: int, steps: int
                     threads: int | None) -> dict:
     if shape not in SHAPES:
         raise Fm2OnnxError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
+    counts = {"--dim": dim, "--batch-size": batch_size, "--steps": steps, "--repeats": repeats, "--threads": threads}
+    for option, value in counts.items():
+        if value is not None and value < 1:
+            raise Fm2OnnxError(f"{option} {value}: must be >= 1")
     if threads:
         torch.set_num_threads(threads)
     names, features = SHAPES[shape]

@@ -47,6 +47,11 @@ def prepare_out_dir(out_dir: Path, force: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
+def check_max_rows(max_rows: int) -> None:
+    if max_rows < 1:
+        raise Fm2OnnxError(f"--max-rows {max_rows}: must be >= 1 (the rows sampled for mutual information)")
+
+
 def sample_rows(total: int, max_rows: int, seed: int) -> np.ndarray:
     if total <= max_rows:
         return np.arange(total)
@@ -56,6 +61,7 @@ def sample_rows(total: int, max_rows: int, seed: int) -> np.ndarray:
 def build_report(ckpt: Checkpoint, out_dir: Path, *, dims: ReportDims, ids=None, labels=None,
                  data_name: str = "", max_rows: int = 200_000, seed: int = 0, force: bool = False) -> Path:
     """Writes PNGs and ``index.html`` into ``out_dir``; ``ids``/``labels`` (encoded rows) add Figure 6."""
+    check_max_rows(max_rows)
     prepare_out_dir(out_dir, force)
     spec = ckpt.spec
     names = list(spec.field_names)

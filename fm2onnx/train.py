@@ -70,6 +70,8 @@ class TrainConfig:
             raise Fm2OnnxError("batch size must be positive, epochs and patience >= 1")
         if self.min_steps < 0:
             raise Fm2OnnxError("min_steps must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise Fm2OnnxError(f"--threads {self.threads}: must be >= 1 (leave it out for one per physical core)")
         if self.memory_budget < MIN_MEMORY_BUDGET:
             raise Fm2OnnxError(f"memory budget {self.memory_budget} bytes: at least 1M is needed")
         l2 = (self.l2_embeddings, self.l2_field_matrices, self.l2_linear)
@@ -233,6 +235,7 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     rows = {split: dataset.indices(split) for split in ("train", "valid", "test")}
     if len(rows["train"]) == 0:
         raise Fm2OnnxError("the training split is empty")
+    check_both_classes(dataset, rows["valid"])
     model = build_model(spec, sparse=True, seed=config.seed)
     run = TrainingRun(model, make_optimizers(model, config), np.random.default_rng(config.seed), rows)
     if resume is not None:
@@ -252,6 +255,24 @@ def train(spec: ModelSpec, dataset, config: TrainConfig, *, progress: bool = Tru
     if not world.is_main:
         return TrainResult(run.model, 0, run.history, {})
     return best_result(run, dataset, config.memory_budget)
+
+
+def check_both_classes(dataset, valid_rows: np.ndarray) -> None:
+    """Early stopping compares validation AUCs, and AUC needs both classes among the validation rows."""
+    if not len(valid_rows):
+        return  # no validation split: the training loss decides instead
+    classes = np.unique(np.asarray(dataset.labels[np.sort(valid_rows)]))
+    if len(classes) == 1:
+        raise Fm2OnnxError(f"{split_source(dataset, 'valid')}: the validation rows are all one class "
+                           f"(label {classes[0]:g}): AUC, and so early stopping, is undefined")
+
+
+def split_source(dataset, split: str) -> str:
+    """The file a split's rows were read from: the user's own file for that split, else the one file
+    that was split, else the encoded data set itself."""
+    meta = getattr(dataset, "meta", None) or {}
+    source = (meta.get("files") or {}).get(split, {}).get("source") or meta.get("source") or {}
+    return source.get("path") or str(getattr(dataset, "path", "the data set"))
 
 
 def run_epochs(run: TrainingRun, dataset, config: TrainConfig, threads: int, progress: bool, log: "EpochLog",

@@ -147,3 +147,39 @@ def _dead_pid() -> int:
     proc.start()
     proc.join()
     return proc.pid
+
+
+@pytest.fixture(scope="module")
+def avazu_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("packed") / "avazu.csv"
+    synthesize(path, rows=3000, fmt="avazu", seed=5, progress=False)
+    return path
+
+
+def damaged_copy(source, target, *, keep: float = 1.0, prefix: bytes = b""):
+    """``source`` compressed by ``target``'s suffix, cut to ``keep`` of its bytes, ``prefix`` in front."""
+    import bz2
+    import gzip
+
+    packed = (gzip if target.suffix == ".gz" else bz2).compress(source.read_bytes())
+    target.write_bytes(prefix + packed[:int(len(packed) * keep)])
+    return target
+
+
+@pytest.mark.parametrize("name, keep, prefix, message", [
+    ("head.csv.gz", 0.01, b"", "truncated gzip stream (Truncated compressed stream)"),  # while reading the header
+    ("half.csv.gz", 0.5, b"", "truncated gzip stream (Truncated compressed stream)"),  # while parsing rows
+    ("half.csv.bz2", 0.5, b"", "truncated bz2 stream (Truncated compressed stream)"),
+    ("junk.csv.gz", 1.0, b"junk", "corrupt gzip stream (zlib inflate failed: incorrect header check)"),
+])
+def test_a_damaged_compressed_file_is_named_in_one_line(avazu_file, tmp_path, cli, name, keep, prefix, message):
+    damaged = damaged_copy(avazu_file, tmp_path / name, keep=keep, prefix=prefix)
+    code, out, err = cli("encode", damaged, "--format", "avazu", "-o", tmp_path / "enc", "--quiet")
+    assert (code, err) == (2, f"fm2onnx: error: {damaged}: {message}\n")
+    assert not (tmp_path / "enc").exists()
+
+
+def test_training_on_a_truncated_file_names_it(avazu_file, tmp_path, cli):
+    damaged = damaged_copy(avazu_file, tmp_path / "half.csv.gz", keep=0.5)
+    code, _, err = cli("train", "--data", damaged, "--format", "avazu", "-o", tmp_path / "ck.pt", "--quiet")
+    assert (code, err) == (2, f"fm2onnx: error: {damaged}: truncated gzip stream (Truncated compressed stream)\n")

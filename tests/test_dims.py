@@ -96,6 +96,19 @@ def test_select_dims_on_a_model_gives_table3_rows():
     assert selection.flops == cached_flops([1, 2, 4]) < selection.original_flops == cached_flops([6, 6, 6])
 
 
+@pytest.mark.parametrize("text, message", [
+    ("field,dim\nf0,4\nf1,2\nf0,5\n", "d.csv:4: field 'f0' listed twice (first on line 2)"),
+    ("field,dim\nf0,4\n\n1,5\n", "d.csv:4: field 'f0' listed twice (first on line 2)"),  # by its number
+    ("field,dim\nf0,4\nf1,4,7\n", "d.csv:3: expected 'field,dim', got 3 values"),
+    ("field,dim\nf0,4\nf1\n", "d.csv:3: expected 'field,dim', got 1 value"),
+])
+def test_dims_csv_rows_that_repeat_a_field_or_do_not_fit_the_header_are_refused(tmp_path, text, message):
+    (tmp_path / "d.csv").write_text(text)
+    with pytest.raises(Fm2OnnxError) as raised:
+        read_dims(tmp_path / "d.csv", ["f0", "f1"])
+    assert str(raised.value) == f"{tmp_path}/{message}"
+
+
 def test_dims_csv_is_read_back_by_train_dims(tmp_path):
     model = planted_model()
     counts = [np.ones(60)] * 3

@@ -84,3 +84,15 @@ def test_report_command_without_data(tmp_path):
     page = (tmp_path / "out" / "index.html").read_text()
     assert page.count("data:image/png") == 2 and "90% variance" in page
     assert not (tmp_path / "out" / "mutual_information.png").exists()
+
+
+@pytest.mark.parametrize("max_rows", ["0", "-3"])
+def test_report_refuses_max_rows_below_one_before_reading_anything(tmp_path, max_rows):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(make_checkpoint(), path)
+    result = CliRunner().invoke(app, ["report", str(path), "--data", str(tmp_path / "unread.csv"),
+                                      "--max-rows", max_rows, "-o", str(tmp_path / "out")])
+    assert isinstance(result.exception, Fm2OnnxError)
+    assert str(result.exception) == (f"--max-rows {max_rows}: must be >= 1 (the rows sampled for mutual "
+                                     "information)")
+    assert not (tmp_path / "out").exists()

@@ -12,7 +12,7 @@ import pytest
 
 from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.data import encode_file, load_or_encode, synthesize
-from fm2onnx.data.splits import assign_split
+from fm2onnx.data.splits import DEFAULT_SPLIT, assign_split, rows_filling_every_split
 
 ONLY_HELD_OUT = "0ddba11e"  # a C1 value written into the validation and test files only
 
@@ -156,6 +156,42 @@ def test_csv_checkpoint_scored_without_schema(tmp_path, user_cache, cli):
     assert sorted(p.name for p in files["rows"].parent.iterdir()) == ["rows.csv", "train.csv", "valid.csv"]
 
 
+def one_class_csv(path: Path, rows: int, label: int = 1) -> Path:
+    """``rows`` rows of csv_files' layout, every one labelled ``label``."""
+    path.write_text("\n".join(["clicked;site;price", *(f"{label};s{i % 12};3" for i in range(rows))]) + "\n")
+    return path
+
+
+def test_validation_rows_of_one_class_are_refused_before_training(tmp_path, user_cache, cli):
+    """AUC needs both classes: a --valid file, or the split of one --data file, of one class fails in one
+    line naming the file, before any epoch, and leaves no output, log or resumable state."""
+    files = csv_files(tmp_path)
+    ones = one_class_csv(files["train"].parent / "ones.csv", 100)
+    for data, valid in ((files["train"], ones), (one_class_csv(tmp_path / "all_ones.csv", 900), None)):
+        extra = ("--valid", valid) if valid else ()
+        code, _, err = cli("train", "--data", data, *extra, "--format", "csv", "--schema", files["schema"],
+                           "--dim", "4", "--threads", "1", "--quiet", "-o", tmp_path / "vo.pt")
+        named = valid or data
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"{named}: the validation rows are all one class (label 1)" in err and "early stopping" in err
+        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("vo.pt")]
+
+
+def test_a_test_file_of_one_class_is_scored_without_an_auc(tmp_path, user_cache, cli):
+    files = csv_files(tmp_path)
+    ones = one_class_csv(files["train"].parent / "ones.csv", 50, label=0)
+    ckpt = tmp_path / "ckpt.pt"
+    code, out, err = cli("train", "--data", files["train"], "--valid", files["valid"], "--test", ones,
+                         "--format", "csv", "--schema", files["schema"], "--dim", "4", "--epochs", "2",
+                         "--threads", "1", "--quiet", "-o", ckpt)
+    assert code == 0, err
+    assert "n/a (one class)" in out and "nan" not in out
+    code, out, err = cli("info", ckpt, "--json")
+    assert code == 0, err
+    test = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))["metrics"]["test"]
+    assert test["auc"] is None and test["rows"] == 50
+
+
 def test_split_file_errors_are_one_line(tmp_path, user_cache, cli):
     files = criteo_files(tmp_path)
     code, _, err = cli("train", "--data", files["a"], "--test", files["c"], "-o", tmp_path / "x.pt")
@@ -173,3 +209,11 @@ def test_cli_defaults_are_the_trainers():
                     train_cmds.DEFAULT_MIN_STEPS)
     assert cli_defaults == (config.learning_rate, config.epochs, config.patience, config.min_steps)
     assert train_cmds.DEFAULT_L2 == config.l2_embeddings == config.l2_field_matrices == config.l2_linear
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_rows_filling_every_split_is_the_fewest_leading_rows_with_each_split(seed):
+    n = rows_filling_every_split(seed)
+    assert set(assign_split(np.arange(n), seed, DEFAULT_SPLIT)) == {0, 1, 2}
+    assert len(set(assign_split(np.arange(n - 1), seed, DEFAULT_SPLIT))) < 3
+    assert rows_filling_every_split(seed, (0.5, 0.5, 0.0)) <= n  # a split with no share needs no row

@@ -86,10 +86,25 @@ def test_early_stopping_waits_for_min_steps(tmp_path):
 @pytest.mark.parametrize("changes, message", [
     ({"learning_rate": float("nan")}, "learning rate nan"), ({"learning_rate": float("inf")}, "learning rate inf"),
     ({"learning_rate": 1e6}, "expected a number in"), ({"l2_embeddings": float("nan")}, "L2 weights"),
-    ({"l2_linear": -1e-3}, "L2 weights"),
+    ({"l2_linear": -1e-3}, "L2 weights"), ({"threads": 0}, "--threads 0: must be >= 1"),
+    ({"threads": -1}, "--threads -1: must be >= 1"),
 ])
 def test_bad_numeric_options_are_refused(changes, message):
     from dataclasses import replace
 
     with pytest.raises(Fm2OnnxError, match=message):
         replace(TrainConfig(), **changes).validate()
+
+
+def test_train_refuses_a_thread_count_below_one_before_reading_data(tmp_path, cli):
+    code, _, err = cli("train", "--data", tmp_path / "absent.txt", "--threads", "-1", "-o", tmp_path / "x.pt")
+    assert code == 2
+    assert err.strip() == "fm2onnx: error: --threads -1: must be >= 1 (leave it out for one per physical core)"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option, value", [("--threads", "-1"), ("--repeats", "0"), ("--steps", "-2")])
+def test_bench_train_refuses_counts_below_one_before_any_work(cli, option, value):
+    code, _, err = cli("bench-train", option, value)
+    assert code == 2
+    assert err.strip() == f"fm2onnx: error: {option} {value}: must be >= 1"

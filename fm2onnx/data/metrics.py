@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 
-__all__ = ["auc", "log_loss"]
+__all__ = ["auc", "auc_text", "log_loss", "metrics_json"]
 
 
 def _labels(labels) -> np.ndarray:
@@ -52,3 +55,24 @@ def log_loss(labels, probs, eps: float = 1e-7) -> float:
         return float("nan")
     p = np.clip(p, eps, 1.0 - eps)
     return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+
+
+def auc_text(value: float | None, digits: int = 4) -> str:
+    """An AUC for a table: undefined (NaN, or null as JSON holds it) when the rows hold one class only."""
+    return "n/a (one class)" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def metrics_json(value, **dumps_options) -> str:
+    """``json.dumps`` that strict parsers accept: an undefined metric (NaN, such as the AUC of rows of
+    one class) or an infinite error is null."""
+    return json.dumps(_finite_or_none(value), allow_nan=False, **dumps_options)
+
+
+def _finite_or_none(value):
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value

@@ -9,6 +9,7 @@ of columns never reach the caller: they are recorded (1-based line, message) in 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import csv
 import io
 import os
@@ -61,6 +62,32 @@ def _open_stream(path: str) -> tuple[pa.NativeFile, pa.NativeFile]:
     return raw, pa.CompressedInputStream(raw, codec)
 
 
+def _decompression_error(path: str, e: BaseException) -> Fm2OnnxError | None:
+    """A compressed file's decoder failing, named after the file; None for any other error. pyarrow's
+    codecs raise OSError without an errno (a failed read of the file itself has one)."""
+    codec = _CODECS.get(os.path.splitext(path)[1].lower())
+    if codec is None or not isinstance(e, OSError) or e.errno is not None:
+        return None
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    damage = "truncated" if "truncated" in msg.lower() else "corrupt"
+    return Fm2OnnxError(f"{path}: {damage} {codec} stream ({msg})")
+
+
+@contextlib.contextmanager
+def _decompressed(path: str) -> Iterator[pa.NativeFile]:
+    """The file's text as a stream, its decoder's failures named after the file."""
+    raw, stream = _open_stream(path)
+    try:
+        yield stream
+    except OSError as e:
+        failed = _decompression_error(path, e)
+        if failed is None:
+            raise
+        raise failed from None
+    finally:
+        raw.close()
+
+
 class _ByteRange(io.RawIOBase):
     """The bytes ``start .. end - 1`` of a file, read as a stream of their own."""
 
@@ -100,8 +127,7 @@ class Span:
 
 
 def _first_line(path: str) -> str:
-    raw, stream = _open_stream(path)
-    try:
+    with _decompressed(path) as stream:
         buf = b""
         while b"\n" not in buf:
             piece = stream.read(1 << 16)
@@ -110,8 +136,6 @@ def _first_line(path: str) -> str:
             buf += piece
             if len(buf) > (64 << 20):
                 break
-    finally:
-        raw.close()
     line = buf.split(b"\n", 1)[0].rstrip(b"\r")
     if line.startswith(b"\xef\xbb\xbf"):
         line = line[3:]
@@ -128,8 +152,7 @@ def _split_line(line: str, fmt: TableFormat) -> list[str]:
 
 
 def _locate_bad_utf8(path: str) -> int | None:
-    raw, stream = _open_stream(path)
-    try:
+    with _decompressed(path) as stream:
         lineno, rest = 1, b""
         while True:
             piece = stream.read(1 << 22)
@@ -147,8 +170,6 @@ def _locate_bad_utf8(path: str) -> int | None:
                 lineno += 1
             if not piece:
                 return None
-    finally:
-        raw.close()
 
 
 @dataclass
@@ -342,6 +363,9 @@ class ChunkReader:
     def _translate(self, e: BaseException) -> BaseException:
         if isinstance(e, Fm2OnnxError):
             return e
+        failed = _decompression_error(self.path, e)
+        if failed is not None:
+            return failed
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if isinstance(e, pa.ArrowInvalid) and "UTF8" in msg.upper().replace("-", ""):
             line = _locate_bad_utf8(self.path)

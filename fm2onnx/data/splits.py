@@ -8,7 +8,8 @@ import numpy as np
 
 from ..errors import Fm2OnnxError
 
-__all__ = ["SPLIT_NAMES", "WHOLE_FILE", "DEFAULT_SPLIT", "check_split", "assign_split", "train_mask"]
+__all__ = ["SPLIT_NAMES", "WHOLE_FILE", "DEFAULT_SPLIT", "check_split", "assign_split", "train_mask",
+           "rows_filling_every_split"]
 
 SPLIT_NAMES = ("train", "valid", "test")
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
@@ -53,3 +54,16 @@ def train_mask(row0: int, n: int, seed: int, split: Sequence[float]) -> np.ndarr
     """bool [n]: which of the rows ``row0 .. row0 + n - 1`` fall in the training split (what the
     vocabulary is counted on, so validation and test rows never add features)."""
     return assign_split(np.arange(row0, row0 + n), seed, split) == 0
+
+
+def rows_filling_every_split(seed: int, split: Sequence[float] = DEFAULT_SPLIT) -> int:
+    """The fewest leading rows of a file that give every split with a nonzero fraction at least one row
+    (the hash decides, so it depends on the seed)."""
+    fr = check_split(split)
+    wanted = [k for k, fraction in enumerate(fr) if fraction > 0]
+    n = 64
+    while True:
+        splits = assign_split(np.arange(n), seed, fr)
+        if all((splits == k).any() for k in wanted):
+            return 1 + max(int(np.argmax(splits == k)) for k in wanted)
+        n *= 2
