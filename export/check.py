@@ -16,7 +16,8 @@ from .flops import flops_by_batch
 from .model_io import load_model, tensor_bytes
 from .ort import session
 from .request_parity import as_requests
-from .parity import ATOL, RTOL, TOLERANCES, compare, ort_outputs, outputs_in_serving_batches, parity_ids, torch_logits
+from .parity import (ATOL, RTOL, TOLERANCES, compare, ort_outputs, outputs_in_serving_batches, parity_ids, require_rows,
+                     torch_logits)
 
 
 @dataclass
@@ -51,6 +52,7 @@ def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int 
                  labels: np.ndarray | None = None) -> list[GraphCheck]:
     """Random ids (incl. 0, negative, out-of-range) unless ``ids`` (and ``labels``, for AUC/log loss) are given.
     Tolerances default to each graph's table dtype (export/parity.py TOLERANCES)."""
+    require_rows(rows, "a parity check")
     ckpt, sha = load_checkpoint(checkpoint), file_sha256(checkpoint)
     random_ids = ids is None
     if ids is None:
@@ -128,11 +130,16 @@ def quality(labels: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
 
 
 def as_json(checks: list[GraphCheck]) -> str:
-    return json.dumps({"graphs": [asdict(c) for c in checks],
-                       "ok": all(c.within_tolerance for c in checks)}, indent=2)
+    """An undefined AUC (rows of one class) is null."""
+    from fm2onnx.data.metrics import metrics_json
+
+    return metrics_json({"graphs": [asdict(c) for c in checks],
+                         "ok": all(c.within_tolerance for c in checks)}, indent=2)
 
 
 def as_table(checks: list[GraphCheck]) -> list[str]:
+    from fm2onnx.data.metrics import auc_text
+
     header = (f"{'graph':<40}{'form':<14}{'tables':<9}{'max |Δlogit|':>14}{'max rel':>10}{'tolerance':>11}"
               f"{'FLOPs 1 req / batch row':>25}{'table bytes':>16}")
     lines = [header]
@@ -141,6 +148,6 @@ def as_table(checks: list[GraphCheck]) -> list[str]:
         lines.append(f"{Path(c.path).name:<40}{c.form:<14}{c.table_dtype:<9}{c.max_abs_logit_error:>14.2e}"
                      f"{c.max_rel_logit_error:>10.1e}{c.atol:>11.0e}{c.flops_text():>25}{c.table_bytes:>16,}{verdict}")
         if c.auc is not None:
-            lines.append(f"{'':<54}AUC {c.auc:.5f} (torch {c.torch_auc:.5f}), "
+            lines.append(f"{'':<54}AUC {auc_text(c.auc, 5)} (torch {auc_text(c.torch_auc, 5)}), "
                          f"log loss {c.log_loss:.5f} (torch {c.torch_log_loss:.5f})")
     return lines

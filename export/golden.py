@@ -33,11 +33,11 @@ from onnx import numpy_helper
 
 from fm2onnx import __version__
 from fm2onnx.errors import Fm2OnnxError
-from fm2onnx.files import refuse_overwrite
+from fm2onnx.files import check_output_file, written_atomically
 
-from .contract import INPUT_NAME, FieldRoles, spec_of
+from .contract import CONTEXT_INPUT, INPUT_NAME, FieldRoles, spec_of
 from .ort import session
-from .parity import ATOL, parity_ids, serving_batches
+from .parity import ATOL, parity_ids, require_rows, serving_batches
 from .raw_input import CATEGORICAL_INPUT, RawContract
 from .raw_rows import HOUR_EDGE_CASES, _numeric_pool, _random_hour, graph_feeds
 from .raw_tables import bucket_edge
@@ -113,15 +113,8 @@ class GoldenCheck:
 # ----------------------------------------------------------------------------- the model file
 
 def open_model(path: str | Path) -> tuple[ort.InferenceSession, dict[str, str]]:
-    """(session, metadata) of a model file; a missing or unreadable file is one line naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise Fm2OnnxError(f"{path}: no such ONNX file")
-    try:
-        sess = session(path)
-    except Exception as exc:  # onnxruntime raises its own types for every kind of unreadable file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise Fm2OnnxError(f"{path}: not an ONNX model onnxruntime can load ({first})") from None
+    """(session, metadata) of a model file; a missing or unreadable file is one line naming it (``session``)."""
+    sess = session(path)
     return sess, dict(sess.get_modelmeta().custom_metadata_map)
 
 
@@ -290,11 +283,10 @@ def write_golden(model: str | Path, golden: str | Path, *, rows: int = DEFAULT_R
         raise Fm2OnnxError(f"{data}: encoding its rows needs the checkpoint's vocabularies (--checkpoint)")
     if checkpoint is not None and data is None:
         raise Fm2OnnxError(f"{checkpoint}: --checkpoint encodes --data rows; without --data it has no use")
-    if rows < 1:
-        raise Fm2OnnxError(f"--rows {rows}: a golden file needs at least one row")
+    require_rows(rows, "a golden file")
     if tolerance is not None and not tolerance >= 0:
         raise Fm2OnnxError(f"--tolerance {tolerance}: must be 0 or more")
-    refuse_overwrite(golden, force=force)
+    check_output_file(golden, force=force)
     sess, props = open_model(model)
     parts = [random_feeds(model, props, rows, seed)]
     if data is not None:
@@ -311,10 +303,8 @@ def write_golden(model: str | Path, golden: str | Path, *, rows: int = DEFAULT_R
                      "data_file": Path(data).name if data is not None else None},
             "branch_gap": branch_gap(outputs)}
     arrays = {"meta": np.array(json.dumps(meta)), **{f"feed.{k}": v for k, v in feeds.items()}, **outputs}
-    scratch = golden.with_name(golden.name + ".partial")
-    with open(scratch, "wb") as f:  # a file object: np.savez would add ".npz" to a name without it
+    with written_atomically(golden) as tmp, open(tmp, "wb") as f:  # np.savez would add ".npz" to the name
         np.savez_compressed(f, **arrays)
-    scratch.replace(golden)
     return meta
 
 
@@ -370,16 +360,14 @@ def ensure_recorded_for(golden: Path, meta: dict, feeds: dict[str, np.ndarray], 
                       sess: ort.InferenceSession, props: dict[str, str]) -> None:
     """A golden file of another model would 'move' for a confusing reason: say what differs instead."""
     recorded, now = meta.get("inputs", {}), input_signature(sess)
-    fed = [INPUT_NAME] if request_roles(sess) is not None else sorted(now)  # a request graph's rows: full rows
-    if sorted(recorded) != sorted(now) or sorted(feeds) != fed:
+    expected = expected_feeds(sess, now)
+    if sorted(recorded) != sorted(now) or sorted(feeds) != sorted(expected):
         raise Fm2OnnxError(f"{golden}: recorded for inputs {sorted(recorded)}, but {model} takes {sorted(now)}")
-    for name, (kind, shape) in now.items() if fed == sorted(now) else ():
-        have = feeds[name].shape
-        fits = len(have) == len(shape) and all(d is None or d == h for d, h in zip(shape, have))
-        if recorded[name][0] != kind or not fits:
-            dims = lambda dims: "[" + ", ".join("batch" if d is None else str(d) for d in dims) + "]"  # noqa: E731
-            raise Fm2OnnxError(f"{golden}: input {name!r} recorded as {recorded[name][0]} {dims([None, *have[1:]])}, "
-                               f"but {model} takes {kind} {dims(shape)}")
+    for name, (kind, shape) in now.items():
+        if recorded[name][0] != kind:
+            raise Fm2OnnxError(f"{golden}: input {name!r} recorded as {recorded[name][0]}, but {model} takes "
+                               f"{kind} {dims_text(shape)}")
+    ensure_feeds_fit(golden, feeds, expected)
     roles = meta.get("model", {}).get("field_roles")
     if roles is not None and roles != props.get("field_roles"):
         raise Fm2OnnxError(f"{golden}: recorded with field roles {roles}, {model} has {props.get('field_roles')}")
@@ -389,6 +377,38 @@ def ensure_recorded_for(golden: Path, meta: dict, feeds: dict[str, np.ndarray], 
         at = next((i for i, (a, b) in enumerate(zip(want, have)) if a != b), min(len(want), len(have)))
         raise Fm2OnnxError(f"{golden}: recorded for {len(want)} fields, {model} has {len(have)}; field {at} is "
                            f"{(want + [None])[at]!r} in the recording, {(have + [None])[at]!r} in the model")
+
+
+def expected_feeds(sess: ort.InferenceSession, signature: dict[str, list]) -> dict[str, list]:
+    """feed.<input> name -> [type, shape] that runs on ``sess``: its inputs (``signature``), or for a
+    request graph the full rows of ids its requests are cut from."""
+    roles = request_roles(sess)
+    if roles is None:
+        return signature
+    return {INPUT_NAME: [signature[CONTEXT_INPUT][0], [None, len(roles.context) + len(roles.items)]]}
+
+
+def ensure_feeds_fit(golden: Path, feeds: dict[str, np.ndarray], expected: dict[str, list]) -> None:
+    """Each recorded feed has the type and shape its input takes: an entry re-saved as another dtype
+    would otherwise fail inside onnxruntime."""
+    for name, (kind, shape) in expected.items():
+        array, takes = feeds[name], numpy_type(kind)
+        have = "str" if array.dtype.kind in "UO" else str(array.dtype)
+        if have != takes:
+            raise Fm2OnnxError(f"{golden}: feed.{name} is {have}, the model's input {name} takes {takes}")
+        if array.ndim != len(shape) or any(d is not None and d != h for d, h in zip(shape, array.shape)):
+            raise Fm2OnnxError(f"{golden}: feed.{name} is {dims_text([None, *array.shape[1:]])}, the model's "
+                               f"input {name} takes {dims_text(shape)}")
+
+
+def numpy_type(ort_type: str) -> str:
+    """'tensor(int64)' -> 'int64', 'tensor(float)' -> 'float32', 'tensor(string)' -> 'str'."""
+    inner = ort_type.removeprefix("tensor(").removesuffix(")")
+    return {"float": "float32", "double": "float64", "string": "str"}.get(inner, inner)
+
+
+def dims_text(shape: list) -> str:
+    return "[" + ", ".join("batch" if d is None else str(d) for d in shape) + "]"
 
 
 def worst_of(recorded: dict[str, np.ndarray], now: dict[str, np.ndarray], batch_size: np.ndarray,

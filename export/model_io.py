@@ -37,10 +37,34 @@ def load_model(path: str | Path) -> ir.Model:
     if not path.is_file():
         raise Fm2OnnxError(f"{path}: no such ONNX file")
     try:
-        return ir.load(path)
+        model = ir.load(path)
     except Exception as exc:  # protobuf's DecodeError and friends
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise Fm2OnnxError(f"{path}: not a readable ONNX model ({first})") from None
+    fault = external_data_fault(model, path)
+    if fault:
+        raise Fm2OnnxError(f"{path}: {fault}")
+    return model
+
+
+def external_data_fault(model: ir.Model, path: Path) -> str:
+    """'' or why the external tensors of ``model`` (read from ``path``) cannot be read: a sidecar that
+    is missing or shorter than the bytes its tensors take. Only sizes are read, not the data."""
+    sizes: dict[Path, int | None] = {}
+    for value in (v for graph in model.graphs() for v in graph.initializers.values()):
+        tensor = value.const_value
+        if not isinstance(tensor, ir.ExternalTensor):
+            continue
+        file = path.parent / tensor.location
+        if file not in sizes:
+            sizes[file] = file.stat().st_size if file.is_file() else None
+        if sizes[file] is None:
+            return f"its external data file {file} is missing"
+        end = (tensor.offset or 0) + (tensor.length if tensor.length is not None else tensor.nbytes)
+        if end > sizes[file]:
+            return (f"its external data file {file} is truncated: {sizes[file]:,} bytes, but tensor "
+                    f"{value.name!r} ends at byte {end:,}")
+    return ""
 
 
 def save_model(model: ir.Model, path: str | Path, *,

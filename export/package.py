@@ -36,7 +36,7 @@ from fm2onnx.files import refuse_overwrite
 from .contract import INPUT_NAME, spec_of
 from .model_io import load_model, tensor_bytes
 from .ort import session
-from .parity import ATOL, RTOL, compare, outputs_in_serving_batches, parity_ids
+from .parity import ATOL, RTOL, compare, outputs_in_serving_batches, parity_ids, require_rows
 from .raw_input import CATEGORICAL_INPUT, NUMERIC_INPUT
 from .raw_rows import HOUR_EDGE_CASES
 from .staging import move_into_place, staged_directory
@@ -84,8 +84,7 @@ def package_models(models: list[str | Path], output: str | Path, *, force: bool 
     ``.ort`` file loads and matches its ``.onnx``, and nothing is replaced unless ``force``."""
     if not models:
         raise Fm2OnnxError("no models to package")
-    if rows < 1:
-        raise Fm2OnnxError(f"--rows {rows}: the parity gate needs at least one row")
+    require_rows(rows, "the parity gate")
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise Fm2OnnxError(f"{output}: not a directory (-o names the package directory)")
@@ -140,11 +139,7 @@ def external_files(model: ir.Model, path: Path) -> list[Path]:
     """The files the model's external tensors live in (fm2onnx writes one, ``<model>.onnx.data``)."""
     locations = {value.const_value.location for graph in model.graphs() for value in graph.initializers.values()
                  if isinstance(value.const_value, ir.ExternalTensor)}
-    files = [path.parent / location for location in sorted(locations)]
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise Fm2OnnxError(f"{path}: its external data file {missing[0]} is missing")
-    return files
+    return [path.parent / location for location in sorted(locations)]  # load_model saw them all there
 
 
 def check_names(sources: list[Source]) -> None:

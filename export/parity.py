@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from fm2onnx.errors import Fm2OnnxError
 from models import FMFamilyModel, ModelSpec
 from models.scoring import score_rows
 
@@ -23,6 +24,13 @@ TOLERANCES = {"float32": (ATOL, RTOL), "float16": (5e-3, 5e-3), "int8": (5e-2, 5
 
 def tolerance_of(table_dtype: str) -> tuple[float, float]:
     return TOLERANCES[table_dtype]
+
+
+def require_rows(rows: int, needs_them: str) -> int:
+    """``rows`` (--rows) if at least one: with none, a comparison would pass having compared nothing."""
+    if rows < 1:
+        raise Fm2OnnxError(f"--rows {rows}: {needs_them} needs at least one row")
+    return rows
 
 
 def parity_ids(spec: ModelSpec, rows: int = 512, seed: int = 0) -> np.ndarray:

@@ -18,7 +18,7 @@ import onnx_ir as ir
 
 from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
-from fm2onnx.files import refuse_overwrite
+from fm2onnx.files import check_output_file
 from models import ModelSpec
 
 from .cached_form import CachedFormOptions, make_cached
@@ -57,7 +57,8 @@ def check_targets(checkpoint: Path, targets: dict[str, Path], force: bool) -> Pa
     """The one directory the models go to; never the checkpoint itself, nothing replaced unasked."""
     if any(p.resolve() == checkpoint.resolve() for p in targets.values()):
         raise Fm2OnnxError(f"{checkpoint}: the output would overwrite the checkpoint it is exported from")
-    refuse_overwrite(*targets.values(), force=force)
+    for target in targets.values():
+        check_output_file(target, force=force)
     final_dir = next(iter(targets.values())).parent
     if any(p.parent != final_dir for p in targets.values()):
         raise Fm2OnnxError("the cached and uncached models must go to one directory")
@@ -130,7 +131,7 @@ def trace(checkpoint: Path, opset: int, parity_rows: int, report: Callable[[str]
     started = time.monotonic()
     model = export_uncached(torch_model, opset=opset)
     stamp(model, describe(spec, form="uncached", checkpoint_sha256=file_sha256(checkpoint)))
-    report(f"exported uncached graph: {len(model.graph)} nodes (opset {opset}), traced in "
+    report(f"exported uncached graph: {len(model.graph)} nodes (opset {model.opset_imports['']}), traced in "
            f"{time.monotonic() - started:.1f} s")
     return model, (want, ids)
 
@@ -168,7 +169,7 @@ def rewrite_file(model_path: str | Path, output: str | Path | None = None, *, op
         model_path.name.removesuffix(".onnx").removesuffix(".uncached") + ".cached.onnx")
     if target.resolve() == model_path.resolve():
         raise Fm2OnnxError(f"{target}: the output would overwrite the input model")
-    refuse_overwrite(target, force=force)
+    check_output_file(target, force=force)
     uncached = load_model(model_path)
     made = make_cached(uncached, options)
     result = ExportResult(rewrite=made.report, plan=made.plan, log=made.lines)

@@ -17,13 +17,14 @@ from fm2onnx.data import Preprocessor
 from fm2onnx.errors import Fm2OnnxError
 
 from .contract import INPUT_NAME
-from fm2onnx.files import refuse_overwrite
+from fm2onnx.files import check_output_file
 
 from .model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD, load_model, save_model
 from .ort import session
 from .parity import compare, outputs_in_serving_batches
 from .pipeline import ExportResult, export_checkpoint, output_paths
-from .raw_input import RawContract, attach_raw_input, preprocessor_of
+from .raw_input import MIN_OPSET as RAW_MIN_OPSET
+from .raw_input import RawContract, attach_raw_input, check_raw_opset, preprocessor_of
 from .raw_rows import Rows, graph_feeds, probe_rows, python_ids, read_rows
 from .staging import Stager, staged_directory
 
@@ -78,11 +79,14 @@ def export_raw_checkpoint(checkpoint: str | Path, output: str | Path | None = No
                           external_data_threshold: int = DEFAULT_EXTERNAL_DATA_THRESHOLD,
                           parity_rows: int = 512, parity_data: str | Path | None = None,
                           parity_data_rows: int = 10_000, parity_format: str | None = None,
-                          echo: Callable[[str], None] = lambda line: None, **export_options) -> ExportResult:
-    """``export_options`` go to ``export_checkpoint`` as they are (opset, pair_major, ...)."""
+                          opset: int = RAW_MIN_OPSET, echo: Callable[[str], None] = lambda line: None,
+                          **export_options) -> ExportResult:
+    """``export_options`` go to ``export_checkpoint`` as they are (pair_major, ...)."""
+    check_raw_opset(opset)
     checkpoint = Path(checkpoint)
     targets = raw_output_paths(checkpoint, Path(output) if output else None, form)
-    refuse_overwrite(*targets.values(), force=force)
+    for target in targets.values():
+        check_output_file(target, force=force)
     pre = preprocessor_of(load_checkpoint(checkpoint))
     row_sets = [("probe rows", probe_rows(pre, parity_rows))]
     if parity_data is not None:
@@ -97,8 +101,8 @@ def export_raw_checkpoint(checkpoint: str | Path, output: str | Path | None = No
     final_dir = next(iter(targets.values())).parent
     with staged_directory(final_dir) as scratch:
         ids = export_checkpoint(checkpoint, scratch / "ids.onnx", form=form, force=True,
-                                external_data_threshold=external_data_threshold, echo=_unless_scratch(report),
-                                **export_options)
+                                external_data_threshold=external_data_threshold, opset=opset,
+                                echo=_unless_scratch(report), **export_options)
         result.rewrite = ids.rewrite
         stage = Stager(scratch, None, None, external_data_threshold, report)
         for form_name, id_path in output_paths(checkpoint, scratch / "ids.onnx", form).items():

@@ -31,12 +31,20 @@ from fm2onnx.errors import Fm2OnnxError
 from .raw_tables import bucket_edge, day_of_week_ids, hour_of_day_ids, numeric_table
 from .contract import INPUT_NAME
 from .graph_writer import GraphWriter, tensor
+from .to_onnx import check_opset
 
 NUMERIC_INPUT = "numeric"
 CATEGORICAL_INPUT = "categorical"
 IDS_OUTPUT = INPUT_NAME  # the id graph's input becomes an output of the raw graph
 MIN_OPSET = 20  # RegexFullMatch
 ML_OPSET = 4  # LabelEncoder with double keys
+
+
+def check_raw_opset(opset: int) -> None:
+    check_opset(opset)
+    if opset < MIN_OPSET:
+        raise Fm2OnnxError(f"opset {opset} is not supported with --input raw: its RegexFullMatch needs opset "
+                           f"{MIN_OPSET} or newer")
 RAW_INPUT_VERSION = "1"  # of the raw inputs' contract; bump on any change
 
 # Python's str.strip() removes every character for which str.isspace() holds; onnxruntime's Cast from

@@ -11,6 +11,7 @@ import io
 import logging
 import warnings
 
+import onnx
 import onnx_ir as ir
 import torch
 
@@ -21,12 +22,18 @@ from .contract import INPUT_NAME, OUTPUT_NAMES
 from .serving import serving_module
 
 DEFAULT_OPSET = 18
-MIN_OPSET = 18  # torch.onnx's dynamo exporter emits opset 18 or newer
+MIN_OPSET = 18  # torch.onnx's dynamo exporter emits opset 18 or newer; the hand-built Splits need 18's num_outputs
+# torch.onnx's version converter, onnx.checker and onnxruntime know no opset newer than the installed onnx's
+# (torch.onnx silently keeps opset 18 when asked for one it cannot convert to)
+MAX_OPSET = onnx.defs.onnx_opset_version()
 
 
-def check_opset(opset: int) -> None:
-    if opset < MIN_OPSET:
-        raise Fm2OnnxError(f"opset {opset} is not supported: the exporter emits opset {MIN_OPSET} or newer")
+def check_opset(opset: int, of: str = "") -> None:
+    """Every graph export/ writes declares the opset it was asked for: the traced ops and the hand-built
+    ones (export/graph_writer.py) mean the same at each opset from MIN_OPSET to MAX_OPSET."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise Fm2OnnxError(f"{of}opset {opset} is not supported: the exporter writes opsets {MIN_OPSET} to "
+                           f"{MAX_OPSET}")
 
 
 def export_uncached(model: FMFamilyModel, *, opset: int = DEFAULT_OPSET) -> ir.Model:
@@ -44,9 +51,12 @@ def export_uncached(model: FMFamilyModel, *, opset: int = DEFAULT_OPSET) -> ir.M
     except Exception as exc:  # the exporter's errors are pages long; the CLI shows one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise Fm2OnnxError(f"torch.onnx could not export the {model.spec.kind} model at opset {opset}: {first}") from exc
-    model = program.model
-    strip_trace_metadata(model)
-    return model
+    exported = program.model
+    if exported.opset_imports.get("") != opset:
+        raise Fm2OnnxError(f"torch.onnx exported the {model.spec.kind} model at opset "
+                           f"{exported.opset_imports.get('')}, not the requested {opset}")
+    strip_trace_metadata(exported)
+    return exported
 
 
 def strip_trace_metadata(model: ir.Model) -> None:

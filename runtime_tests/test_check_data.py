@@ -42,3 +42,28 @@ def test_check_scores_real_rows(cli, tmp_path):
         assert 0.0 <= g["auc"] <= 1.0 and g["log_loss"] > 0
         assert g["auc"] == pytest.approx(g["torch_auc"], abs=1e-6)
         assert g["log_loss"] == pytest.approx(g["torch_log_loss"], rel=1e-5)
+
+
+def test_rows_of_one_class_give_a_null_auc_in_strict_json(cli, tmp_path):
+    from fm2onnx import data as fdata
+
+    rows, ones = tmp_path / "train.txt", tmp_path / "ones.txt"
+    write_criteo_rows(rows, rows=100)
+    ones.write_text("".join("1\t" + line.split("\t", 1)[1] for line in rows.read_text().splitlines(True)))
+    dataset = fdata.encode_file(rows, fdata.get_format("criteo"), tmp_path / "enc", min_count=1, progress=False)
+    pre = dataset.preprocessor
+    model = randomized_model("fm", None, fields=list(pre.field_names), vocab=list(pre.vocab_sizes), dim=3)
+    ckpt = save_checkpoint(Checkpoint.from_model(model, preprocessor=pre.to_dict()), tmp_path / "ckpt.pt")
+    assert cli("export", ckpt)[0] == 0
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+
+    code, out, err = cli("check", ckpt, tmp_path / "ckpt.onnx", "--data", ones, "--json")
+    graph = strict(out)["graphs"][0]
+    assert code == 0 and graph["auc"] is None and graph["torch_auc"] is None and graph["log_loss"] > 0, err
+    code, out, _ = cli("check", ckpt, tmp_path / "ckpt.onnx", "--data", ones)
+    assert code == 0 and "AUC n/a (one class) (torch n/a (one class))" in out
+    code, out, err = cli("evaluate", ckpt, "--data", ones, "--json", "--quiet")
+    scores = strict(out)
+    assert code == 0 and scores["auc"] is None and scores["rows"] == 100 and scores["logloss"] > 0, err

@@ -13,6 +13,7 @@ import pytest
 from export import check_graphs, export_checkpoint
 from export.ort import session
 from export.parity import ort_outputs, parity_ids
+from export.to_onnx import MAX_OPSET
 from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
 from runtime_tests.reference import reference_logits
@@ -20,6 +21,7 @@ from runtime_tests.reference import reference_logits
 from .conftest import VARIABLE_DIMS, randomized_model, write_checkpoint
 
 FMFMV = ("fmfm", (3, 5, 1, 4, 2, 5))
+UNSUPPORTED_OPSET = "opset {} is not supported: the exporter writes opsets 18 to %d" % MAX_OPSET
 
 
 @pytest.fixture
@@ -152,7 +154,7 @@ def test_flops_command(cli, exported):
 
 def test_bad_inputs_are_one_line_errors(cli, tmp_path, fmfm_ckpt):
     code, _, err = cli("export", fmfm_ckpt, "--opset", "12")
-    assert code == 2 and err.strip() == "fm2onnx: error: opset 12 is not supported: the exporter emits opset 18 or newer"
+    assert code == 2 and err.strip() == f"fm2onnx: error: {UNSUPPORTED_OPSET.format(12)}"
     code, _, err = cli("export", fmfm_ckpt, "--form", "fast")
     assert code == 2 and "unknown form 'fast'" in err
     junk = tmp_path / "junk.pt"
@@ -161,6 +163,30 @@ def test_bad_inputs_are_one_line_errors(cli, tmp_path, fmfm_ckpt):
     assert code == 2 and err.startswith(f"fm2onnx: error: {junk}") and len(err.strip().splitlines()) == 1
     code, _, err = cli("rewrite", junk, "-o", tmp_path / "x.onnx")
     assert code == 2 and "not a readable ONNX model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_every_written_graph_declares_the_requested_opset(cli, fmfm_ckpt, tmp_path):
+    target = tmp_path / "m.onnx"
+    code, out, err = cli("export", fmfm_ckpt, "-o", target, "--form", "both", "--opset", "21")
+    assert code == 0, err
+    assert "(opset 21)" in out and "parity cached" in out and "parity uncached" in out
+    code, out, err = cli("export", fmfm_ckpt, "-o", tmp_path / "r.onnx", "--context-fields", "site", "--opset", "21")
+    assert code == 0, err
+    for path in (target, tmp_path / "m.uncached.onnx", tmp_path / "r.onnx"):
+        onnx.checker.check_model(str(path), full_check=True)
+        assert {o.domain: o.version for o in onnx.load(str(path)).opset_import}[""] == 21, path
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--opset", "99"), UNSUPPORTED_OPSET.format(99)),
+    (("--opset", "99", "--context-fields", "site"), UNSUPPORTED_OPSET.format(99)),
+    (("--opset", "19", "--input", "raw"), "opset 19 is not supported with --input raw: its RegexFullMatch needs "
+                                          "opset 20 or newer"),
+])
+def test_an_unsupported_opset_is_refused_before_any_work(cli, fmfm_ckpt, tmp_path, args, message):
+    code, out, err = cli("export", fmfm_ckpt, "-o", tmp_path / "m.onnx", *args)
+    assert code == 2 and err.strip() == f"fm2onnx: error: {message}"
+    assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == ["ctr.pt"]
 
 
 def test_external_data_loads_from_any_working_directory(tmp_path, monkeypatch):
@@ -262,3 +288,41 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_behind(cli, fmfm_ckpt, tmp_p
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "No space left on device" in err and "model.onnx" in err
     assert list(out_dir.iterdir()) == []  # no scratch folder, no half-written file
+
+
+def test_an_export_path_that_cannot_take_a_file_is_refused_before_any_work(cli, fmfm_ckpt, tmp_path):
+    folder, plain = tmp_path / "adir", tmp_path / "plain.txt"
+    folder.mkdir()
+    plain.write_text("a user's file")
+    for output, message in ((folder, f"{folder}: is a directory, not a file"),
+                            (plain / "m.onnx", f"{plain / 'm.onnx'}: cannot be written: {plain} is not a directory")):
+        code, out, err = cli("export", fmfm_ckpt, "-o", output, "--force")
+        assert (code, out, err) == (2, "", f"fm2onnx: error: {message}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "ctr.pt", "plain.txt"]
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("rows", ["-5", "0"])
+def test_check_refuses_rows_below_one(cli, exported, rows):
+    ckpt, cached, *_ = exported(FMFMV)
+    code, out, err = cli("check", ckpt, cached, "--rows", rows)
+    assert (code, out, err) == (2, "", f"fm2onnx: error: --rows {rows}: a parity check needs at least one row\n")
+
+
+def test_a_missing_or_truncated_sidecar_is_one_line_naming_it(cli, tmp_path):
+    model = randomized_model(*FMFMV, seed=3, vocab=[100, 200, 50, 300, 80, 120])  # tables past 1 KB
+    ckpt = write_checkpoint(model, tmp_path / "ctr.pt")
+    export_checkpoint(ckpt, tmp_path / "big" / "model.onnx", external_data_threshold=64)
+    moved = tmp_path / "moved" / "model.onnx"
+    moved.parent.mkdir()
+    shutil.copy(tmp_path / "big" / "model.onnx", moved)
+    sidecar = tmp_path / "moved" / "model.onnx.data"
+    for args in (("check", ckpt, moved), ("check", moved, "--golden", tmp_path / "g.npz", "--write")):
+        code, _, err = cli(*args)
+        assert (code, err) == (2, f"fm2onnx: error: {moved}: its external data file {sidecar} is missing\n")
+    sidecar.write_bytes((tmp_path / "big" / "model.onnx.data").read_bytes()[:100])
+    code, _, err = cli("check", ckpt, moved)
+    assert code == 2 and err.startswith(f"fm2onnx: error: {moved}: its external data file {sidecar} is "
+                                        "truncated: 100 bytes, but tensor ") and len(err.splitlines()) == 1
+    with pytest.raises(Fm2OnnxError, match="is truncated: 100 bytes"):
+        session(moved)

@@ -4,7 +4,9 @@ compact int8, uncached and raw-input files; one-line errors for files that are n
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 
 import numpy as np
@@ -131,3 +133,45 @@ def test_files_that_are_not_the_models_golden_file(cli, exported, tmp_path):
                           ((cached, "--golden", golden, "--rows", "5"), "go with --golden FILE --write")]:
         code, _, err = cli("check", *args)
         assert code == 2 and message in err, (args, err)
+
+
+def test_a_golden_path_is_checked_first_and_a_missing_folder_is_made(cli, exported, tmp_path):
+    _, cached, _, _ = exported(FMFMV)
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    code, out, err = cli("check", cached, "--golden", folder, "--write", "--force", "--rows", "10")
+    assert (code, out, err) == (2, "", f"fm2onnx: error: {folder}: is a directory, not a file\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["adir"] and list(folder.iterdir()) == []
+    golden = tmp_path / "new" / "golden.npz"
+    code, _, err = cli("check", cached, "--golden", golden, "--write", "--rows", "10")
+    assert code == 0, err
+    assert [p.name for p in golden.parent.iterdir()] == ["golden.npz"]
+
+
+def test_a_golden_file_on_a_full_disk_is_named_and_leaves_nothing(cli, exported, tmp_path, monkeypatch):
+    def full_disk(f, **arrays):
+        f.write(b"PK half a file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez_compressed", full_disk)
+    _, cached, _, _ = exported(FMFMV)
+    golden = tmp_path / "new" / "golden.npz"
+    code, _, err = cli("check", cached, "--golden", golden, "--write", "--rows", "10")
+    assert (code, err) == (2, f"fm2onnx: error: {golden}: cannot write: No space left on device (nothing "
+                              "half-written is left)\n")
+    assert list(tmp_path.iterdir()) == []  # no temporary file, nor the folder made for it
+
+
+def test_a_feed_resaved_with_another_dtype_or_rank_is_one_line(cli, exported, tmp_path):
+    _, cached, _, _ = exported(FMFMV)
+    golden = tmp_path / "golden.npz"
+    write_golden(cached, golden, rows=20)
+    arrays = dict(np.load(golden))
+    ids = arrays["feed.feature_ids"]
+    for name, feed, message in [("float.npz", ids.astype(np.float32), "feed.feature_ids is float32, the model's "
+                                                                       "input feature_ids takes int64"),
+                                ("rank.npz", ids[:, :, None], "feed.feature_ids is [batch, 6, 1], the model's "
+                                                              "input feature_ids takes [batch, 6]")]:
+        np.savez(tmp_path / name, **arrays | {"feed.feature_ids": feed})
+        code, _, err = cli("check", cached, "--golden", tmp_path / name)
+        assert (code, err) == (2, f"fm2onnx: error: {tmp_path / name}: {message}\n")

@@ -16,6 +16,7 @@ import onnx_ir as ir
 from fm2onnx.errors import Fm2OnnxError
 
 from ..fields_layout import FieldsLayoutConfig
+from ..to_onnx import check_opset
 from .common import Cleanup, InferShapes, RulePass, SetMetadata
 from .fields_layout import FieldsLayoutPass
 from .gemm_form import GemmFormPass
@@ -46,6 +47,7 @@ def rewrite(model: ir.Model, passes: list[ReportedPass | ReplacingPass]) -> tupl
     form = model.metadata_props.get("form")
     if form != "uncached":
         raise Fm2OnnxError(f"expected an uncached fm2onnx model (metadata form=uncached), got form={form!r}")
+    check_opset(model.opset_imports.get("", 0), of="the uncached graph's ")  # the rewritten graph keeps it
     before = GraphSummary.of(model)
     work = model.clone() if isinstance(passes[0], ReportedPass) else model  # in-place passes get a copy
     rewritten, outcomes = run_passes(work, passes)

@@ -58,6 +58,7 @@ class ReplacingPass(ir.passes.FunctionalPass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         built, summary = self.apply(model)
+        built.opset_imports[""] = model.opset_imports[""]  # the opset it was exported at (to_onnx.check_opset)
         self.outcome = PassOutcome(self.name, 1, summary)
         return ir.passes.PassResult(built, modified=True)
 

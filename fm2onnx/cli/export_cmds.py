@@ -50,7 +50,8 @@ def export(
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
     external_data_threshold: int = typer.Option(DEFAULT_THRESHOLD, help="Tensor bytes past which the weights "
                                                 "go to one sidecar <model>.onnx.data (protobuf stops at 2 GB)."),
-    opset: int = typer.Option(18, help="ONNX opset of the exported graph."),
+    opset: Optional[int] = typer.Option(None, help="ONNX opset of the exported graphs. Default: the lowest "
+                                        "they can have (higher with --input raw)."),
     pair_major: bool = typer.Option(False, "--pair-major", help=PAIR_MAJOR_HELP),
     input: str = typer.Option("ids", "--input", help="ids: the graph takes field ids | raw: it takes the original "
                               "columns and applies the checkpoint's preprocessing itself (default name "
@@ -72,6 +73,7 @@ def export(
     from export.pipeline import export_checkpoint
     from export.raw_export import raw_exporter
 
+    chosen_opset = {} if opset is None else {"opset": opset}  # each kind of graph has its own default
     if context_fields is not None or item_fields is not None:
         defaults = {"--form": (form, "cached"), "--input": (input, "ids"), "--layout": (layout, None),
                     "--batched": (batched, None),
@@ -84,12 +86,12 @@ def export(
 
         export_request(checkpoint, output, context=names(context_fields), items=names(item_fields),
                        table_dtype=table_dtype, cache_budget=cache_budget, force=force,
-                       external_data_threshold=external_data_threshold, opset=opset, echo=typer.echo)
+                       external_data_threshold=external_data_threshold, echo=typer.echo, **chosen_opset)
         return
     cached = CachedFormOptions.of_cli(layout, pair_major, cache_budget or "unlimited", table_dtype, batched)
     export_graphs = raw_exporter(input, parity_data, parity_format) or export_checkpoint
     export_graphs(checkpoint, output, form=form, force=force, external_data_threshold=external_data_threshold,
-                  opset=opset, pair_major=pair_major, cached=cached, serve_batch=serve_batch, echo=typer.echo)
+                  pair_major=pair_major, cached=cached, serve_batch=serve_batch, echo=typer.echo, **chosen_opset)
 
 
 @app.command()
@@ -158,8 +160,10 @@ def check(
     if len(paths) < 2:
         raise Fm2OnnxError(f"check takes CHECKPOINT MODELS... (or MODEL --golden FILE); got only {paths[0]}")
     from export.check import as_json as to_json, as_table, check_graphs
+    from export.parity import require_rows
 
-    ckpt, models, rows = paths[0], paths[1:], 4096 if rows is None else rows
+    ckpt, models = paths[0], paths[1:]
+    rows = require_rows(4096 if rows is None else rows, "a parity check")  # before --data is encoded
     ids = labels = None
     if data is not None:
         from export.data_rows import encoded_rows
@@ -195,7 +199,12 @@ def _check_golden(paths: List[Path], golden: Path, *, write: bool, force: bool, 
         raise Fm2OnnxError("--data, --format, --checkpoint, --rows and --force go with --golden FILE --write; "
                            "a check re-runs the rows recorded in the golden file")
     result = gold.check_golden(paths[0], golden, tolerance=tolerance)
-    typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.describe())
+    if as_json:
+        from fm2onnx.data.metrics import metrics_json
+
+        typer.echo(metrics_json(result.to_dict(), indent=2))  # an output that became NaN: null
+    else:
+        typer.echo(result.describe())
     if not result.ok:
         raise typer.Exit(1)
 
