@@ -1,6 +1,8 @@
 """The foundation commands end to end on generated data, and their one-line errors."""
 
+import errno
 import json
+import os
 
 import pytest
 import torch
@@ -74,3 +76,77 @@ def test_malformed_row_names_file_and_line(cli, criteo_file, tmp_path):
     bad.write_text("\n".join(lines) + "\n")
     code, _, err = cli("train", "--data", bad, "-o", tmp_path / "x.pt", "--quiet", "--cache-dir", tmp_path / "c")
     assert code == 2 and f"{bad}:42:" in err and err.count("\n") == 1
+
+
+def test_train_to_a_directory_is_refused_before_any_work(cli, tmp_path):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    code, out, err = cli("train", "--data", tmp_path / "not-read.txt", "-o", folder, "--force", "--quiet")
+    assert (code, out, err) == (2, "", f"fm2onnx: error: {folder}: is a directory, not a file\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["adir"] and list(folder.iterdir()) == []
+
+
+def test_demo_into_a_file_is_refused_before_any_work(cli, tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("keep")
+    code, out, err = cli("demo", "--out", plain, "--rows", "1000")
+    assert (code, out, err) == (2, "", f"fm2onnx: error: {plain}: is a file, not a directory (--out names a "
+                                       "folder to write into)\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["plain.txt"] and plain.read_text() == "keep"
+
+
+@pytest.mark.parametrize("rows", [10, -1])
+def test_demo_with_too_few_rows_is_refused_before_any_work(cli, tmp_path, rows):
+    from fm2onnx.data.splits import rows_filling_every_split
+
+    out = tmp_path / "dm"
+    code, stdout, err = cli("demo", "--out", out, "--rows", rows, "--epochs", "1")
+    minimum = rows_filling_every_split(0)
+    assert (code, stdout, err) == (2, "", f"fm2onnx: error: --rows {rows}: the demo needs at least {minimum:,} rows "
+                                          "with --seed 0 (fewer leave its train, valid or test split empty)\n")
+    assert not out.exists()
+
+
+def test_a_failing_demo_leaves_no_empty_folder_and_keeps_finished_files(cli, tmp_path, monkeypatch):
+    import fm2onnx.cli.train_cmds as train_cmds
+    from fm2onnx.errors import Fm2OnnxError
+
+    def half_done(out, *args):
+        raise Fm2OnnxError("the training split is empty")
+
+    monkeypatch.setattr(train_cmds, "run_demo", half_done)
+    out = tmp_path / "dm"
+    code, _, err = cli("demo", "--out", out)
+    assert (code, err) == (2, "fm2onnx: error: the training split is empty\n") and not out.exists()
+
+    def failing_after_a_finished_step(out, *args):
+        (out / "ckpt.pt").write_text("a finished step's file")
+        raise Fm2OnnxError("torch.onnx could not export")
+
+    monkeypatch.setattr(train_cmds, "run_demo", failing_after_a_finished_step)
+    code, _, _ = cli("demo", "--out", out)
+    assert code == 2 and [p.name for p in out.iterdir()] == ["ckpt.pt"]  # what was finished is kept
+
+
+def test_synth_write_failures_name_the_output_and_leave_nothing(cli, tmp_path, monkeypatch):
+    import fm2onnx.data.synth.sinks as sinks
+    import fm2onnx.files
+
+    def read_only(*args, dir=None, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.path.join(dir, "probe"))
+
+    def full_disk(self, *args):
+        self._file.write(b"half a row")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    out = tmp_path / "new" / "s.txt"
+    with monkeypatch.context() as patch:
+        patch.setattr(fm2onnx.files.tempfile, "mkstemp", read_only)
+        code, out_text, err = cli("synth", "--rows", "10", "-o", out, "--quiet")
+    assert (code, out_text, err) == (2, "", f"fm2onnx: error: {out}: cannot write: Read-only file system "
+                                            "(checked before any work was done)\n")
+    monkeypatch.setattr(sinks.TextSink, "write", full_disk)
+    code, _, err = cli("synth", "--rows", "10", "-o", out, "--quiet")
+    assert (code, err) == (2, f"fm2onnx: error: {out}: cannot write: No space left on device (nothing "
+                              "half-written is left)\n")
+    assert list(tmp_path.iterdir()) == []

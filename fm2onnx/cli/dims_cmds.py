@@ -12,7 +12,7 @@ from rich.table import Table
 
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError
-from fm2onnx.files import refuse_overwrite, removed_unless_complete
+from fm2onnx.files import check_output_file, removed_unless_complete
 
 from .app import app
 from .train_cmds import (CACHE_HELP, DATA_HELP, DEFAULT_EPOCHS, DEFAULT_L2, DEFAULT_LR, DEFAULT_PATIENCE, THREADS_HELP,
@@ -134,7 +134,7 @@ def dims(
     """Per-field embedding dims by PCA of the trained tables (the paper's 2-pass method, Table 3)."""
     from fm2onnx.compression import require_field_matrices, select_dims, write_dims_csv
 
-    refuse_overwrite(output, force=force)
+    check_output_file(output, force=force)
     ckpt = load_checkpoint(checkpoint)
     require_field_matrices(ckpt.spec, str(checkpoint))
     counts = feature_counts_for(ckpt, weighting, data, format, schema, cache_dir, skip_bad_rows, quiet)
@@ -178,7 +178,7 @@ def compress(
     from fm2onnx.compression import compress_model, require_field_matrices, select_dims
     from fm2onnx.dims_file import read_dims
 
-    refuse_overwrite(output, force=force)
+    check_output_file(output, force=force)
     check_compress_options(variance, dims_file, finetune_epochs, data, valid, test)
     ckpt = load_checkpoint(checkpoint)
     require_field_matrices(ckpt.spec, str(checkpoint))
@@ -347,8 +347,9 @@ def report(
     quiet: bool = typer.Option(False),
 ):
     """Heatmaps of cross-field dims (Figure 7) and field-pair mutual information (Figure 6) in one offline page."""
-    from fm2onnx.report import build_report, choose_dims, prepare_out_dir
+    from fm2onnx.report import build_report, check_max_rows, choose_dims, prepare_out_dir
 
+    check_max_rows(max_rows)
     ckpt = load_checkpoint(checkpoint)
     chosen = choose_dims(ckpt, variance)
     with removed_unless_complete(output):  # an interrupted report leaves no half-filled folder

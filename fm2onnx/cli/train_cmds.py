@@ -12,9 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fm2onnx.checkpoint import Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError, WriteError
-from fm2onnx.files import check_writable, refuse_overwrite
+from fm2onnx.files import (check_output_file, check_output_folder, missing_folders, remove_if_empty,
+                           remove_stale_temporaries)
 from models import MODEL_KINDS, ModelSpec
 from models.memory import DEFAULT_MEMORY_BUDGET, format_size, parse_memory_budget
 
@@ -74,11 +75,13 @@ def open_dataset(data: Path, fmt_name: str, schema: Optional[Path], *, min_count
 
 
 def metrics_table(title: str, metrics: dict) -> Table:
+    from fm2onnx.data.metrics import auc_text
+
     table = Table(title=title)
     for column in ("split", "rows", "AUC", "log loss"):
         table.add_column(column, justify="right" if column != "split" else "left")
     for split, m in metrics.items():
-        table.add_row(split, f"{m['rows']:,}", f"{m['auc']:.4f}", f"{m['logloss']:.4f}")
+        table.add_row(split, f"{m['rows']:,}", auc_text(m["auc"]), f"{m['logloss']:.4f}")
     return table
 
 
@@ -184,8 +187,7 @@ def start_or_resume(resume_file, output: Path, log: Path, *, resume: bool, force
 
     An interrupted run's epoch log is part of its resumable state, so it never blocks ``--resume``; a
     fresh start over an interrupted run needs --force, so finished epochs are never dropped unasked."""
-    refuse_overwrite(output, force=force)
-    check_writable(output)
+    check_output_file(output, force=force)
     for path in (output, resume_file.path):
         remove_stale_temporaries(path)
     if resume:
@@ -193,7 +195,7 @@ def start_or_resume(resume_file, output: Path, log: Path, *, resume: bool, force
     if resume_file.path.exists() and not force:
         raise Fm2OnnxError(f"{resume_file.path}: holds the finished epochs of an interrupted run of {output}: "
                            "pass --resume to continue it, or --force to start over")
-    refuse_overwrite(log, force=force)
+    check_output_file(log, force=force)
     resume_file.remove()
     return None
 
@@ -267,7 +269,9 @@ def evaluate(
                          progress=not quiet) as (ckpt, dataset):
         metrics = {"data": evaluate_rows(ckpt.model(), dataset.ids, dataset.labels, dataset.indices("all"), budget)}
     if as_json:
-        typer.echo(json.dumps(metrics["data"]))
+        from fm2onnx.data.metrics import metrics_json
+
+        typer.echo(metrics_json(metrics["data"]))  # strict JSON: the AUC of rows of one class is null
     else:
         console.print(metrics_table(f"{ckpt.spec.kind} on {data}", metrics))
 
@@ -280,7 +284,10 @@ def info(checkpoint: Path = typer.Argument(..., help="ckpt.pt"), as_json: bool =
     params = sum(t.numel() for t in ckpt.state_dict.values())
     metrics = ckpt.training.get("metrics", {})
     if as_json:
-        typer.echo(json.dumps({"model": spec.to_dict(), "parameters": params, "metrics": metrics}))
+        from fm2onnx.data.metrics import metrics_json
+
+        # strict JSON: the AUC of a split of one class (a --test file, say) is null
+        typer.echo(metrics_json({"model": spec.to_dict(), "parameters": params, "metrics": metrics}))
         return
     console.print(f"[bold]{spec.kind}[/bold]  linear: {spec.linear}  fields: {spec.num_fields}  "
                   f"features: {sum(spec.vocab_sizes):,}  parameters: {params:,}")
@@ -303,14 +310,30 @@ def demo(
     force: bool = typer.Option(False, help="Reuse a non-empty OUT directory."),
 ):
     """The Quick start: synthetic Criteo-shaped data -> FmFM -> ckpt.pt -> cached ONNX model, parity-checked."""
+    from fm2onnx.data.splits import rows_filling_every_split
+
+    minimum = rows_filling_every_split(seed)  # the demo's data is split by the default rule
+    if rows < minimum:
+        raise Fm2OnnxError(f"--rows {rows}: the demo needs at least {minimum:,} rows with --seed {seed} "
+                           "(fewer leave its train, valid or test split empty)")
+    check_output_folder(out, "--out")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise Fm2OnnxError(f"{out}: exists and is not empty (pass --force to reuse it)")
+    made = missing_folders(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        run_demo(out, rows, epochs, seed)
+    except BaseException:
+        remove_if_empty(made)  # the steps' finished files (data, checkpoint, graphs) are kept
+        raise
+
+
+def run_demo(out: Path, rows: int, epochs: int, seed: int) -> None:
     from export import check_graphs, export_checkpoint
     from fm2onnx import data as fdata
     from fm2onnx.train import TrainConfig, config_dict
     from fm2onnx.train import train as run_training
 
-    if out.exists() and any(out.iterdir()) and not force:
-        raise Fm2OnnxError(f"{out}: exists and is not empty (pass --force to reuse it)")
-    out.mkdir(parents=True, exist_ok=True)
     data_path = out / "criteo_synth.txt"
     console.print(f"[bold]1/4[/bold] generating {rows:,} synthetic Criteo-format rows -> {data_path}")
     planted_path = out / "planted.npz"
