@@ -126,6 +126,9 @@ class FieldRoles:
 
 
 def indices_of(spec: ModelSpec, names: list[str], option: str) -> tuple[int, ...]:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise Fm2OnnxError(f"{option}: {', '.join(map(repr, repeated))} named more than once")
     unknown = [name for name in names if name not in spec.field_names]
     if unknown:
         raise Fm2OnnxError(f"{option}: no field {', '.join(map(repr, unknown))}; the model's fields are "

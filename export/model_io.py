@@ -41,6 +41,8 @@ def load_model(path: str | Path) -> ir.Model:
     except Exception as exc:  # protobuf's DecodeError and friends
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise Fm2OnnxError(f"{path}: not a readable ONNX model ({first})") from None
+    if not model.graph.outputs:  # an empty file parses as an empty model
+        raise Fm2OnnxError(f"{path}: not an ONNX model (no graph outputs)")
     fault = external_data_fault(model, path)
     if fault:
         raise Fm2OnnxError(f"{path}: {fault}")

@@ -33,6 +33,14 @@ def require_rows(rows: int, needs_them: str) -> int:
     return rows
 
 
+def require_tolerance(tolerance: float | None) -> float | None:
+    """``tolerance`` (--tolerance) if a finite number >= 0 (None: the table dtype's): a negative or NaN one
+    would fail every row, an infinite one pass every row."""
+    if tolerance is not None and not 0 <= tolerance < float("inf"):
+        raise Fm2OnnxError(f"--tolerance {tolerance}: must be a finite number >= 0 (|Δlogit| <= tol + tol·|logit|)")
+    return tolerance
+
+
 def parity_ids(spec: ModelSpec, rows: int = 512, seed: int = 0) -> np.ndarray:
     """Random ids [rows, n]: mostly in range, ~5% each the unknown row 0, negative, past the vocabulary."""
     rng = np.random.default_rng(seed)

@@ -229,3 +229,10 @@ def test_a_plot_on_a_full_disk_is_named_and_leaves_nothing(cli, tiny_ckpt, tmp_p
     assert (code, err) == (2, f"fm2onnx: error: {plot}: cannot write: No space left on device (nothing "
                               "half-written is left)\n")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, message", [((), "give a checkpoint or --shape"),
+                                           (("ckpt.pt", "--shape", "criteo"), "give a checkpoint or --shape, not both")])
+def test_plan_says_which_model_it_needs(cli, args, message):
+    code, _, err = cli("plan", *args)
+    assert code == 2 and err.strip() == f"fm2onnx: error: {message}"

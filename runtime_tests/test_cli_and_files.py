@@ -163,6 +163,16 @@ def test_bad_inputs_are_one_line_errors(cli, tmp_path, fmfm_ckpt):
     assert code == 2 and err.startswith(f"fm2onnx: error: {junk}") and len(err.strip().splitlines()) == 1
     code, _, err = cli("rewrite", junk, "-o", tmp_path / "x.onnx")
     assert code == 2 and "not a readable ONNX model" in err and len(err.strip().splitlines()) == 1
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")  # parses as a model with no graph
+    code, _, err = cli("flops", empty)
+    assert code == 2 and err.strip() == f"fm2onnx: error: {empty}: not an ONNX model (no graph outputs)"
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_check_refuses_a_tolerance_that_decides_nothing(cli, fmfm_ckpt, tmp_path, value):
+    code, _, err = cli("check", fmfm_ckpt, tmp_path / "never-read.onnx", "--tolerance", value)
+    assert code == 2 and err.strip().startswith(f"fm2onnx: error: --tolerance {float(value)}: must be a finite")
 
 
 def test_every_written_graph_declares_the_requested_opset(cli, fmfm_ckpt, tmp_path):

@@ -133,6 +133,7 @@ def test_export_records_roles_in_field_order_and_refuses_what_does_not_apply(cli
     assert json.loads(props["field_roles"]) == ["context", "item", "context", "context", "context", "item"]
     refusals = {("--context-fields", "site,nope"): "--context-fields: no field 'nope'",
                 ("--context-fields", "site", "--item-fields", "site"): "named both context and item",
+                ("--context-fields", "site,site"): "--context-fields: 'site' named more than once",
                 ("--context-fields", "site", "--item-fields", "app"): "are neither context nor item",
                 ("--item-fields", ",".join(FIELDS)): "at least one context field and one item field",
                 ("--context-fields", "site", "--batched", "gemm"): "--batched: not an option of request",

@@ -267,7 +267,7 @@ def plan_spec(checkpoint: Optional[Path], shape: Optional[str], dims: str):
     from fm2onnx.checkpoint import load_checkpoint
 
     if (checkpoint is None) == (shape is None):
-        raise Fm2OnnxError("give a checkpoint or --shape, not both")
+        raise Fm2OnnxError("give a checkpoint or --shape, not both" if checkpoint else "give a checkpoint or --shape")
     return load_checkpoint(checkpoint).spec if checkpoint is not None else shape_spec(shape, dims)
 
 

@@ -152,6 +152,9 @@ def check(
 ) -> None:
     """Compare the torch model with each graph on onnxruntime; exit 1 if any exceeds the tolerance.
     With --golden: compare MODEL with the outputs it gave when the golden file was written."""
+    from export.parity import require_tolerance
+
+    tolerance = require_tolerance(tolerance)
     if golden is not None:
         return _check_golden(paths, golden, write=write, force=force, checkpoint=checkpoint, data=data,
                              fmt=format, rows=rows, tolerance=tolerance, seed=seed, as_json=as_json)
