@@ -150,3 +150,15 @@ def test_synth_write_failures_name_the_output_and_leave_nothing(cli, tmp_path, m
     assert (code, err) == (2, f"fm2onnx: error: {out}: cannot write: No space left on device (nothing "
                               "half-written is left)\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line(monkeypatch, capsys):
+    import fm2onnx.cli as cli_package
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_package.importlib, "import_module", interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        cli_package.main()
+    assert exit_.value.code == 130 and capsys.readouterr().err == "fm2onnx: interrupted\n"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
-from .app import app, run
+from .app import app, run, say
 
 COMMAND_MODULES = ("data_cmds", "train_cmds", "export_cmds", "dims_cmds", "bench_cmds", "import_cmds",
                    "package_cmds")
@@ -17,7 +18,11 @@ def register_commands() -> None:
 
 
 def main() -> None:
-    register_commands()
+    try:
+        register_commands()
+    except KeyboardInterrupt:  # Ctrl-C in the seconds the command modules take to import, before run() holds signals
+        say("interrupted")
+        sys.exit(130)
     run()
 
 
