@@ -37,7 +37,7 @@ from fm2onnx.files import check_output_file, written_atomically
 
 from .contract import CONTEXT_INPUT, INPUT_NAME, FieldRoles, spec_of
 from .ort import session
-from .parity import ATOL, parity_ids, require_rows, serving_batches
+from .parity import ATOL, parity_ids, require_rows, require_tolerance, serving_batches
 from .raw_input import CATEGORICAL_INPUT, RawContract
 from .raw_rows import HOUR_EDGE_CASES, _numeric_pool, _random_hour, graph_feeds
 from .raw_tables import bucket_edge
@@ -284,8 +284,7 @@ def write_golden(model: str | Path, golden: str | Path, *, rows: int = DEFAULT_R
     if checkpoint is not None and data is None:
         raise Fm2OnnxError(f"{checkpoint}: --checkpoint encodes --data rows; without --data it has no use")
     require_rows(rows, "a golden file")
-    if tolerance is not None and not tolerance >= 0:
-        raise Fm2OnnxError(f"--tolerance {tolerance}: must be 0 or more")
+    require_tolerance(tolerance)
     check_output_file(golden, force=force)
     sess, props = open_model(model)
     parts = [random_feeds(model, props, rows, seed)]

@@ -39,18 +39,19 @@ IDS_OUTPUT = INPUT_NAME  # the id graph's input becomes an output of the raw gra
 MIN_OPSET = 20  # RegexFullMatch
 ML_OPSET = 4  # LabelEncoder with double keys
 
-
-def check_raw_opset(opset: int) -> None:
-    check_opset(opset)
-    if opset < MIN_OPSET:
-        raise Fm2OnnxError(f"opset {opset} is not supported with --input raw: its RegexFullMatch needs opset "
-                           f"{MIN_OPSET} or newer")
 RAW_INPUT_VERSION = "1"  # of the raw inputs' contract; bump on any change
 
 # Python's str.strip() removes every character for which str.isspace() holds; onnxruntime's Cast from
 # string (std::stoll) skips only the C locale's six. An hour value may carry the former at its end,
 # the latter in front: anything else in front reads as unknown (see README).
 _C_SPACE = r"[\x{9}-\x{d}\x{20}]"
+
+
+def check_raw_opset(opset: int) -> None:
+    check_opset(opset)
+    if opset < MIN_OPSET:
+        raise Fm2OnnxError(f"opset {opset} is not supported with --input raw: its RegexFullMatch needs opset "
+                           f"{MIN_OPSET} or newer")
 
 
 @functools.cache
