@@ -88,8 +88,13 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
         result.log.append(line)
         echo(line)
 
-    uncached, stager_inputs = trace(checkpoint, opset, parity_rows, report)
-    options = options.for_kind(uncached.metadata_props["model_kind"])
+    checked = {}
+
+    def check_options(spec: ModelSpec) -> None:
+        checked["options"] = options.for_kind(spec.kind)
+
+    uncached, stager_inputs = trace(checkpoint, opset, parity_rows, report, check_options)
+    options = checked["options"]
     with staged_directory(final_dir) as scratch:
         stage = Stager(scratch, *stager_inputs, external_data_threshold, report)
         if "uncached" in targets or serve_batch:
@@ -113,15 +118,16 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
 
 
 def trace(checkpoint: Path, opset: int, parity_rows: int, report: Callable[[str], None],
+          check: Callable[[ModelSpec], None],
           arrange: Callable[[ModelSpec, np.ndarray], np.ndarray] | None = None):
     """The checkpoint's model traced to the uncached graph, with torch's logits on the parity ids
     (``arrange``-d first: a request graph's ids come in requests); the torch model is gone before
-    onnxruntime loads the tables again."""
+    onnxruntime loads the tables again. ``check`` sees the checkpoint's spec before any slow work, so
+    options that do not fit the model fail at once."""
     ckpt = load_checkpoint(checkpoint)
     spec = ckpt.spec
     report(f"loaded {checkpoint}: {spec.kind}, {spec.num_fields} fields, {sum(spec.vocab_sizes):,} features")
-    if arrange is not None:
-        arrange(spec, np.zeros((0, spec.num_fields), np.int64))  # options checked before any slow work
+    check(spec)
     torch_model = ckpt.model()
     ckpt.state_dict.clear()  # the model holds its own copy; at Criteo scale one copy is gigabytes
     ids = parity_ids(spec, parity_rows)

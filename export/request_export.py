@@ -49,14 +49,14 @@ def export_request(checkpoint: str | Path, output: str | Path | None = None, *, 
         result.log.append(line)
         echo(line)
 
-    def arrange(spec, ids):
+    def check(spec):
         found["roles"] = FieldRoles.of_names(spec, context, items)
         if spec.kind == "ffm" and (table_dtype != "float32" or cache_budget is not None):
             raise Fm2OnnxError("an FFM request graph keeps float32 embedding tables and caches nothing; "
                                "drop --table-dtype and --cache-budget")
-        return as_requests(ids, found["roles"])
 
-    uncached, (want, ids) = trace(checkpoint, opset, parity_rows, report, arrange)
+    uncached, (want, ids) = trace(checkpoint, opset, parity_rows, report, check,
+                                  arrange=lambda spec, ids: as_requests(ids, found["roles"]))
     roles = found["roles"]
     made, result.rewrite = rewrite(uncached, [RequestGraphPass(roles, table_dtype, cache_budget)])
     for line in result.rewrite.lines():

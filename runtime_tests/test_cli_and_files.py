@@ -66,6 +66,15 @@ def test_batched_gemm_export_runs_batches_on_the_gemm_form(cli, fmfm_ckpt, tmp_p
     assert code == 2 and "unknown batched form 'dense'" in err
 
 
+@pytest.mark.parametrize("options", [("--table-dtype", "float16"), ("--cache-budget", "1MB"),
+                                     ("--layout", "rows"), ("--batched", "dense")])
+def test_options_that_do_not_fit_the_model_are_refused_before_the_trace(cli, tmp_path, options):
+    ckpt = write_checkpoint(randomized_model("fm", seed=3), tmp_path / "fm.pt")
+    code, out, err = cli("export", ckpt, *options)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "loaded" in out and "tracing" not in out and not ckpt.with_suffix(".onnx").exists()
+
+
 @pytest.mark.parametrize("batch, hybrids", [(1, False), (16, True)])
 def test_serve_batch_times_every_candidate_and_writes_the_fastest(cli, fmfm_ckpt, tmp_path, batch, hybrids):
     """Batches also time each plan's hybrid (one request never runs the GEMM branch); the written model is
