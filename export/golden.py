@@ -285,7 +285,7 @@ def write_golden(model: str | Path, golden: str | Path, *, rows: int = DEFAULT_R
         raise Fm2OnnxError(f"{checkpoint}: --checkpoint encodes --data rows; without --data it has no use")
     require_rows(rows, "a golden file")
     require_tolerance(tolerance)
-    check_output_file(golden, force=force)
+    check_output_file(golden, force=force, inputs=[model, data, checkpoint])
     sess, props = open_model(model)
     parts = [random_feeds(model, props, rows, seed)]
     if data is not None:

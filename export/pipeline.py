@@ -55,10 +55,8 @@ def output_paths(checkpoint: Path, output: Path | None, form: str) -> dict[str, 
 
 def check_targets(checkpoint: Path, targets: dict[str, Path], force: bool) -> Path:
     """The one directory the models go to; never the checkpoint itself, nothing replaced unasked."""
-    if any(p.resolve() == checkpoint.resolve() for p in targets.values()):
-        raise Fm2OnnxError(f"{checkpoint}: the output would overwrite the checkpoint it is exported from")
     for target in targets.values():
-        check_output_file(target, force=force)
+        check_output_file(target, force=force, inputs=[checkpoint])
     final_dir = next(iter(targets.values())).parent
     if any(p.parent != final_dir for p in targets.values()):
         raise Fm2OnnxError("the cached and uncached models must go to one directory")
@@ -173,9 +171,7 @@ def rewrite_file(model_path: str | Path, output: str | Path | None = None, *, op
     model_path = Path(model_path)
     target = Path(output) if output else model_path.with_name(
         model_path.name.removesuffix(".onnx").removesuffix(".uncached") + ".cached.onnx")
-    if target.resolve() == model_path.resolve():
-        raise Fm2OnnxError(f"{target}: the output would overwrite the input model")
-    check_output_file(target, force=force)
+    check_output_file(target, force=force, inputs=[model_path])
     uncached = load_model(model_path)
     made = make_cached(uncached, options)
     result = ExportResult(rewrite=made.report, plan=made.plan, log=made.lines)

@@ -86,7 +86,7 @@ def export_raw_checkpoint(checkpoint: str | Path, output: str | Path | None = No
     checkpoint = Path(checkpoint)
     targets = raw_output_paths(checkpoint, Path(output) if output else None, form)
     for target in targets.values():
-        check_output_file(target, force=force)
+        check_output_file(target, force=force, inputs=[checkpoint, parity_data])
     pre = preprocessor_of(load_checkpoint(checkpoint))
     row_sets = [("probe rows", probe_rows(pre, parity_rows))]
     if parity_data is not None:

@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import Fm2OnnxError, WriteError
 
@@ -24,17 +24,27 @@ def refuse_overwrite(*paths: str | Path | None, force: bool) -> None:
             raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
 
 
-def check_output_file(path: str | Path | None, *, force: bool) -> None:
+def check_output_file(path: str | Path | None, *, force: bool, inputs: Iterable[str | Path | None] = ()) -> None:
     """Before any work, one line naming ``path`` unless it can take the file a command writes there: not a
-    directory, not an existing file unless ``force``, and in a folder that takes new files (a missing
-    folder is made by the write, so the nearest existing one is tried)."""
+    directory, not one of the command's ``inputs`` (even with ``force``: it is read while the output is
+    made), not an existing file unless ``force``, and in a folder that takes new files (a missing folder is
+    made by the write, so the nearest existing one is tried)."""
     if path is None:
         return
     path = Path(path)
     if path.is_dir():
         raise Fm2OnnxError(f"{path}: is a directory, not a file")
+    if any(source is not None and _same_file(path, Path(source)) for source in inputs):
+        raise Fm2OnnxError(f"{path}: is also this command's input; write the output to another file")
     refuse_overwrite(path, force=force)
     _probe_folder(path.parent, named=path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: by identity when both exist (links, other spellings), else by path."""
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 def check_output_folder(path: str | Path | None, option: str) -> None:

@@ -53,6 +53,20 @@ def test_train_refuses_to_overwrite(cli, criteo_file, tmp_path):
     assert out.read_text() == "precious"
 
 
+@pytest.mark.parametrize("target", ["data", "log", "link"])
+def test_train_never_writes_over_its_own_data_even_with_force(cli, criteo_file, tmp_path, target):
+    data = tmp_path / "data.txt"
+    data.write_bytes(criteo_file.read_bytes())
+    os.symlink(data, tmp_path / "link.txt")
+    output = {"data": ["-o", data], "log": ["-o", tmp_path / "m.pt", "--log", data],
+              "link": ["-o", tmp_path / "link.txt"]}[target]
+    code, _, err = cli("train", "--data", data, *output, "--force", "--quiet")
+    named = output[1] if target != "log" else data
+    assert code == 2 and err.strip() == f"fm2onnx: error: {named}: is also this command's input; write the output " \
+                                        "to another file"
+    assert data.read_bytes() == criteo_file.read_bytes() and not (tmp_path / "m.pt").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "--data", "/nonexistent/data.txt"], "/nonexistent/data.txt: no such data file"),
     (["train", "--data", "{data}", "--model", "deepfm"], "unknown model kind 'deepfm'"),

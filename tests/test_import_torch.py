@@ -277,3 +277,11 @@ def test_fmfm_matrices_stacked_per_pair(tmp_path):
     ids = torch.tensor([[fm2onnx_id(a, int(r)) for a, r in enumerate(row)] for row in rows])
     with torch.no_grad():
         assert (load_checkpoint(tmp_path / "x.pt").model()(ids) - model(rows)).abs().max() <= 1e-5
+
+
+def test_the_import_never_writes_over_its_own_state_dict(tmp_path):
+    args = write(tmp_path, Foreign("fm", KINDS["fm"]), mapping_of("fm"))
+    source, before = args[0], args[0].read_bytes()
+    message = error_of(invoke("import", "torch", *args, "-o", source, "--force"))
+    assert message == f"{source}: is also this command's input; write the output to another file"
+    assert source.read_bytes() == before

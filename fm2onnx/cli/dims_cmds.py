@@ -134,7 +134,7 @@ def dims(
     """Per-field embedding dims by PCA of the trained tables (the paper's 2-pass method, Table 3)."""
     from fm2onnx.compression import require_field_matrices, select_dims, write_dims_csv
 
-    check_output_file(output, force=force)
+    check_output_file(output, force=force, inputs=[checkpoint, data, schema])
     ckpt = load_checkpoint(checkpoint)
     require_field_matrices(ckpt.spec, str(checkpoint))
     counts = feature_counts_for(ckpt, weighting, data, format, schema, cache_dir, skip_bad_rows, quiet)
@@ -178,7 +178,7 @@ def compress(
     from fm2onnx.compression import compress_model, require_field_matrices, select_dims
     from fm2onnx.dims_file import read_dims
 
-    check_output_file(output, force=force)
+    check_output_file(output, force=force, inputs=[checkpoint, dims_file, data, valid, test, schema])
     check_compress_options(variance, dims_file, finetune_epochs, data, valid, test)
     ckpt = load_checkpoint(checkpoint)
     require_field_matrices(ckpt.spec, str(checkpoint))

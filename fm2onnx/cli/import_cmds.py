@@ -46,7 +46,7 @@ def fuxictr(
     """Import a FuxiCTR LR, FM, FwFM, FmFM (matrixed -> fmfm, vectorized -> fvfm) or FFM model."""
     from fm2onnx.importers import import_fuxictr
 
-    check_output_file(output, force=force)  # before the import's work
+    check_output_file(output, force=force, inputs=[model_file])  # before the import's work
     parts, preprocessor = import_fuxictr(model_file, data_dir, model=model, linear_type=linear_type)
     _write(parts, preprocessor, output, force)
 
@@ -61,6 +61,6 @@ def torch_state_dict(
     """Import any PyTorch FM-family model described by a JSON mapping."""
     from fm2onnx.importers import import_torch
 
-    check_output_file(output, force=force)  # before the import's work
+    check_output_file(output, force=force, inputs=[state_dict, mapping])  # before the import's work
     parts, preprocessor = import_torch(state_dict, mapping)
     _write(parts, preprocessor, output, force)

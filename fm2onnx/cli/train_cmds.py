@@ -149,7 +149,8 @@ def train(
     world = distributed.start()
     with distributed.session(world):  # several workers: rank 0 checks and loads, the others get what it loaded
         config = worker_threads(config, world)
-        saved = world.on_main(lambda: start_or_resume(resume_file, output, log, resume=resume, force=force),
+        inputs = [data, valid, test, schema, dims]
+        saved = world.on_main(lambda: start_or_resume(resume_file, output, log, inputs, resume=resume, force=force),
                               share=resume)
         dataset = distributed.encode_once(world, lambda shown: open_dataset(
             data, format, schema, min_count=min_count, seed=split_seed, skip_bad_rows=skip_bad_rows,
@@ -182,12 +183,13 @@ def run_options(given: dict) -> dict:
     return {name: given[name] for name in RESULT_OPTIONS} | {name: file_stamp(given[name]) for name in FILE_OPTIONS}
 
 
-def start_or_resume(resume_file, output: Path, log: Path, *, resume: bool, force: bool):
-    """Before any work: the interrupted run's state to continue from (``resume``), or a clean start.
+def start_or_resume(resume_file, output: Path, log: Path, inputs: list[Path | None], *, resume: bool, force: bool):
+    """Before any work: the interrupted run's state to continue from (``resume``), or a clean start; neither
+    output may be one of the run's ``inputs``.
 
     An interrupted run's epoch log is part of its resumable state, so it never blocks ``--resume``; a
     fresh start over an interrupted run needs --force, so finished epochs are never dropped unasked."""
-    check_output_file(output, force=force)
+    check_output_file(output, force=force, inputs=inputs)
     for path in (output, resume_file.path):
         remove_stale_temporaries(path)
     if resume:
@@ -195,7 +197,7 @@ def start_or_resume(resume_file, output: Path, log: Path, *, resume: bool, force
     if resume_file.path.exists() and not force:
         raise Fm2OnnxError(f"{resume_file.path}: holds the finished epochs of an interrupted run of {output}: "
                            "pass --resume to continue it, or --force to start over")
-    check_output_file(log, force=force)
+    check_output_file(log, force=force, inputs=inputs)
     resume_file.remove()
     return None
 
