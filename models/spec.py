@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import combinations
 
 from fm2onnx.errors import Fm2OnnxError
+from fm2onnx.field_names import check_field_name
 
 # kind -> field-matrix kind (Table 1 of the paper); None: no shared-embedding interaction.
 FIELD_MATRIX_KIND = {
@@ -61,8 +62,11 @@ class ModelSpec:
             raise Fm2OnnxError(f"unknown linear form {self.linear!r}; expected one of {', '.join(LINEAR_FORMS)}")
         if n < 2:
             raise Fm2OnnxError(f"a model needs at least 2 fields, got {n}")
-        if len(set(self.field_names)) != n:
-            raise Fm2OnnxError("field names must be unique")
+        for name in self.field_names:
+            check_field_name(name)
+        repeated = sorted({name for name in self.field_names if self.field_names.count(name) > 1})
+        if repeated:
+            raise Fm2OnnxError(f"field names must be unique: {', '.join(map(repr, repeated))} named twice or more")
         if len(self.vocab_sizes) != n or len(self.dims) != n:
             raise Fm2OnnxError(f"{n} fields but {len(self.vocab_sizes)} vocabulary sizes and {len(self.dims)} dims")
         for name, v in zip(self.field_names, self.vocab_sizes):

@@ -56,6 +56,8 @@ def test_generic_schema(tmp_path):
         ({"label": "y", "categorical": ["a"], "delimiter": ";;"}, "delimiter"),
         ({"label": "y", "categorical": ["a"], "colour": 1}, "unknown schema key"),
         ({"label": "y", "categorical": ["a"], "header": False}, "index strings"),
+        ({"label": "y", "categorical": ["a", "b,c"]}, "field name 'b,c': a name must be non-empty text without commas"),
+        ({"label": "y", "numeric": [" a"], "categorical": ["b"]}, "field name ' a'"),
     ],
 )
 def test_bad_schemas(schema, needle):

@@ -379,6 +379,7 @@ def test_model_override_and_existing_output(dataset, saved_fmfm, tmp_path):
                  "vocab_size": 9}, "'history' has type 'sequence'"),
     ("bucketed", {"source": "", "type": "categorical", "category_processor": "hash_bucket", "vocab_size": 10},
      "'bucketed' uses a category processor"),
+    ("ad,site", {"source": "", "type": "categorical", "vocab_size": 10}, "field name 'ad,site': a name must"),
 ])
 def test_features_fm2onnx_cannot_express_are_refused_by_name(dataset, saved_fmfm, tmp_path, feature, spec, words):
     _, _, _, train, _ = dataset

@@ -224,6 +224,8 @@ def test_exported_graphs_of_a_mapped_fmfm_with_tokens(tmp_path):
     (lambda d: d.pop("field_matrices"), "field_matrices: missing: fmfm needs its field matrices"),
     (lambda d: d.update(bias="block"), "bias: tensor 'block' has shape [9, 9], expected [1]"),
     (lambda d: d["fields"][0].update(tokens=["a"]), "fields[0] (user).tokens: expected a list of 4 strings"),
+    (lambda d: d["fields"][1].update(name="ad,site"), "fields[1]: field name 'ad,site': a name must be non-empty"),
+    (lambda d: d["fields"][1].update(name=""), "fields[1]: field name '': a name must be non-empty"),
 ])
 def test_mapping_errors_name_the_entry_and_tensor(tmp_path, change, words):
     doc = mapping_of("fmfm")

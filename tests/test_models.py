@@ -115,6 +115,8 @@ def test_penalty_is_zero_without_l2_and_positive_with_it():
     (dict(kind="fm", dims=[2, 3]), "only FmFM supports"),
     (dict(kind="fm", vocab_sizes=[0, 3]), "vocabulary size 0"),
     (dict(kind="fm", linear="sparse"), "unknown linear form"),
+    (dict(kind="fm", field_names=["a", "a"]), "field names must be unique: 'a' named twice"),
+    (dict(kind="fm", field_names=["a", "b,c"]), "field name 'b,c': a name must be non-empty text without commas"),
 ])
 def test_bad_specs_are_refused(bad, message):
     args = dict(kind="fm", field_names=["a", "b"], vocab_sizes=[3, 3], dims=[2, 2], linear="feature") | bad

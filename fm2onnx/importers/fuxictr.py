@@ -21,6 +21,7 @@ import torch
 
 from fm2onnx.data import Preprocessor, get_format
 from fm2onnx.errors import Fm2OnnxError
+from fm2onnx.field_names import check_field_name
 
 from .common import ImportedParts, expect_shape, float_tensor, load_state_dict
 
@@ -141,6 +142,10 @@ def read_fields(data_dir: Path) -> tuple[list[Field], str]:
 
 def check_feature(path: Path, name: str, spec: dict) -> None:
     """Refuse what fm2onnx's categorical fields cannot express, naming the feature."""
+    try:
+        check_field_name(name)
+    except Fm2OnnxError as exc:
+        raise Fm2OnnxError(f"{path}: {exc}") from None
     kind = spec.get("type")
     if kind == "numeric":
         raise Fm2OnnxError(f"{path}: feature {name!r} is numeric (FuxiCTR scales a learned vector by its "

@@ -17,6 +17,7 @@ import torch
 
 from fm2onnx.data import Preprocessor, get_format
 from fm2onnx.errors import Fm2OnnxError
+from fm2onnx.field_names import check_field_name
 from models import MODEL_KINDS
 
 from .common import ImportedParts, float_tensor, load_state_dict
@@ -135,8 +136,10 @@ def read_field(m: Mapping, i: int, f: dict, kind: str, n: int) -> dict:
     if unknown:
         raise m.fail(where, f"unknown key(s) {sorted(unknown)}; a field has {sorted(FIELD_KEYS)}")
     name = f.get("name")
-    if not isinstance(name, str) or not name:
-        raise m.fail(where, "\"name\" must be a non-empty string")
+    try:
+        check_field_name(name)
+    except Fm2OnnxError as exc:
+        raise m.fail(where, str(exc)) from None
     where = f"fields[{i}] ({name})"
     rows = f.get("vocab_size")
     if type(rows) is not int or rows < 1:
