@@ -146,6 +146,19 @@ def remove_if_empty(folders: list[Path]) -> None:
 
 
 @contextlib.contextmanager
+def made_folders_removed_if_unused(folder: Path) -> Iterator[None]:
+    """``folder``, and the ancestors it lacks, made for the block; if the block fails or is interrupted,
+    those it left empty are removed and the files it finished stay."""
+    made = missing_folders(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        yield
+    except BaseException:
+        remove_if_empty(made)
+        raise
+
+
+@contextlib.contextmanager
 def removed_unless_complete(folder: Path) -> Iterator[None]:
     """What this block adds to ``folder`` is deleted if the block fails or is interrupted (the folder too,
     if the block created it), so a half-filled output folder never blocks the rerun; what was there

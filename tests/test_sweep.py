@@ -84,3 +84,4 @@ def test_sweep_refuses_a_first_pass_from_other_data(planted, tmp_path):
     result = CliRunner().invoke(app, ["sweep", "--data", str(dataset.path), "--full", str(tmp_path / "other.pt"),
                                       "-o", str(tmp_path / "out"), "--quiet"])
     assert isinstance(result.exception, Fm2OnnxError) and "differ from those of" in str(result.exception)
+    assert not (tmp_path / "out").exists()  # the folder made for the sweep goes when nothing was finished in it

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError
-from fm2onnx.files import check_output_file, removed_unless_complete
+from fm2onnx.files import check_output_file, made_folders_removed_if_unused, removed_unless_complete
 
 from .app import app
 from .train_cmds import (CACHE_HELP, DATA_HELP, DEFAULT_EPOCHS, DEFAULT_L2, DEFAULT_LR, DEFAULT_PATIENCE, THREADS_HELP,
@@ -296,21 +296,23 @@ def sweep(
                          l2_linear=l2_linear, batch_size=batch_size, epochs=epochs, patience=patience, seed=seed,
                          threads=threads)
     config.validate()
-    prepare_out_dir(output, force)
-    dataset, full_model = sweep_data(data, full, format, schema, min_count=min_count, split_seed=split_seed,
-                                     skip_bad_rows=skip_bad_rows, cache_dir=cache_dir, progress=not quiet,
-                                     valid=valid, test=test)
-    pre = dataset.preprocessor
+    with made_folders_removed_if_unused(output):  # the models a failed sweep finished are kept
+        prepare_out_dir(output, force)
+        dataset, full_model = sweep_data(data, full, format, schema, min_count=min_count, split_seed=split_seed,
+                                         skip_bad_rows=skip_bad_rows, cache_dir=cache_dir, progress=not quiet,
+                                         valid=valid, test=test)
+        pre = dataset.preprocessor
 
-    def keep(name, model):
-        if save_models or name == "full":
-            training = {"sweep": name, "data": str(data), "config": config_dict(config)}
-            save_checkpoint(Checkpoint.from_model(model, pre.to_dict(), training), output / f"{name}.pt", force=True)
+        def keep(name, model):
+            if save_models or name == "full":
+                training = {"sweep": name, "data": str(data), "config": config_dict(config)}
+                save_checkpoint(Checkpoint.from_model(model, pre.to_dict(), training), output / f"{name}.pt",
+                                force=True)
 
-    result = run_sweep(dataset, thresholds, config, full_model=full_model, dim=dim, retrain=retrain,
-                       compress=compress, frequency_weighted=weighting == "frequency",
-                       finetune_epochs=finetune_epochs, progress=not quiet, on_model=keep)
-    files = write_sweep(result, output, pre.field_names, f"Test AUC against cached FLOPs ({data.name})")
+        result = run_sweep(dataset, thresholds, config, full_model=full_model, dim=dim, retrain=retrain,
+                           compress=compress, frequency_weighted=weighting == "frequency",
+                           finetune_epochs=finetune_epochs, progress=not quiet, on_model=keep)
+        files = write_sweep(result, output, pre.field_names, f"Test AUC against cached FLOPs ({data.name})")
     typer.echo(markdown_table(result))
     console.print(f"wrote {', '.join(str(p) for p in files.values())}")
 

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError, WriteError
-from fm2onnx.files import (check_output_file, check_output_folder, missing_folders, remove_if_empty,
+from fm2onnx.files import (check_output_file, check_output_folder, made_folders_removed_if_unused,
                            remove_stale_temporaries)
 from models import MODEL_KINDS, ModelSpec
 from models.memory import DEFAULT_MEMORY_BUDGET, format_size, parse_memory_budget
@@ -321,13 +321,8 @@ def demo(
     check_output_folder(out, "--out")
     if out.exists() and any(out.iterdir()) and not force:
         raise Fm2OnnxError(f"{out}: exists and is not empty (pass --force to reuse it)")
-    made = missing_folders(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
+    with made_folders_removed_if_unused(out):  # the steps' finished files (data, checkpoint, graphs) are kept
         run_demo(out, rows, epochs, seed)
-    except BaseException:
-        remove_if_empty(made)  # the steps' finished files (data, checkpoint, graphs) are kept
-        raise
 
 
 def run_demo(out: Path, rows: int, epochs: int, seed: int) -> None:
