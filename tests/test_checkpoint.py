@@ -86,9 +86,12 @@ def test_pickled_objects_are_refused_and_never_run(tmp_path):
     assert not os.path.exists(marker)
 
 
-def test_missing_file(tmp_path):
+def test_missing_file_or_a_directory(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(CheckpointError, match="folder.pt: is a directory, not a checkpoint file"):
+        load_checkpoint(tmp_path / "folder.pt")
 
 
 def test_a_checkpoint_whose_tensors_changed_after_saving_is_refused(tmp_path):
