@@ -33,7 +33,7 @@ from onnx import numpy_helper
 
 from fm2onnx import __version__
 from fm2onnx.errors import Fm2OnnxError
-from fm2onnx.files import check_output_file, written_atomically
+from fm2onnx.files import check_output_file, require_file, written_atomically
 
 from .contract import CONTEXT_INPUT, INPUT_NAME, FieldRoles, spec_of
 from .ort import session
@@ -327,8 +327,7 @@ def describe_written(golden: Path, meta: dict) -> str:
 
 def load_golden(golden: Path) -> tuple[dict, dict[str, np.ndarray]]:
     """(meta, arrays) of a golden file; anything else is one line naming it."""
-    if not golden.is_file():
-        raise Fm2OnnxError(f"{golden}: no such golden file (record one with --golden {golden} --write)")
+    require_file(golden, "golden", hint=f"record one with --golden {golden} --write")
     if not zipfile.is_zipfile(golden):  # np.load would try a text file as pickled data
         raise Fm2OnnxError(f"{golden}: not an npz file")
     try:

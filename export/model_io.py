@@ -13,6 +13,7 @@ import onnx
 import onnx_ir as ir
 
 from fm2onnx.errors import Fm2OnnxError
+from fm2onnx.files import require_file
 
 DEFAULT_EXTERNAL_DATA_THRESHOLD = 1_500_000_000
 
@@ -34,8 +35,7 @@ def sidecar_path(path: Path) -> Path:
 
 def load_model(path: str | Path) -> ir.Model:
     path = Path(path)
-    if not path.is_file():
-        raise Fm2OnnxError(f"{path}: no such ONNX file")
+    require_file(path, "ONNX")
     try:
         model = ir.load(path)
     except Exception as exc:  # protobuf's DecodeError and friends

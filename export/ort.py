@@ -7,6 +7,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from fm2onnx.errors import Fm2OnnxError
+from fm2onnx.files import require_file
 
 
 def session(model: str | Path | bytes, threads: int | None = None,
@@ -24,8 +25,7 @@ def session(model: str | Path | bytes, threads: int | None = None,
     if isinstance(model, bytes):  # built in memory by fm2onnx: a failure is a bug, its traceback wanted
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     path = Path(model)
-    if not path.is_file():
-        raise Fm2OnnxError(f"{path}: no such ONNX file")
+    require_file(path, "ONNX")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types for every kind of unreadable file

@@ -28,7 +28,7 @@ from models import FMFamilyModel, ModelSpec, build_model
 
 from . import __version__
 from .errors import CheckpointError, Fm2OnnxError
-from .files import refuse_overwrite, written_atomically
+from .files import refuse_overwrite, require_file, written_atomically
 
 FORMAT = "fm2onnx-checkpoint"
 SCHEMA_VERSION = 1
@@ -115,10 +115,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 def read_torch_file(path: Path, what: str, pickled_hint: str):
     """The one place fm2onnx reads a torch.save file: ``weights_only``, so it can never run code; every
     way it fails is one line naming the file (``pickled_hint`` says what to save instead)."""
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a {what} file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such {what} file")
+    require_file(path, what, error=CheckpointError)
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours or cut short
         raise CheckpointError(f"{path}: truncated or not a torch checkpoint (no zip archive inside)")
     try:

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from .errors import Fm2OnnxError
+from .files import require_file
 
 DIM_COLUMNS = ("dim", "emb_dim")
 
@@ -13,8 +14,7 @@ DIM_COLUMNS = ("dim", "emb_dim")
 def read_dims(path: str | Path, field_names: list[str]) -> list[int]:
     """Fields are named, or numbered from 1 in the model's field order; every field needs a dim."""
     path = Path(path)
-    if not path.is_file():
-        raise Fm2OnnxError(f"{path}: no such dims file")
+    require_file(path, "dims")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         column = next((c for c in DIM_COLUMNS if c in (reader.fieldnames or [])), None)

@@ -24,6 +24,15 @@ def refuse_overwrite(*paths: str | Path | None, force: bool) -> None:
             raise Fm2OnnxError(f"{path}: already exists (pass --force to overwrite)")
 
 
+def require_file(path: Path, what: str, hint: str = "", error: type[Fm2OnnxError] = Fm2OnnxError) -> None:
+    """An input ``path`` that is not a file is one line naming it: a directory, or missing (``hint`` added)."""
+    if path.is_dir():
+        article = "an" if what[0] in "AEIOUaeiou" else "a"
+        raise error(f"{path}: is a directory, not {article} {what} file")
+    if not path.is_file():
+        raise error(f"{path}: no such {what} file" + (f" ({hint})" if hint else ""))
+
+
 def check_output_file(path: str | Path | None, *, force: bool, inputs: Iterable[str | Path | None] = ()) -> None:
     """Before any work, one line naming ``path`` unless it can take the file a command writes there: not a
     directory, not one of the command's ``inputs`` (even with ``force``: it is read while the output is

@@ -176,6 +176,12 @@ def test_bad_inputs_are_one_line_errors(cli, tmp_path, fmfm_ckpt):
     empty.write_bytes(b"")  # parses as a model with no graph
     code, _, err = cli("flops", empty)
     assert code == 2 and err.strip() == f"fm2onnx: error: {empty}: not an ONNX model (no graph outputs)"
+    folder = tmp_path / "folder.onnx"
+    folder.mkdir()
+    for command in (["flops", folder], ["check", fmfm_ckpt, folder], ["check", "--golden", folder, empty]):
+        code, _, err = cli(*command)
+        assert code == 2 and err.strip() == f"fm2onnx: error: {folder}: is a directory, not " + \
+            ("a golden file" if "--golden" in command else "an ONNX file")
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "inf"])
