@@ -66,10 +66,11 @@ class TrainConfig:
         # math.isfinite first: nan passes every comparison below, and inf would train to NaN
         if not math.isfinite(self.learning_rate) or not 0 < self.learning_rate <= MAX_LEARNING_RATE:
             raise Fm2OnnxError(f"learning rate {self.learning_rate}: expected a number in (0, {MAX_LEARNING_RATE}]")
-        if self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
-            raise Fm2OnnxError("batch size must be positive, epochs and patience >= 1")
-        if self.min_steps < 0:
-            raise Fm2OnnxError("min_steps must be >= 0")
+        for option, value, least in (("--batch-size", self.batch_size, 1), ("--epochs", self.epochs, 1),
+                                     ("--patience", self.patience, 1), ("--min-steps", self.min_steps, 0),
+                                     ("--seed", self.seed, 0)):
+            if value < least:
+                raise Fm2OnnxError(f"{option} {value}: must be >= {least}")
         if self.threads is not None and self.threads < 1:
             raise Fm2OnnxError(f"--threads {self.threads}: must be >= 1 (leave it out for one per physical core)")
         if self.memory_budget < MIN_MEMORY_BUDGET:

@@ -72,15 +72,19 @@ def test_train_never_writes_over_its_own_data_even_with_force(cli, criteo_file, 
     (["train", "--data", "{data}", "--model", "deepfm"], "unknown model kind 'deepfm'"),
     (["train", "--data", "{data}", "--model", "fm", "--dims", "{dims}"], "only FmFM supports"),
     (["train", "--data", "{data}", "--optimizer", "sgd"], "unknown optimizer 'sgd'"),
+    (["train", "--data", "{data}", "--epochs", "0"], "--epochs 0: must be >= 1"),
+    (["train", "--data", "{data}", "--seed", "-1"], "--seed -1: must be >= 0"),
+    (["demo", "--seed", "-1", "--out", "{tmp}/demo"], "--seed -1: must be >= 0"),
     (["info", "{data}"], "truncated or not a torch checkpoint"),
 ])
 def test_errors_are_one_line(cli, criteo_file, tmp_path, args, message):
     dims = tmp_path / "dims.csv"
     dims.write_text("field,dim\n" + "".join(f"{i},{2 + i % 2}\n" for i in range(1, 40)))
-    args = [a.format(data=criteo_file, dims=dims) for a in args]
+    args = [a.format(data=criteo_file, dims=dims, tmp=tmp_path) for a in args]
     code, _, err = cli(*args, "-o", tmp_path / "x.pt", "--quiet") if args[0] == "train" else cli(*args)
     assert code == 2
     assert err.startswith("fm2onnx: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "demo").exists()  # refused before any step
 
 
 def test_malformed_row_names_file_and_line(cli, criteo_file, tmp_path):

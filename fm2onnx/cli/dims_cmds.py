@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -177,9 +178,13 @@ def compress(
     """An FmFM with smaller dims without retraining: PCA bases folded into the field matrices (linear form kept)."""
     from fm2onnx.compression import compress_model, require_field_matrices, select_dims
     from fm2onnx.dims_file import read_dims
+    from fm2onnx.train import TrainConfig
 
     check_output_file(output, force=force, inputs=[checkpoint, dims_file, data, valid, test, schema])
     check_compress_options(variance, dims_file, finetune_epochs, data, valid, test)
+    tuning = TrainConfig(learning_rate=lr, batch_size=batch_size, epochs=finetune_epochs) if finetune_epochs else None
+    if tuning is not None:
+        tuning.validate()  # before the PCA and the data pass
     ckpt = load_checkpoint(checkpoint)
     require_field_matrices(ckpt.spec, str(checkpoint))
     counts = feature_counts_for(ckpt, weighting, data, format, schema, cache_dir, skip_bad_rows, quiet)
@@ -196,9 +201,9 @@ def compress(
         dataset = checkpoint_dataset(ckpt, data, format, schema, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
                                      progress=not quiet, split="train" if finetune_epochs else "whole",
                                      valid=valid, test=test)
-        seed = int((ckpt.training.get("config") or {}).get("seed", 0))
-        small, scored = finetune_and_score(model, small, dataset, test or data, seed=seed, epochs=finetune_epochs,
-                                           lr=lr, batch_size=batch_size, quiet=quiet)
+        if tuning is not None:  # fine-tuning continues with the seed the checkpoint was trained with
+            tuning = replace(tuning, seed=int((ckpt.training.get("config") or {}).get("seed", 0)))
+        small, scored = finetune_and_score(model, small, dataset, test or data, tuning, quiet=quiet)
         training.update(scored)
     save_checkpoint(Checkpoint.from_model(small, ckpt.preprocessor, training), output, force=force)
     console.print(compression_line(ckpt.spec, target, small.spec))
@@ -219,19 +224,18 @@ def check_compress_options(variance: Optional[float], dims_file: Optional[Path],
         raise Fm2OnnxError(f"--test {test} needs --valid too: fine-tuning stops early on the validation rows")
 
 
-def finetune_and_score(model, small, dataset, data: Path, *, seed: int, epochs: int, lr: float, batch_size: int,
-                       quiet: bool):
-    """Fine-tune the compressed ``small`` (if ``epochs``), then print it against the full ``model`` on the test
-    split (all rows if there is none) -> (``small``, what the checkpoint records about both)."""
+def finetune_and_score(model, small, dataset, data: Path, tuning, *, quiet: bool):
+    """Fine-tune the compressed ``small`` (with the TrainConfig ``tuning``, unless None), then print it against
+    the full ``model`` on the test split (all rows if there is none) -> (``small``, what the checkpoint records
+    about both)."""
     from fm2onnx.compression.finetune import finetune
-    from fm2onnx.train import TrainConfig, evaluate_rows
+    from fm2onnx.train import evaluate_rows
 
     notes = {}
-    if epochs:
-        config = TrainConfig(learning_rate=lr, batch_size=batch_size, epochs=epochs, seed=seed)
-        result = finetune(small, dataset, config, progress=not quiet)
+    if tuning is not None:
+        result = finetune(small, dataset, tuning, progress=not quiet)
         small = result.model
-        notes.update(finetune_epochs=epochs, best_epoch=result.best_epoch, history=result.history)
+        notes.update(finetune_epochs=tuning.epochs, best_epoch=result.best_epoch, history=result.history)
     test = dataset.indices("test")
     rows = test if len(test) else dataset.indices("all")
     scores = {"full": evaluate_rows(model, dataset.ids, dataset.labels, rows),

@@ -313,7 +313,9 @@ def demo(
 ):
     """The Quick start: synthetic Criteo-shaped data -> FmFM -> ckpt.pt -> cached ONNX model, parity-checked."""
     from fm2onnx.data.splits import rows_filling_every_split
+    from fm2onnx.train import TrainConfig
 
+    TrainConfig(epochs=epochs, seed=seed).validate()  # before any of the demo's steps
     minimum = rows_filling_every_split(seed)  # the demo's data is split by the default rule
     if rows < minimum:
         raise Fm2OnnxError(f"--rows {rows}: the demo needs at least {minimum:,} rows with --seed {seed} "
