@@ -74,6 +74,7 @@ def test_train_never_writes_over_its_own_data_even_with_force(cli, criteo_file, 
     (["train", "--data", "{data}", "--optimizer", "sgd"], "unknown optimizer 'sgd'"),
     (["train", "--data", "{data}", "--epochs", "0"], "--epochs 0: must be >= 1"),
     (["train", "--data", "{data}", "--seed", "-1"], "--seed -1: must be >= 0"),
+    (["train", "--data", "{data}", "--jobs", "0"], "--jobs must be a positive integer, got 0"),
     (["demo", "--seed", "-1", "--out", "{tmp}/demo"], "--seed -1: must be >= 0"),
     (["info", "{data}"], "truncated or not a torch checkpoint"),
 ])

@@ -135,8 +135,7 @@ def train(
     from fm2onnx.resume import ResumeFile
     from fm2onnx.train import TrainConfig, config_dict
 
-    if model not in MODEL_KINDS:  # before the (possibly long) encoding pass
-        raise Fm2OnnxError(f"unknown model kind {model!r}; expected one of {', '.join(MODEL_KINDS)}")
+    check_model_and_jobs(model, jobs)
     config = TrainConfig(optimizer, lr, l2_embeddings, l2_field_matrices, l2_linear, batch_size, epochs,
                          patience, min_steps, seed, threads, memory_budget=parse_memory_budget(memory_budget))
     config.validate()
@@ -166,6 +165,15 @@ def train(
         return
     console.print(metrics_table(f"{spec.kind} (best epoch {result.best_epoch})", result.metrics))
     console.print(f"wrote {output}  (epoch log: {log})")
+
+
+def check_model_and_jobs(model: str, jobs: Optional[int]) -> None:
+    """Before the (possibly long) encoding pass, which a cached encoding skips, --jobs check included."""
+    from fm2onnx.data.parallel import resolve_jobs
+
+    if model not in MODEL_KINDS:
+        raise Fm2OnnxError(f"unknown model kind {model!r}; expected one of {', '.join(MODEL_KINDS)}")
+    resolve_jobs(jobs)
 
 
 # Options that change what a run computes: a resumed run must have them all as the interrupted run had.
