@@ -324,6 +324,11 @@ def test_header_and_file_errors(tmp_path):
     p = write_lines(tmp_path / "h.csv", ["id,click,C1", "1,0,5"])
     with pytest.raises(DataError, match=re.escape(f"{p}:1: header lacks column(s) 'hour'")):
         encode_file(p, "avazu", tmp_path / "o", progress=False)
+    tsv = write_lines(tmp_path / "t.csv", ["\t".join(["id", "click", "hour"] + [f"C{i}" for i in range(30)]), "1"])
+    with pytest.raises(DataError) as e:  # a TSV read as Avazu: the header is one long column
+        encode_file(tsv, "avazu", tmp_path / "o", progress=False)
+    assert str(e.value).endswith(" ...'; it is separated by tabs: is --format right?)")
+    assert len(str(e.value)) - len(str(tsv)) < 250  # the header shown is cut short
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     with pytest.raises(DataError) as e:

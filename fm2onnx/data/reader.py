@@ -151,6 +151,16 @@ def _split_line(line: str, fmt: TableFormat) -> list[str]:
     return line.split(fmt.delimiter)
 
 
+def other_delimiter_hint(names: list[str], delimiter: str) -> str:
+    """When a header of one column holds tabs or commas instead, say so: the file has another format."""
+    if len(names) != 1:
+        return ""
+    for other, label in (("\t", "tabs"), (",", "commas"), (";", "semicolons")):
+        if other != delimiter and other in names[0]:
+            return f"; it is separated by {label}: is --format right?"
+    return ""
+
+
 def _locate_bad_utf8(path: str) -> int | None:
     with _decompressed(path) as stream:
         lineno, rest = 1, b""
@@ -243,9 +253,11 @@ class ChunkReader:
             missing = [c for c in need if c not in seen]
             if missing:
                 shown = ", ".join(repr(c) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")
+                start = fmt.delimiter.join(names[:4])
+                start = start[:60] + (" ..." if len(start) > 60 else "")
                 raise DataError(
                     f"{path}:1: header lacks column(s) {shown} required by format {fmt.name!r}"
-                    f" (header starts {','.join(names[:4])!r})"
+                    f" (header starts {start!r}{other_delimiter_hint(names, fmt.delimiter)})"
                 )
             return (names if span_named else None), need
         if fmt.column_names is not None:
