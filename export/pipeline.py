@@ -26,7 +26,7 @@ from .contract import describe, file_sha256, spec_of, stamp
 from .model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD, load_model
 from .ort import session
 from .parity import ATOL, RTOL, ort_outputs, parity_ids, torch_logits
-from .passes import GemmFormPass, RewriteReport, rewrite
+from .passes import GemmFormPass, RewriteReport, require_uncached, rewrite
 from .plan import CachePlan
 from .serve_choice import choose_fastest, serve_candidates
 from .staging import Stager, staged_directory
@@ -173,6 +173,7 @@ def rewrite_file(model_path: str | Path, output: str | Path | None = None, *, op
         model_path.name.removesuffix(".onnx").removesuffix(".uncached") + ".cached.onnx")
     check_output_file(target, force=force, inputs=[model_path])
     uncached = load_model(model_path)
+    require_uncached(uncached, str(model_path))
     made = make_cached(uncached, options)
     result = ExportResult(rewrite=made.report, plan=made.plan, log=made.lines)
     ids = parity_ids(spec_of(uncached, str(model_path)), parity_rows)

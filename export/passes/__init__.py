@@ -42,11 +42,17 @@ def fields_pipeline(config: FieldsLayoutConfig, cache_budget: str | int = "unlim
     return [FieldsLayoutPass(config, cache_budget), InferShapes()]
 
 
-def rewrite(model: ir.Model, passes: list[ReportedPass | ReplacingPass]) -> tuple[ir.Model, RewriteReport]:
-    """Run ``passes`` on a copy of an uncached fm2onnx ``model``: (the rewritten model, its report)."""
+def require_uncached(model: ir.Model, where: str = "") -> None:
+    """The rewrites start from the uncached graph; ``where`` (a file) is named when given."""
     form = model.metadata_props.get("form")
     if form != "uncached":
-        raise Fm2OnnxError(f"expected an uncached fm2onnx model (metadata form=uncached), got form={form!r}")
+        raise Fm2OnnxError(f"{where + ': ' if where else ''}expected an uncached fm2onnx model (metadata "
+                           f"form=uncached), got form={form!r}; `fm2onnx export --form uncached` writes one")
+
+
+def rewrite(model: ir.Model, passes: list[ReportedPass | ReplacingPass]) -> tuple[ir.Model, RewriteReport]:
+    """Run ``passes`` on a copy of an uncached fm2onnx ``model``: (the rewritten model, its report)."""
+    require_uncached(model)
     check_opset(model.opset_imports.get("", 0), of="the uncached graph's ")  # the rewritten graph keeps it
     before = GraphSummary.of(model)
     work = model.clone() if isinstance(passes[0], ReportedPass) else model  # in-place passes get a copy
@@ -56,4 +62,4 @@ def rewrite(model: ir.Model, passes: list[ReportedPass | ReplacingPass]) -> tupl
 
 
 __all__ = ["CACHE_RULES", "FieldsLayoutPass", "GemmFormPass", "GraphSummary", "NotApplicable", "PassOutcome",
-           "RewriteReport", "fields_pipeline", "pairs_pipeline", "rewrite"]
+           "RewriteReport", "fields_pipeline", "pairs_pipeline", "require_uncached", "rewrite"]
