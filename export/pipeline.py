@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 import onnx_ir as ir
@@ -31,6 +31,8 @@ from .plan import CachePlan
 from .serve_choice import choose_fastest, serve_candidates
 from .staging import Stager, staged_directory
 from .to_onnx import DEFAULT_OPSET, check_opset, export_uncached
+
+T = TypeVar("T")  # what trace's check returns
 
 EXPORT_FORMS = ("cached", "uncached", "both")
 UNCACHED_TOLERANCE = (ATOL, RTOL)
@@ -86,13 +88,8 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
         result.log.append(line)
         echo(line)
 
-    checked = {}
-
-    def check_options(spec: ModelSpec) -> None:
-        checked["options"] = options.for_kind(spec.kind)
-
-    uncached, stager_inputs = trace(checkpoint, opset, parity_rows, report, check_options)
-    options = checked["options"]
+    uncached, stager_inputs, options = trace(checkpoint, opset, parity_rows, report,
+                                             lambda spec: options.for_kind(spec.kind))
     with staged_directory(final_dir) as scratch:
         stage = Stager(scratch, *stager_inputs, external_data_threshold, report)
         if "uncached" in targets or serve_batch:
@@ -116,20 +113,19 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
 
 
 def trace(checkpoint: Path, opset: int, parity_rows: int, report: Callable[[str], None],
-          check: Callable[[ModelSpec], None],
-          arrange: Callable[[ModelSpec, np.ndarray], np.ndarray] | None = None):
-    """The checkpoint's model traced to the uncached graph, with torch's logits on the parity ids
-    (``arrange``-d first: a request graph's ids come in requests); the torch model is gone before
-    onnxruntime loads the tables again. ``check`` sees the checkpoint's spec before any slow work, so
-    options that do not fit the model fail at once."""
+          check: Callable[[ModelSpec], T], arrange: Callable[[np.ndarray, T], np.ndarray] | None = None):
+    """(the checkpoint's model traced to the uncached graph, (torch's logits, the parity ids), what ``check``
+    returned). ``check`` sees the checkpoint's spec before any slow work, so options that do not fit the
+    model fail at once; ``arrange`` gets the parity ids (a request graph's come in requests) with what
+    ``check`` returned. The torch model is gone before onnxruntime loads the tables again."""
     ckpt = load_checkpoint(checkpoint)
     spec = ckpt.spec
     report(f"loaded {checkpoint}: {spec.kind}, {spec.num_fields} fields, {sum(spec.vocab_sizes):,} features")
-    check(spec)
+    checked = check(spec)
     torch_model = ckpt.model()
     ckpt.state_dict.clear()  # the model holds its own copy; at Criteo scale one copy is gigabytes
     ids = parity_ids(spec, parity_rows)
-    ids = arrange(spec, ids) if arrange is not None else ids
+    ids = arrange(ids, checked) if arrange is not None else ids
     want = torch_logits(torch_model, ids)
     report("tracing it with torch.onnx (the export's slowest step)")
     started = time.monotonic()
@@ -137,7 +133,7 @@ def trace(checkpoint: Path, opset: int, parity_rows: int, report: Callable[[str]
     stamp(model, describe(spec, form="uncached", checkpoint_sha256=file_sha256(checkpoint)))
     report(f"exported uncached graph: {len(model.graph)} nodes (opset {model.opset_imports['']}), traced in "
            f"{time.monotonic() - started:.1f} s")
-    return model, (want, ids)
+    return model, (want, ids), checked
 
 
 def report_rewrite(made, report: Callable[[str], None], label: str = "") -> None:

@@ -38,7 +38,6 @@ CATEGORICAL_INPUT = "categorical"
 IDS_OUTPUT = INPUT_NAME  # the id graph's input becomes an output of the raw graph
 MIN_OPSET = 20  # RegexFullMatch
 ML_OPSET = 4  # LabelEncoder with double keys
-
 RAW_INPUT_VERSION = "1"  # of the raw inputs' contract; bump on any change
 
 # Python's str.strip() removes every character for which str.isspace() holds; onnxruntime's Cast from

@@ -43,21 +43,20 @@ def export_request(checkpoint: str | Path, output: str | Path | None = None, *, 
     checkpoint = Path(checkpoint)
     target = request_path(checkpoint, output)
     final_dir = check_targets(checkpoint, {"request": target}, force)
-    result, found = ExportResult(), {}
+    result = ExportResult()
 
     def report(line: str) -> None:
         result.log.append(line)
         echo(line)
 
-    def check(spec):
-        found["roles"] = FieldRoles.of_names(spec, context, items)
+    def roles_of(spec) -> FieldRoles:
+        roles = FieldRoles.of_names(spec, context, items)
         if spec.kind == "ffm" and (table_dtype != "float32" or cache_budget is not None):
             raise Fm2OnnxError("an FFM request graph keeps float32 embedding tables and caches nothing; "
                                "drop --table-dtype and --cache-budget")
+        return roles
 
-    uncached, (want, ids) = trace(checkpoint, opset, parity_rows, report, check,
-                                  arrange=lambda spec, ids: as_requests(ids, found["roles"]))
-    roles = found["roles"]
+    uncached, (want, ids), roles = trace(checkpoint, opset, parity_rows, report, roles_of, arrange=as_requests)
     made, result.rewrite = rewrite(uncached, [RequestGraphPass(roles, table_dtype, cache_budget)])
     for line in result.rewrite.lines():
         report(line)

@@ -56,14 +56,17 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def check_output_folder(path: str | Path | None, option: str) -> None:
+def check_output_folder(path: str | Path | None, option: str, *, force: bool = True) -> None:
     """Before any work, one line naming ``path`` unless the directory ``option`` names can hold what a
-    command writes: an existing directory or none yet (the command makes it), in a folder taking files."""
+    command writes: an existing directory or none yet (the command makes it), in a folder taking files,
+    and holding no files unless ``force``."""
     if path is None:
         return
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise Fm2OnnxError(f"{path}: is a file, not a directory ({option} names a folder to write into)")
+    if not force and path.is_dir() and any(path.iterdir()):
+        raise Fm2OnnxError(f"{path}: exists and is not empty (pass --force to write into it)")
     _probe_folder(path, named=path)
 
 
@@ -124,18 +127,16 @@ def written_atomically(target: str | Path) -> Iterator[Path]:
     temporary file goes, and so do the folders made for it. A full disk or an unwritable folder is one line
     naming ``target``, never the temporary file."""
     target = Path(target)
-    made, tmp = missing_folders(target.parent), temporary_path(target)
-    try:
-        with reported_write_errors(target):
-            target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(target)
+    with reported_write_errors(target), made_folders_removed_if_unused(target.parent):
+        try:
             tmp.unlink(missing_ok=True)  # left by an earlier process with our pid
             yield tmp
             os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        remove_if_empty(made)
-        raise
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
 
 
 def missing_folders(folder: Path) -> list[Path]:

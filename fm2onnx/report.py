@@ -15,6 +15,7 @@ from .compression import cached_flops, cross_field_dims, require_field_matrices,
 from .compression.mutual_info import pair_mutual_information, spearman
 from .compression.plots import field_dims_bars, field_heatmap
 from .errors import Fm2OnnxError
+from .files import check_output_folder
 
 DEFAULT_VARIANCE = 0.95
 
@@ -40,10 +41,7 @@ def choose_dims(ckpt: Checkpoint, variance: float | None, counts=None) -> Report
 
 
 def prepare_out_dir(out_dir: Path, force: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise Fm2OnnxError(f"{out_dir}: exists and is not a directory")
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        raise Fm2OnnxError(f"{out_dir}: exists and is not empty (pass --force to overwrite)")
+    check_output_folder(out_dir, "-o", force=force)
     out_dir.mkdir(parents=True, exist_ok=True)
 
 

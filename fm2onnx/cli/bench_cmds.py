@@ -114,12 +114,12 @@ def bench(
 
     refuse_other_mode(ctx, request)
     check_output_file(plot, force=force)
-    check_output_folder(workdir, "--workdir")
+    check_output_folder(workdir, "--workdir", force=force)
     if request is not None:
         return request_bench(list(checkpoints or []), shape, dims, request,
                              csv_ints(candidates, "--candidates"), csv_words(item_split),
                              csv_ints(threads, "--threads"), ids, rounds, seconds, not no_torch, huge_pages, plot,
-                             as_json, workdir, force)
+                             as_json, workdir)
     if ids not in DISTRIBUTIONS:
         raise Fm2OnnxError(f"unknown --ids {ids!r}; expected one of {', '.join(DISTRIBUTIONS)}")
     config = BenchConfig(tuple(sorted(set(csv_ints(batches, "--batches")))), csv_ints(threads, "--threads"), ids,
@@ -127,7 +127,7 @@ def bench(
     variants = cached_variants(csv_words(cache_budgets), csv_words(table_dtypes), csv_words(batched))
     log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     with contextlib.ExitStack() as stack:
-        root = bench_workdir(workdir, force, stack)
+        root = bench_workdir(workdir, stack)
         models = bench_models(list(checkpoints or []), shape, dims, root)
         result = run_bench(models, variants, config, root, echo=log)
     if plot is not None:
@@ -137,7 +137,7 @@ def bench(
 
 def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, request: str, candidates, splits,
                   threads, ids: str, rounds: int, seconds: float, torch: bool, huge_pages: bool,
-                  plot: Optional[Path], as_json: bool, workdir: Optional[Path], force: bool) -> None:
+                  plot: Optional[Path], as_json: bool, workdir: Optional[Path]) -> None:
     """``bench --request C:I``: export/bench/request.py on one model."""
     from export.bench.request import RequestBenchConfig, run_request_bench
     from export.bench.request_report import cost_lines, costs_json, plot as draw, table_lines, target_lines
@@ -150,7 +150,7 @@ def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, requ
                                 tuple(threads), seconds, rounds, torch, ids, huge_pages)
     log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     with contextlib.ExitStack() as stack:
-        root = bench_workdir(workdir, force, stack)
+        root = bench_workdir(workdir, stack)
         models = bench_models(checkpoints, shape, dims, root)
         if len(models) != 1:
             raise Fm2OnnxError("--request benches one model: give one checkpoint or one --shape with one --dims")
@@ -191,12 +191,10 @@ def cached_variants(budgets: list[str], dtypes: list[str], batched: list[str]) -
     return variants
 
 
-def bench_workdir(workdir: Optional[Path], force: bool, stack: contextlib.ExitStack) -> Path:
-    """``workdir`` (kept, refused if it holds files unless ``force``) or a temporary directory closed with ``stack``."""
+def bench_workdir(workdir: Optional[Path], stack: contextlib.ExitStack) -> Path:
+    """``workdir`` (kept; checked by ``bench``) or a temporary directory closed with ``stack``."""
     if workdir is None:
         return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fm2onnx-bench-")))
-    if workdir.is_dir() and any(workdir.iterdir()) and not force:
-        raise Fm2OnnxError(f"{workdir}: --workdir is not empty; pass --force to write over its files")
     workdir.mkdir(parents=True, exist_ok=True)
     return workdir
 

@@ -328,9 +328,7 @@ def demo(
     if rows < minimum:
         raise Fm2OnnxError(f"--rows {rows}: the demo needs at least {minimum:,} rows with --seed {seed} "
                            "(fewer leave its train, valid or test split empty)")
-    check_output_folder(out, "--out")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise Fm2OnnxError(f"{out}: exists and is not empty (pass --force to reuse it)")
+    check_output_folder(out, "--out", force=force)
     with made_folders_removed_if_unused(out):  # the steps' finished files (data, checkpoint, graphs) are kept
         run_demo(out, rows, epochs, seed)
 
