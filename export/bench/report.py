@@ -1,4 +1,4 @@
-"""The bench's table, its targets (the issue's, checked on every model measured) and its plot."""
+"""The bench's table, the serving targets (checked on every model measured) and its plot."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def targets(result: BenchResult) -> list[Target]:
         one = {form: result.find(name, form, 1) for form in MAIN_FORMS}
         if one["cached"] is None:
             continue
-        # the issue's targets for the cached graph, and the same for its hybrid (batches on the GEMM form)
+        # the serving targets for the cached graph, and the same for its hybrid (batches on the GEMM form)
         floor_two = result.find(name, "floor", 2)
         for form in ("cached", HYBRID):
             mine = result.find(name, form, 1)
