@@ -49,6 +49,19 @@ def check_output_file(path: str | Path | None, *, force: bool, inputs: Iterable[
     _probe_folder(path.parent, named=path)
 
 
+def check_distinct_outputs(outputs: dict[str, str | Path | None]) -> None:
+    """Before any work, one line naming a file that two of a command's outputs (option -> path) would
+    both be written to: the second would replace the first."""
+    seen: dict[str, Path] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        for earlier_option, earlier in seen.items():
+            if _same_file(Path(path), earlier):
+                raise Fm2OnnxError(f"{path}: named by both {earlier_option} and {option}; give each its own file")
+        seen[option] = Path(path)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     """Whether ``a`` and ``b`` name one file: by identity when both exist (links, other spellings), else by path."""
     if a.exists() and b.exists():

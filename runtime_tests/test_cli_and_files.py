@@ -75,6 +75,14 @@ def test_options_that_do_not_fit_the_model_are_refused_before_the_trace(cli, tmp
     assert "loaded" in out and "tracing" not in out and not ckpt.with_suffix(".onnx").exists()
 
 
+@pytest.mark.parametrize("command", ["export", "rewrite"])
+def test_a_negative_external_data_threshold_is_refused_before_any_work(cli, tmp_path, command):
+    code, out, err = cli(command, tmp_path / "absent", "--external-data-threshold", "-1")
+    assert code == 2 and err.strip() == "fm2onnx: error: --external-data-threshold -1: must be >= 0 (bytes; 0 puts " \
+                                        "every large tensor in the sidecar)"
+    assert out == "" and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("batch, hybrids", [(1, False), (16, True)])
 def test_serve_batch_times_every_candidate_and_writes_the_fastest(cli, fmfm_ckpt, tmp_path, batch, hybrids):
     """Batches also time each plan's hybrid (one request never runs the GEMM branch); the written model is

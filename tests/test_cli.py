@@ -67,6 +67,14 @@ def test_train_never_writes_over_its_own_data_even_with_force(cli, criteo_file, 
     assert data.read_bytes() == criteo_file.read_bytes() and not (tmp_path / "m.pt").exists()
 
 
+@pytest.mark.parametrize("log, named", [("m.pt", "-o and --log"), ("m.pt.resume.pt", "--log and the resume file")])
+def test_train_refuses_two_outputs_in_one_file_before_training(cli, criteo_file, tmp_path, log, named):
+    code, _, err = cli("train", "--data", criteo_file, "-o", tmp_path / "m.pt", "--log", tmp_path / log, "--quiet")
+    assert code == 2 and err.strip() == f"fm2onnx: error: {tmp_path / log}: named by both {named}; give each its " \
+                                        "own file"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "--data", "/nonexistent/data.txt"], "/nonexistent/data.txt: no such data file"),
     (["train", "--data", "{data}", "--model", "deepfm"], "unknown model kind 'deepfm'"),

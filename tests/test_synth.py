@@ -157,6 +157,13 @@ def test_arguments_are_checked(tmp_path):
     assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+def test_the_planted_logits_never_replace_the_data(tmp_path):
+    out = tmp_path / "d.txt"
+    with pytest.raises(Fm2OnnxError, match=r"d.txt: named by both -o and --planted-out; give each its own file"):
+        synthesize(out, rows=100, fmt="criteo", planted_out=tmp_path / "." / "d.txt", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_custom_cardinalities_and_zipf(tmp_path):
     cards = [3] * 13 + [4] * 26
     info = synthesize(tmp_path / "c.txt", rows=3000, fmt="criteo", seed=0, cardinalities=cards, zipf=0.5,

@@ -36,6 +36,12 @@ CONTEXT_HELP = ("Write a request graph (default name <checkpoint stem>.request.o
 ITEM_HELP = "Request graph: these fields are the candidates' (the others the context's); see --context-fields."
 
 
+def check_external_data_threshold(value: int) -> None:
+    if value < 0:
+        raise Fm2OnnxError(f"--external-data-threshold {value}: must be >= 0 (bytes; 0 puts every large tensor "
+                           "in the sidecar)")
+
+
 def names(text: Optional[str]) -> Optional[list[str]]:
     return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
 
@@ -73,6 +79,7 @@ def export(
     from export.pipeline import export_checkpoint
     from export.raw_export import raw_exporter
 
+    check_external_data_threshold(external_data_threshold)
     chosen_opset = {} if opset is None else {"opset": opset}  # each kind of graph has its own default
     if context_fields is not None or item_fields is not None:
         defaults = {"--form": (form, "cached"), "--input": (input, "ids"), "--layout": (layout, None),
@@ -112,6 +119,7 @@ def rewrite(
     from export.cached_form import CachedFormOptions
     from export.pipeline import rewrite_file
 
+    check_external_data_threshold(external_data_threshold)
     options = CachedFormOptions.of_cli(layout, pair_major, cache_budget, table_dtype, batched)
     parity: list[str] = []
     result = rewrite_file(model, output, options=options, force=force,

@@ -14,8 +14,8 @@ from rich.table import Table
 
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError, WriteError
-from fm2onnx.files import (check_output_file, check_output_folder, made_folders_removed_if_unused,
-                           remove_stale_temporaries)
+from fm2onnx.files import (check_distinct_outputs, check_output_file, check_output_folder,
+                           made_folders_removed_if_unused, remove_stale_temporaries)
 from models import MODEL_KINDS, ModelSpec
 from models.memory import DEFAULT_MEMORY_BUDGET, format_size, parse_memory_budget
 
@@ -197,6 +197,7 @@ def start_or_resume(resume_file, output: Path, log: Path, inputs: list[Path | No
 
     An interrupted run's epoch log is part of its resumable state, so it never blocks ``--resume``; a
     fresh start over an interrupted run needs --force, so finished epochs are never dropped unasked."""
+    check_distinct_outputs({"-o": output, "--log": log, "the resume file": resume_file.path})
     check_output_file(output, force=force, inputs=inputs)
     for path in (output, resume_file.path):
         remove_stale_temporaries(path)

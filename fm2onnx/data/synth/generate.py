@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ...errors import Fm2OnnxError
-from ...files import check_output_file, refuse_overwrite, written_atomically
+from ...files import check_distinct_outputs, check_output_file, refuse_overwrite, written_atomically
 from ...progress import Progress
 from ..staging import staged_directory, staged_file
 from .layout import SYNTH_FORMATS, Layout
@@ -94,6 +94,7 @@ def synthesize(
     _check_arguments(fmt, rows, zipf, decay)
     rows, seed, out = int(rows), int(seed), Path(out_path)
     planted_out = None if planted_out is None else Path(planted_out)
+    check_distinct_outputs({"-o": out, "--planted-out": planted_out})
     check_output_file(planted_out, force=force)
     if fmt == "ids":  # a directory: staged_directory checks what it may replace
         refuse_overwrite(out, force=force)
