@@ -11,8 +11,6 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from fm2onnx.errors import Fm2OnnxError
-
 from .contract import FieldRoles
 from .folds import check_table_dtype
 from .model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD
@@ -21,6 +19,7 @@ from .plan import parse_budget
 from .passes import rewrite
 from .passes.request_graph import RequestGraphPass
 from .pipeline import ExportResult, check_targets, trace
+from .request_graph_ffm import check_ffm_request_options
 from .request_parity import as_requests, request_logits
 from .staging import Stager, staged_directory
 from .to_onnx import DEFAULT_OPSET, check_opset
@@ -51,9 +50,8 @@ def export_request(checkpoint: str | Path, output: str | Path | None = None, *, 
 
     def roles_of(spec) -> FieldRoles:
         roles = FieldRoles.of_names(spec, context, items)
-        if spec.kind == "ffm" and (table_dtype != "float32" or cache_budget is not None):
-            raise Fm2OnnxError("an FFM request graph keeps float32 embedding tables and caches nothing; "
-                               "drop --table-dtype and --cache-budget")
+        if spec.kind == "ffm":
+            check_ffm_request_options(table_dtype, cache_budget)
         return roles
 
     uncached, (want, ids), roles = trace(checkpoint, opset, parity_rows, report, roles_of, arrange=as_requests)

@@ -146,6 +146,23 @@ def test_export_records_roles_in_field_order_and_refuses_what_does_not_apply(cli
     assert code == 2 and "already exists" in err
 
 
+@pytest.mark.parametrize("option, pass_options", [(("--table-dtype", "float16"), {"table_dtype": "float16"}),
+                                                   (("--cache-budget", "min"), {"cache_budget": "min"})])
+def test_an_ffm_request_graph_refuses_compact_tables_and_caching_before_the_trace(cli, tmp_path, option,
+                                                                                  pass_options):
+    ckpt = write_checkpoint(randomized_model("ffm"), tmp_path / "ckpt.pt")
+    code, out, err = cli("export", ckpt, "--context-fields", "site", *option)
+    assert code == 2 and err.strip() == "fm2onnx: error: an FFM request graph keeps float32 embedding tables and " \
+                                        "caches nothing; drop --table-dtype and --cache-budget"
+    assert "tracing" not in out and sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+    model = load_checkpoint(ckpt).model()
+    roles = FieldRoles.of_names(model.spec, ["site"], None)
+    uncached = export_uncached(model)
+    stamp(uncached, describe(model.spec, form="uncached", checkpoint_sha256="0"))
+    with pytest.raises(Fm2OnnxError, match="an FFM request graph keeps float32 embedding tables"):
+        rewrite(uncached, [RequestGraphPass(roles, **pass_options)])
+
+
 def test_the_gate_keeps_a_wrong_request_graph_from_being_written(tmp_path, monkeypatch):
     import export.passes.request_graph as request_pass
     from export.request_graph import build_request_graph

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from fm2onnx.errors import Fm2OnnxError
-
 from ..contract import FieldRoles
 from ..flops import count_flops
 from ..request_graph import build_request_graph, request_layout
-from ..request_graph_ffm import build_ffm_request_graph
+from ..request_graph_ffm import build_ffm_request_graph, check_ffm_request_options
 from .manager import ReplacingPass
 from .read_ffm import read_ffm_weights
 from .read_weights import READABLE_KINDS, read_field_weights
@@ -29,9 +27,7 @@ class RequestGraphPass(ReplacingPass):
     def apply(self, model: ir.Model) -> tuple[ir.Model, str]:
         props = dict(model.metadata_props)
         if props.get("model_kind") == "ffm":
-            if self.table_dtype != "float32" or self.cache_budget is not None:
-                raise Fm2OnnxError("an FFM request graph keeps float32 embedding tables and caches nothing; "
-                                   "drop --table-dtype and --cache-budget")
+            check_ffm_request_options(self.table_dtype, self.cache_budget)
             weights = read_ffm_weights(model)
             built = build_ffm_request_graph(weights, self.roles, props)
             read = f"read {weights.spec.num_fields} fields' field-aware vectors and linear weights"
