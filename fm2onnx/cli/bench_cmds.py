@@ -172,12 +172,11 @@ def cached_variants(budgets: list[str], dtypes: list[str], batched: list[str]) -
     """The default cached export first, then every budget x table dtype x batched form asked for, once each."""
     from export.bench.prepare import CachedVariant
     from export.fields_layout import BATCHED_FORMS
-    from export.folds import TABLE_DTYPES
+    from export.folds import check_table_dtype
     from export.plan import parse_budget
 
     for dtype in dtypes:
-        if dtype not in TABLE_DTYPES:
-            raise Fm2OnnxError(f"unknown table dtype {dtype!r}; expected one of {', '.join(TABLE_DTYPES)}")
+        check_table_dtype(dtype)
     for form in batched:
         if form not in BATCHED_FORMS:
             raise Fm2OnnxError(f"unknown --batched {form!r}; expected one of {', '.join(BATCHED_FORMS)}")
@@ -227,12 +226,11 @@ def plan(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot file."),
 ) -> None:
     """The FLOPs-versus-memory Pareto frontier of cache plans (per pair: cache left, cache right or compute)."""
-    from export.folds import BYTES_PER_VALUE
+    from export.folds import BYTES_PER_VALUE, check_table_dtype
     from export.plan import frontier, min_plan, plan_for_budget, unlimited_plan
 
     check_output_file(plot, force=force)
-    if table_dtype not in BYTES_PER_VALUE:
-        raise Fm2OnnxError(f"unknown table dtype {table_dtype!r}; expected one of {', '.join(BYTES_PER_VALUE)}")
+    check_table_dtype(table_dtype)
     spec = plan_spec(checkpoint, shape, dims)
     per_value = BYTES_PER_VALUE[table_dtype]
     named = [unlimited_plan(spec), min_plan(spec)]

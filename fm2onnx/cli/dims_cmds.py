@@ -13,7 +13,8 @@ from rich.table import Table
 
 from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError
-from fm2onnx.files import check_output_file, made_folders_removed_if_unused, removed_unless_complete
+from fm2onnx.files import (check_output_file, made_folders_removed_if_unused, removed_unless_complete,
+                           require_file)
 
 from .app import app
 from .train_cmds import (CACHE_HELP, DATA_HELP, DEFAULT_EPOCHS, DEFAULT_L2, DEFAULT_LR, DEFAULT_PATIENCE, THREADS_HELP,
@@ -46,8 +47,8 @@ def checkpoint_dataset(ckpt: Checkpoint, data: Path, fmt_name: Optional[str], sc
             raise Fm2OnnxError(f"{where}: has no vocabularies, so {data} cannot be encoded for it")
         pre = fdata.Preprocessor.from_dict(ckpt.preprocessor, where=str(where))
         for path in (data, valid, test):
-            if path is not None and not path.is_file():
-                raise Fm2OnnxError(f"{path}: no such data file")
+            if path is not None:
+                require_file(path, "data")
         fmt = format_for(pre, fmt_name, schema, where=str(where))
         if split == "whole":
             options = {"split": (0.0, 0.0, 1.0)}

@@ -21,7 +21,7 @@ from ...errors import Fm2OnnxError
 from ...files import check_distinct_outputs, check_output_file, refuse_overwrite, written_atomically
 from ...progress import Progress
 from ..staging import staged_directory, staged_file
-from .layout import SYNTH_FORMATS, Layout
+from .layout import Layout, check_synth_format
 from .sampling import Streams, Zipf, seeded_rng
 from .sinks import IdsSink, TextSink
 
@@ -125,8 +125,7 @@ def synthesize(
 
 
 def _check_arguments(fmt: str, rows: int, zipf: float, decay: float) -> None:
-    if fmt not in SYNTH_FORMATS:
-        raise Fm2OnnxError(f"unknown synthetic format {fmt!r}; use one of {', '.join(SYNTH_FORMATS)}")
+    check_synth_format(fmt)
     if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1:
         raise Fm2OnnxError(f"rows must be a positive integer, got {rows!r}")
     if not (zipf > 0):

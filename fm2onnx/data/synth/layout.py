@@ -21,7 +21,7 @@ from ..buckets import first_integers
 from ..formats import AVAZU_COLUMNS, CRITEO_CATEGORICAL, CRITEO_NUMERIC
 from .sampling import Streams, Zipf
 
-__all__ = ["SYNTH_FORMATS", "default_cardinalities", "Layout", "AVAZU_START", "AVAZU_DAYS"]
+__all__ = ["SYNTH_FORMATS", "check_synth_format", "default_cardinalities", "Layout", "AVAZU_START", "AVAZU_DAYS"]
 
 SYNTH_FORMATS = ("criteo", "avazu", "ids")
 
@@ -52,13 +52,15 @@ AVAZU_DAYS = 10
 _AVAZU_TIME_FIELDS = 2  # day_of_week, hour_of_day: drawn from a timestamp, not Zipf-ranked
 
 
+def check_synth_format(fmt: str) -> None:
+    if fmt not in SYNTH_FORMATS:
+        raise Fm2OnnxError(f"unknown synthetic format {fmt!r}; use one of {', '.join(SYNTH_FORMATS)}")
+
+
 def default_cardinalities(fmt: str) -> list[int]:
     """Number of planted features per field of the default synthetic data of ``fmt``."""
-    if fmt == "criteo" or fmt == "ids":
-        return list(_CRITEO_NUM_CARD + _CRITEO_CAT_CARD)
-    if fmt == "avazu":
-        return list(_AVAZU_CARD)
-    raise Fm2OnnxError(f"unknown synthetic format {fmt!r}; use one of {', '.join(SYNTH_FORMATS)}")
+    check_synth_format(fmt)
+    return list(_AVAZU_CARD) if fmt == "avazu" else list(_CRITEO_NUM_CARD + _CRITEO_CAT_CARD)
 
 
 # ----------------------------------------------------------------------------- rendering values
