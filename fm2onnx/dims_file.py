@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from .errors import Fm2OnnxError
-from .files import require_file
+from .files import read_text, require_file
 
 DIM_COLUMNS = ("dim", "emb_dim")
 
@@ -15,7 +16,7 @@ def read_dims(path: str | Path, field_names: list[str]) -> list[int]:
     """Fields are named, or numbered from 1 in the model's field order; every field needs a dim."""
     path = Path(path)
     require_file(path, "dims")
-    with open(path, newline="") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         column = next((c for c in DIM_COLUMNS if c in (reader.fieldnames or [])), None)
         if "field" not in (reader.fieldnames or []) or column is None:

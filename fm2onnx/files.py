@@ -1,10 +1,12 @@
-"""Rules for the files fm2onnx writes: checked before the work, written whole or not at all, and a user's
-file never replaced without ``--force``."""
+"""Rules for the files fm2onnx reads and writes: a user's text read as UTF-8 whatever its editor added;
+outputs checked before the work, written whole or not at all, and a user's file never replaced without
+``--force``."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -31,6 +33,27 @@ def require_file(path: Path, what: str, hint: str = "", error: type[Fm2OnnxError
         raise error(f"{path}: is a directory, not {article} {what} file")
     if not path.is_file():
         raise error(f"{path}: no such {what} file" + (f" ({hint})" if hint else ""))
+
+
+def read_text(path: str | Path) -> str:
+    """A user's text file (JSON, CSV) as UTF-8, a leading byte-order mark skipped (editors on Windows add
+    one); one line naming the file when it cannot be read or is not UTF-8."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise Fm2OnnxError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Fm2OnnxError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+
+
+def read_json(path: str | Path):
+    """A user's JSON file (see :func:`read_text`); a syntax error is named by its line."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise Fm2OnnxError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
 
 
 def check_output_file(path: str | Path | None, *, force: bool, inputs: Iterable[str | Path | None] = ()) -> None:

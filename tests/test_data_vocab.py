@@ -75,7 +75,7 @@ def test_unknown_format_and_missing_schema(tmp_path):
         get_format("criteo", {"label": "x"})
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(Fm2OnnxError, match=r"bad\.json:1: schema is not valid JSON"):
+    with pytest.raises(Fm2OnnxError, match=r"bad\.json:1: not valid JSON"):
         get_format("csv", str(bad))
 
 

@@ -109,6 +109,16 @@ def test_dims_csv_rows_that_repeat_a_field_or_do_not_fit_the_header_are_refused(
     assert str(raised.value) == f"{tmp_path}/{message}"
 
 
+def test_dims_csv_saved_with_a_byte_order_mark_reads_and_other_encodings_are_named(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"\xef\xbb\xbffield,dim\r\nf0,4\r\nf1,2\r\n")
+    assert read_dims(path, ["f0", "f1"]) == [4, 2]
+    path.write_bytes("field,dim\nf0,4\nfü,2\n".encode("latin-1"))
+    with pytest.raises(Fm2OnnxError) as raised:
+        read_dims(path, ["f0", "fü"])
+    assert str(raised.value) == f"{path}: not UTF-8 text (byte 0xfc at offset 16)"
+
+
 def test_dims_csv_is_read_back_by_train_dims(tmp_path):
     model = planted_model()
     counts = [np.ones(60)] * 3

@@ -372,6 +372,17 @@ def test_model_override_and_existing_output(dataset, saved_fmfm, tmp_path):
                                        "--model", "DeepFM", "-o", tmp_path / "x.pt"))
 
 
+@pytest.mark.parametrize("name", ["feature_map.json", "feature_vocab.json"])
+def test_the_import_never_writes_over_the_data_directory_it_reads(dataset, saved_fmfm, tmp_path, name):
+    write_fuxictr_dir(tmp_path / "data", dataset[3])
+    target = tmp_path / "data" / name
+    before = target.read_bytes()
+    message = error_of(invoke("import", "fuxictr", saved_fmfm[0], "--data-dir", tmp_path / "data", "-o", target,
+                              "--force"))
+    assert message == f"{target}: is also this command's input; write the output to another file"
+    assert target.read_bytes() == before
+
+
 @pytest.mark.parametrize("feature, spec, words", [
     ("price", {"source": "", "type": "numeric"}, "'price' is numeric"),
     ("price", {"source": "", "type": "numeric", "normalizer": "MinMaxScaler"}, "'price' is numeric"),
@@ -380,6 +391,9 @@ def test_model_override_and_existing_output(dataset, saved_fmfm, tmp_path):
     ("bucketed", {"source": "", "type": "categorical", "category_processor": "hash_bucket", "vocab_size": 10},
      "'bucketed' uses a category processor"),
     ("ad,site", {"source": "", "type": "categorical", "vocab_size": 10}, "field name 'ad,site': a name must"),
+    ("shared", {"source": "", "type": "categorical", "vocab_size": 10, "share_embedding": FEATURES[0]},
+     "'shared' uses another feature's table"),
+    (FEATURES[0], {"source": "", "type": "categorical", "vocab_size": 10}, f"'{FEATURES[0]}' is listed twice"),
 ])
 def test_features_fm2onnx_cannot_express_are_refused_by_name(dataset, saved_fmfm, tmp_path, feature, spec, words):
     _, _, _, train, _ = dataset
@@ -402,7 +416,7 @@ def test_bad_files_name_the_file_or_tensor(dataset, saved_fmfm, tmp_path):
     (tmp_path / "feature_map.json").write_text((data / "feature_map.json").read_text())
     assert "feature_vocab.json: no such file" in error(model_file, tmp_path)
     (tmp_path / "feature_vocab.json").write_text("{not json")
-    assert "feature_vocab.json: not valid JSON" in error(model_file, tmp_path)
+    assert "feature_vocab.json:1: not valid JSON" in error(model_file, tmp_path)
     cut = tmp_path / "cut.model"
     cut.write_bytes(model_file.read_bytes()[:200])
     assert "cut.model" in error(cut)

@@ -226,6 +226,10 @@ def test_exported_graphs_of_a_mapped_fmfm_with_tokens(tmp_path):
     (lambda d: d["fields"][0].update(tokens=["a"]), "fields[0] (user).tokens: expected a list of 4 strings"),
     (lambda d: d["fields"][1].update(name="ad,site"), "fields[1]: field name 'ad,site': a name must be non-empty"),
     (lambda d: d["fields"][1].update(name=""), "fields[1]: field name '': a name must be non-empty"),
+    (lambda d: d["fields"][0].update(linear={"tensor": "weights", "rows": [0, 5], "transpose": "false"}),
+     "fields[0] (user).linear: \"transpose\" must be true or false, got 'false'"),
+    (lambda d: d.update(field_matrices={"block": "block", "extra": 1}),
+     "field_matrices: unknown key(s) ['extra'] beside \"block\""),
 ])
 def test_mapping_errors_name_the_entry_and_tensor(tmp_path, change, words):
     doc = mapping_of("fmfm")
@@ -287,3 +291,33 @@ def test_the_import_never_writes_over_its_own_state_dict(tmp_path):
     message = error_of(invoke("import", "torch", *args, "-o", source, "--force"))
     assert message == f"{source}: is also this command's input; write the output to another file"
     assert source.read_bytes() == before
+
+
+def test_lr_without_linear_weights_is_refused(tmp_path):
+    doc = mapping_of("lr")
+    for field in doc["fields"]:
+        field.pop("linear")
+    message = error_of(invoke("import", "torch", *write(tmp_path, Foreign("lr"), doc), "-o", tmp_path / "x.pt"))
+    assert message.endswith("map.json: fields[0] (user).linear: missing: lr is its fields' linear weights alone")
+
+
+@pytest.mark.parametrize("stored, words", [
+    (lambda t: torch.empty_like(t, device="meta"), "is a meta tensor, with no values; save the trained weights"),
+    (lambda t: t.to_sparse(), "is stored torch.sparse_coo; save it dense (tensor.to_dense())"),
+])
+def test_tensors_without_plain_values_are_named(tmp_path, stored, words):
+    model_file, _, mapping = write(tmp_path, Foreign("fm"), mapping_of("fm"))
+    state = torch.load(model_file, weights_only=True)
+    state["tables.1"] = stored(state["tables.1"])
+    torch.save(state, model_file)
+    message = error_of(invoke("import", "torch", model_file, "--mapping", mapping, "-o", tmp_path / "x.pt"))
+    assert message == f"{mapping}: fields[1] (item).embedding: tensor 'tables.1' {words}"
+
+
+def test_a_mapping_saved_with_a_byte_order_mark_imports(tmp_path):
+    model_file, _, mapping = write(tmp_path, Foreign("fm"), mapping_of("fm"))
+    mapping.write_bytes(b"\xef\xbb\xbf" + mapping.read_bytes())
+    assert invoke("import", "torch", model_file, "--mapping", mapping, "-o", tmp_path / "x.pt").exit_code == 0
+    mapping.write_bytes(b'{"kind": "fm\xff"}')
+    assert error_of(invoke("import", "torch", model_file, "--mapping", mapping, "-o", tmp_path / "y.pt")) == \
+        f"{mapping}: not UTF-8 text (byte 0xff at offset 12)"

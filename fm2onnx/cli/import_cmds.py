@@ -45,8 +45,9 @@ def fuxictr(
 ) -> None:
     """Import a FuxiCTR LR, FM, FwFM, FmFM (matrixed -> fmfm, vectorized -> fvfm) or FFM model."""
     from fm2onnx.importers import import_fuxictr
+    from fm2onnx.importers.fuxictr import data_files
 
-    check_output_file(output, force=force, inputs=[model_file])  # before the import's work
+    check_output_file(output, force=force, inputs=[model_file, *data_files(data_dir)])  # before the import's work
     parts, preprocessor = import_fuxictr(model_file, data_dir, model=model, linear_type=linear_type)
     _write(parts, preprocessor, output, force)
 

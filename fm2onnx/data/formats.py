@@ -19,13 +19,13 @@ A :class:`TableFormat` describes a delimited text file (no reading happens here)
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ..errors import Fm2OnnxError
 from ..field_names import check_field_name
+from ..files import read_json
 
 __all__ = [
     "FIELD_KINDS",
@@ -149,15 +149,7 @@ def _load_schema(schema: str | os.PathLike | Mapping[str, Any]) -> dict:
     if isinstance(schema, Mapping):
         return dict(schema)
     path = os.fspath(schema)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise Fm2OnnxError(f"{path}: cannot read schema file: {e.strerror or e}") from None
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise Fm2OnnxError(f"{path}:{e.lineno}: schema is not valid JSON: {e.msg}") from None
+    d = read_json(path)
     if not isinstance(d, dict):
         raise Fm2OnnxError(f"{path}: schema must be a JSON object")
     return d

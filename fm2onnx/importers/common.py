@@ -64,7 +64,12 @@ def _flatten(obj, prefix: str, out: dict[str, torch.Tensor]) -> None:
 
 
 def float_tensor(t: torch.Tensor, name: str, where: str) -> torch.Tensor:
-    """The tensor as float32, refusing integer/bool tensors and NaN/inf with the tensor's name."""
+    """The tensor as float32, refusing integer/bool tensors, tensors without plain values (meta, sparse) and
+    NaN/inf with the tensor's name."""
+    if t.is_meta:
+        raise Fm2OnnxError(f"{where}: tensor {name!r} is a meta tensor, with no values; save the trained weights")
+    if t.layout != torch.strided:
+        raise Fm2OnnxError(f"{where}: tensor {name!r} is stored {t.layout}; save it dense (tensor.to_dense())")
     if not t.is_floating_point():
         raise Fm2OnnxError(f"{where}: tensor {name!r} has dtype {t.dtype}, expected floating point")
     t = t.detach().to(torch.float32)

@@ -13,7 +13,6 @@ Only the JSON files of the data directory are read (``feature_map.json``, ``feat
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from fm2onnx.data import Preprocessor, get_format
 from fm2onnx.errors import Fm2OnnxError
 from fm2onnx.field_names import check_field_name
+from fm2onnx.files import read_json
 
 from .common import ImportedParts, expect_shape, float_tensor, load_state_dict
 
@@ -108,28 +108,31 @@ def _read_json(path: Path):
     if not path.is_file():
         raise Fm2OnnxError(f"{path}: no such file (the FuxiCTR data directory holds feature_map.json and "
                            "feature_vocab.json)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Fm2OnnxError(f"{path}: not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise Fm2OnnxError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    return read_json(path)
+
+
+def data_files(data_dir: Path) -> tuple[Path, Path]:
+    """The files of a FuxiCTR data directory the import reads: its feature map and vocabularies."""
+    return data_dir / "feature_map.json", data_dir / "feature_vocab.json"
 
 
 def read_fields(data_dir: Path) -> tuple[list[Field], str]:
     """The model's fields (non-meta features, in feature-map order) and the label column."""
-    map_path, vocab_path = data_dir / "feature_map.json", data_dir / "feature_vocab.json"
+    map_path, vocab_path = data_files(data_dir)
     fmap, vocab = _read_json(map_path), _read_json(vocab_path)
     features = fmap.get("features") if isinstance(fmap, dict) else None
     if not isinstance(features, list) or not all(isinstance(x, dict) and len(x) == 1 for x in features):
         raise Fm2OnnxError(f"{map_path}: 'features' must be a list of {{name: spec}} objects")
     if not isinstance(vocab, dict):
         raise Fm2OnnxError(f"{vocab_path}: expected an object of {{feature: {{token: index}}}}")
-    fields = []
+    fields, seen = [], set()
     for entry in features:
         (name, spec), = entry.items()
         if not isinstance(spec, dict):
             raise Fm2OnnxError(f"{map_path}: feature {name!r}: its spec is not an object")
+        if name in seen:
+            raise Fm2OnnxError(f"{map_path}: feature {name!r} is listed twice")
+        seen.add(name)
         if spec.get("type") == "meta":
             continue  # ids such as a group id: not a model input
         check_feature(map_path, name, spec)
@@ -153,7 +156,7 @@ def check_feature(path: Path, name: str, spec: dict) -> None:
     if kind != "categorical":
         raise Fm2OnnxError(f"{path}: feature {name!r} has type {kind!r}; fm2onnx imports categorical features only")
     for key, what in (("category_processor", "a category processor"), ("feature_encoder", "a feature encoder"),
-                      ("pretrained_emb", "a pretrained embedding")):
+                      ("pretrained_emb", "a pretrained embedding"), ("share_embedding", "another feature's table")):
         if spec.get(key):
             raise Fm2OnnxError(f"{path}: feature {name!r} uses {what} ({key}={spec[key]!r}), "
                                "which fm2onnx cannot express")

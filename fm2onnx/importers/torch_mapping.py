@@ -10,7 +10,6 @@ the tensor.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -18,6 +17,7 @@ import torch
 from fm2onnx.data import Preprocessor, get_format
 from fm2onnx.errors import Fm2OnnxError
 from fm2onnx.field_names import check_field_name
+from fm2onnx.files import read_json, require_file
 from models import MODEL_KINDS
 
 from .common import ImportedParts, float_tensor, load_state_dict
@@ -53,6 +53,8 @@ class Mapping:
                             + (f" (similar: {', '.join(near)})" if near else ""))
         t = float_tensor(self.tensors[name], name, f"{self.path}: {where}")
         label = name
+        if type(ref.get("transpose", False)) is not bool:
+            raise self.fail(where, f"\"transpose\" must be true or false, got {ref['transpose']!r}")
         if ref.get("transpose"):
             if t.dim() != 2:
                 raise self.fail(where, f"tensor {name!r} has shape {list(t.shape)}: only 2-D tensors transpose")
@@ -82,14 +84,8 @@ class Mapping:
 
 
 def read_mapping(path: Path) -> dict:
-    if not path.is_file():
-        raise Fm2OnnxError(f"{path}: no such mapping file")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Fm2OnnxError(f"{path}: not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise Fm2OnnxError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    require_file(path, "mapping")
+    doc = read_json(path)
     if not isinstance(doc, dict):
         raise Fm2OnnxError(f"{path}: the mapping must be a JSON object")
     unknown = set(doc) - TOP_KEYS
@@ -228,6 +224,8 @@ def linear_term(m: Mapping, doc: dict, fields: list[dict], kind: str, total_dim:
     if given and len(given) != len(fields):
         missing = next(f["name"] for f in fields if f["linear"] is None)
         raise m.fail(f"field {missing!r}", "has no \"linear\" while other fields do")
+    if not given and kind == "lr":
+        raise m.fail(f"fields[0] ({fields[0]['name']}).linear", "missing: lr is its fields' linear weights alone")
     if not given:  # a model without a linear term: zero weights
         return [torch.zeros(f["table_rows"]) for f in fields]
     return [f["linear"] for f in fields]
@@ -261,6 +259,8 @@ def field_matrices(m: Mapping, entry, kind: str, names: list[str], dims: list[in
     if isinstance(entry, dict) and "pairs" in entry:
         got = per_pair(m, entry, names, pairs, want)
     elif isinstance(entry, dict) and "block" in entry:
+        if set(entry) != {"block"}:
+            raise m.fail("field_matrices", f"unknown key(s) {sorted(set(entry) - {'block'})} beside \"block\"")
         if matrix_kind != "full":
             raise m.fail("field_matrices.block", f"a block matrix holds FmFM's full matrices, not {kind}'s")
         got = from_block(m, entry, pairs, dims)
