@@ -1,5 +1,7 @@
 """`fm2onnx dims`, `train --dims` and `compress` on a small planted data set, by the command line."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -79,6 +81,19 @@ def test_compress_with_data_scores_and_finetunes(planted, tmp_path):
     small = load_checkpoint(out)
     assert max(small.spec.dims) < K and small.training["finetune_epochs"] == 1
     assert small.training["metrics"]["test"]["auc"] > 0.7
+    kept = small.training["best_epoch"]
+    assert ("fine-tuning: kept epoch 1 (validation AUC " if kept else "fine-tuning: no epoch beat") in result.output
+
+
+def test_fine_tuning_that_does_not_help_keeps_the_folded_weights_and_says_so(planted, tmp_path):
+    dataset, ckpt = planted
+    common = ("--variance", "0.9", "--data", dataset.path, "--quiet")
+    assert invoke("compress", ckpt, *common, "-o", tmp_path / "folded.pt").exit_code == 0
+    result = invoke("compress", ckpt, *common, "--finetune-epochs", "1", "--lr", "1e-30", "-o", tmp_path / "tuned.pt")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"fine-tuning: no epoch beat the folded weights' validation AUC 0\.\d{4}; kept them", result.output)
+    folded, tuned = (load_checkpoint(tmp_path / name).model().state_dict() for name in ("folded.pt", "tuned.pt"))
+    assert all(torch.equal(folded[k], tuned[k]) for k in folded)
 
 
 def test_compress_to_dims_from_a_file(planted, tmp_path):

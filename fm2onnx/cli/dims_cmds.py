@@ -237,6 +237,7 @@ def finetune_and_score(model, small, dataset, data: Path, tuning, *, quiet: bool
         result = finetune(small, dataset, tuning, progress=not quiet)
         small = result.model
         notes.update(finetune_epochs=tuning.epochs, best_epoch=result.best_epoch, history=result.history)
+        console.print(finetune_line(result))
     test = dataset.indices("test")
     rows = test if len(test) else dataset.indices("all")
     scores = {"full": evaluate_rows(model, dataset.ids, dataset.labels, rows),
@@ -245,6 +246,17 @@ def finetune_and_score(model, small, dataset, data: Path, tuning, *, quiet: bool
     whole = len(rows) == dataset.rows
     console.print(comparison_table(f"{'all rows' if whole else 'test rows'} of {data}", scores))
     return small, notes
+
+
+def finetune_line(result) -> str:
+    """What fine-tuning kept: an epoch that beat the folded weights on validation AUC, or those weights."""
+    first = next((h["valid"]["auc"] for h in result.history if h["epoch"] == 0 and "valid" in h), None)
+    if result.best_epoch == 0:
+        return (f"fine-tuning: no epoch beat the folded weights' validation AUC {first:.4f}; kept them"
+                if first is not None else "fine-tuning: kept the folded weights")
+    best = next(h for h in result.history if h["epoch"] == result.best_epoch)
+    gain = "" if first is None else f" (validation AUC {first:.4f} -> {best['valid']['auc']:.4f})"
+    return f"fine-tuning: kept epoch {result.best_epoch}{gain}"
 
 
 def compression_line(spec, target, small_spec) -> str:
