@@ -27,6 +27,12 @@ DEFAULT_LINEAR = {"lr": "feature", "fm": "feature", "ffm": "feature",
                   "fwfm": "field_vector", "fvfm": "field_vector", "fmfm": "field_vector"}
 
 
+def check_field_count(n: int, where: str = "") -> None:
+    """Interactions are between fields: a model has two at least."""
+    if n < 2:
+        raise Fm2OnnxError(f"{where + ': ' if where else ''}a model needs at least 2 fields, got {n}")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     kind: str
@@ -60,8 +66,7 @@ class ModelSpec:
             raise Fm2OnnxError(f"unknown model kind {self.kind!r}; expected one of {', '.join(MODEL_KINDS)}")
         if self.linear not in LINEAR_FORMS:
             raise Fm2OnnxError(f"unknown linear form {self.linear!r}; expected one of {', '.join(LINEAR_FORMS)}")
-        if n < 2:
-            raise Fm2OnnxError(f"a model needs at least 2 fields, got {n}")
+        check_field_count(n)
         for name in self.field_names:
             check_field_name(name)
         repeated = sorted({name for name in self.field_names if self.field_names.count(name) > 1})

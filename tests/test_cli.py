@@ -67,6 +67,15 @@ def test_train_never_writes_over_its_own_data_even_with_force(cli, criteo_file, 
     assert data.read_bytes() == criteo_file.read_bytes() and not (tmp_path / "m.pt").exists()
 
 
+def test_train_refuses_a_schema_of_one_field_before_encoding(cli, tmp_path):
+    (tmp_path / "d.csv").write_text("y,a\n1,x\n0,z\n")
+    (tmp_path / "s.json").write_text('{"label": "y", "categorical": ["a"]}')
+    code, _, err = cli("train", "--data", tmp_path / "d.csv", "--format", "csv", "--schema", tmp_path / "s.json",
+                       "--cache-dir", tmp_path / "cache", "-o", tmp_path / "m.pt", "--quiet")
+    assert code == 2 and err.strip() == f"fm2onnx: error: {tmp_path / 's.json'}: a model needs at least 2 fields, got 1"
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "m.pt").exists()
+
+
 @pytest.mark.parametrize("log, named", [("m.pt", "-o and --log"), ("m.pt.resume.pt", "--log and the resume file")])
 def test_train_refuses_two_outputs_in_one_file_before_training(cli, criteo_file, tmp_path, log, named):
     code, _, err = cli("train", "--data", criteo_file, "-o", tmp_path / "m.pt", "--log", tmp_path / log, "--quiet")

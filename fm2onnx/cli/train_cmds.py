@@ -16,7 +16,7 @@ from fm2onnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fm2onnx.errors import Fm2OnnxError, WriteError
 from fm2onnx.files import (check_distinct_outputs, check_output_file, check_output_folder,
                            made_folders_removed_if_unused, remove_stale_temporaries, require_file)
-from models import MODEL_KINDS, ModelSpec
+from models import MODEL_KINDS, ModelSpec, check_field_count
 from models.memory import DEFAULT_MEMORY_BUDGET, format_size, parse_memory_budget
 
 from .app import app
@@ -70,6 +70,7 @@ def open_dataset(data: Path, fmt_name: str, schema: Optional[Path], *, min_count
         if path is not None:
             require_file(path, "data")
     fmt = fdata.get_format(fmt_name, str(schema) if schema else None)
+    check_field_count(len(fmt.fields), str(schema or data))  # before the encoding pass
     return fdata.load_or_encode(data, fmt, cache_dir=cache_dir, min_count=min_count, seed=seed,
                                 skip_bad_rows=skip_bad_rows, progress=progress, valid=valid, test=test, jobs=jobs)
 
