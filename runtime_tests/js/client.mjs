@@ -137,19 +137,33 @@ export function requestFeeds(model, contextRow, candidateRows) {
   };
 }
 
-// rows of ids (numbers or BigInts) -> int64 [rows, fields]; a row of the wrong length is refused
-// with the input's name and the fields it takes.
+// rows of ids (numbers or BigInts) -> int64 [rows, fields]; a row of the wrong length or an id that
+// is not an integer is refused with the input's name, the row and the field.
 function int64Tensor(model, input, rows, fields, what) {
   const n = fields.length;
   const data = new BigInt64Array(rows.length * n);
   rows.forEach((row, r) => {
+    const which = what === 'context' ? 'the context' : `${what} ${r}`;
     if (row.length !== n) {
-      const which = what === 'context' ? 'the context' : `${what} ${r}`;
       throw new Error(`${input}: ${which} has ${row.length} ids, the model takes ${n} (${fields.join(', ')})`);
     }
-    row.forEach((id, f) => { data[r * n + f] = BigInt(id); });
+    row.forEach((id, f) => { data[r * n + f] = int64Id(id, () => `${input}: ${which}, field ${fields[f]}`); });
   });
   return new model.ort.Tensor('int64', data, [rows.length, n]);
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+// An integer id as int64. One past int64's range is past every vocabulary, so it becomes -1, which
+// reads the unknown row as such ids do inside the graph; a BigInt64Array would wrap it around to
+// another feature's row.
+function int64Id(id, where) {
+  if (!(typeof id === 'bigint' || Number.isInteger(id))) {
+    throw new Error(`${where()}: id ${String(id)} is not an integer`);
+  }
+  const value = BigInt(id);
+  return value < INT64_MIN || value > INT64_MAX ? -1n : value;
 }
 
 // raw: one object per row, { column: value }: numbers for numeric_columns (null, undefined or NaN

@@ -72,9 +72,17 @@ export async function runParity(backend) {
 async function checkOutOfRangeIds(model) {
   const sizes = model.contract.vocabSizes;
   const zeros = await predict(model, idFeeds(model, [sizes.map(() => 0)]));
-  const outside = await predict(model, idFeeds(model, [sizes.map((v, f) => [-1, v, v + 2 ** 40, -(2 ** 40)][f % 4])]));
+  const past = [-1, (v) => v, (v) => v + 2 ** 40, -(2 ** 40), 2n ** 64n + 1n, -(2n ** 70n)];
+  const ids = sizes.map((v, f) => { const id = past[f % past.length]; return typeof id === 'function' ? id(v) : id; });
+  const outside = await predict(model, idFeeds(model, [ids]));
   assert.equal(outside.logit[0], zeros.logit[0], 'out-of-range ids do not read the unknown row');
   assert.equal(outside.probability[0], zeros.probability[0]);
+  const field = model.contract.fieldNames[1];
+  for (const bad of [null, NaN, 1.5, 'x']) {
+    const row = sizes.map(() => 0);
+    row[1] = bad;
+    assert.throws(() => idFeeds(model, [row]), { message: `feature_ids: row 0, field ${field}: id ${String(bad)} is not an integer` });
+  }
 }
 
 // One request per run, each answering with one row per candidate; the rows of all the requests
