@@ -206,7 +206,11 @@ def test_output_paths_of_bench_and_plan_are_checked_before_the_work(cli, tiny_ck
     refused = {("plan", tiny_ckpt, "--plot", folder, "--force"): f"{folder}: is a directory, not a file",
                ("bench", tiny_ckpt, *quick, "--plot", folder, "--force"): f"{folder}: is a directory, not a file",
                ("bench", tiny_ckpt, *quick, "--workdir", plain):
-                   f"{plain}: is a file, not a directory (--workdir names a folder to write into)"}
+                   f"{plain}: is a file, not a directory (--workdir names a folder to write into)",
+               ("bench", tiny_ckpt, *quick, "--plot", tiny_ckpt, "--force"):
+                   f"{tiny_ckpt}: is also this command's input; write the output to another file",
+               ("plan", tiny_ckpt, "--plot", tmp_path / "f.txt"):
+                   f"--plot {tmp_path / 'f.txt'}: matplotlib cannot write .txt files; name a .png, .svg or .pdf"}
     for args, message in refused.items():
         assert cli(*args) == (2, "", f"fm2onnx: error: {message}\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "plain.txt"] and plain.read_text() == "keep"

@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from fm2onnx.errors import Fm2OnnxError
-from fm2onnx.files import check_output_file, check_output_folder
+from fm2onnx.files import check_output_folder
 
 from .app import app
 
@@ -108,12 +108,13 @@ def bench(
 ) -> None:
     """Serving latency, throughput and peak memory: torch eager, onnxruntime uncached and cached, and the floor.
     With --request: a request's candidates on the request graph against full rows."""
+    from export.bench.figures import check_plot_file
     from export.bench.report import plot as draw, targets
     from export.bench.run import BenchConfig, run_bench
     from export.traffic import DISTRIBUTIONS
 
     refuse_other_mode(ctx, request)
-    check_output_file(plot, force=force)
+    check_plot_file(plot, force=force, inputs=checkpoints or [])
     check_output_folder(workdir, "--workdir", force=force)
     if request is not None:
         return request_bench(list(checkpoints or []), shape, dims, request,
@@ -226,10 +227,11 @@ def plan(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot file."),
 ) -> None:
     """The FLOPs-versus-memory Pareto frontier of cache plans (per pair: cache left, cache right or compute)."""
+    from export.bench.figures import check_plot_file
     from export.folds import BYTES_PER_VALUE, check_table_dtype
     from export.plan import frontier, min_plan, plan_for_budget, unlimited_plan
 
-    check_output_file(plot, force=force)
+    check_plot_file(plot, force=force, inputs=[checkpoint])
     check_table_dtype(table_dtype)
     spec = plan_spec(checkpoint, shape, dims)
     per_value = BYTES_PER_VALUE[table_dtype]
