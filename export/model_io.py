@@ -13,7 +13,7 @@ import onnx
 import onnx_ir as ir
 
 from fm2onnx.errors import Fm2OnnxError
-from fm2onnx.files import require_file
+from fm2onnx.files import check_output_file, require_file
 
 DEFAULT_EXTERNAL_DATA_THRESHOLD = 1_500_000_000
 
@@ -31,6 +31,13 @@ def tensor_bytes(model: ir.Model, *, float_only: bool = False) -> int:
 
 def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".data")
+
+
+def check_model_file(path: Path, *, force: bool, inputs=()) -> None:
+    """Before any work: ``path`` and its sidecar may be written (``check_output_file``). The sidecar is
+    checked whether or not the model will need one: a stale one beside a new model is removed."""
+    for file in (path, sidecar_path(path)):
+        check_output_file(file, force=force, inputs=inputs)
 
 
 def load_model(path: str | Path) -> ir.Model:

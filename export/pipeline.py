@@ -18,12 +18,11 @@ import onnx_ir as ir
 
 from fm2onnx.checkpoint import load_checkpoint
 from fm2onnx.errors import Fm2OnnxError
-from fm2onnx.files import check_output_file
 from models import ModelSpec
 
 from .cached_form import CachedFormOptions, make_cached
 from .contract import describe, file_sha256, spec_of, stamp
-from .model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD, load_model
+from .model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD, check_model_file, load_model
 from .ort import session
 from .parity import ATOL, RTOL, ort_outputs, parity_ids, torch_logits
 from .passes import GemmFormPass, RewriteReport, require_uncached, rewrite
@@ -58,7 +57,7 @@ def output_paths(checkpoint: Path, output: Path | None, form: str) -> dict[str, 
 def check_targets(checkpoint: Path, targets: dict[str, Path], force: bool) -> Path:
     """The one directory the models go to; never the checkpoint itself, nothing replaced unasked."""
     for target in targets.values():
-        check_output_file(target, force=force, inputs=[checkpoint])
+        check_model_file(target, force=force, inputs=[checkpoint])
     final_dir = next(iter(targets.values())).parent
     if any(p.parent != final_dir for p in targets.values()):
         raise Fm2OnnxError("the cached and uncached models must go to one directory")
@@ -167,7 +166,7 @@ def rewrite_file(model_path: str | Path, output: str | Path | None = None, *, op
     model_path = Path(model_path)
     target = Path(output) if output else model_path.with_name(
         model_path.name.removesuffix(".onnx").removesuffix(".uncached") + ".cached.onnx")
-    check_output_file(target, force=force, inputs=[model_path])
+    check_model_file(target, force=force, inputs=[model_path])
     uncached = load_model(model_path)
     require_uncached(uncached, str(model_path))
     made = make_cached(uncached, options)

@@ -17,9 +17,8 @@ from fm2onnx.data import Preprocessor
 from fm2onnx.errors import Fm2OnnxError
 
 from .contract import INPUT_NAME
-from fm2onnx.files import check_output_file
 
-from .model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD, load_model, save_model
+from .model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD, check_model_file, load_model, save_model
 from .ort import session
 from .parity import compare, outputs_in_serving_batches
 from .pipeline import ExportResult, export_checkpoint, output_paths
@@ -86,7 +85,7 @@ def export_raw_checkpoint(checkpoint: str | Path, output: str | Path | None = No
     checkpoint = Path(checkpoint)
     targets = raw_output_paths(checkpoint, Path(output) if output else None, form)
     for target in targets.values():
-        check_output_file(target, force=force, inputs=[checkpoint, parity_data])
+        check_model_file(target, force=force, inputs=[checkpoint, parity_data])
     pre = preprocessor_of(load_checkpoint(checkpoint))
     row_sets = [("probe rows", probe_rows(pre, parity_rows))]
     if parity_data is not None:

@@ -52,6 +52,21 @@ def test_export_refuses_to_overwrite_without_force(cli, fmfm_ckpt, tmp_path):
     onnx.checker.check_model(str(target), full_check=True)
 
 
+@pytest.mark.parametrize("command", [("export", "{ckpt}"), ("export", "{ckpt}", "--context-fields", "site"),
+                                     ("export", "{ckpt}", "--input", "raw"), ("rewrite", "{uncached}")])
+def test_a_sidecar_beside_the_output_is_kept_without_force(cli, fmfm_ckpt, tmp_path, command):
+    """Whether or not the new model needs a sidecar, the one beside its name would be replaced or removed."""
+    uncached = tmp_path / "u.onnx"
+    if "{uncached}" in command:
+        assert cli("export", fmfm_ckpt, "--form", "uncached", "-o", uncached)[0] == 0
+    sidecar = tmp_path / "m.onnx.data"
+    sidecar.write_text("keep me")
+    args = [str(a).format(ckpt=fmfm_ckpt, uncached=uncached) for a in command]
+    code, out, err = cli(*args, "-o", tmp_path / "m.onnx")
+    assert code == 2 and err.strip() == f"fm2onnx: error: {sidecar}: already exists (pass --force to overwrite)"
+    assert sidecar.read_text() == "keep me" and not (tmp_path / "m.onnx").exists()
+
+
 def test_batched_gemm_export_runs_batches_on_the_gemm_form(cli, fmfm_ckpt, tmp_path):
     target = tmp_path / "hybrid.onnx"
     code, out, err = cli("export", fmfm_ckpt, "-o", target, "--batched", "gemm")

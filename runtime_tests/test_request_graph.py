@@ -137,6 +137,8 @@ def test_export_records_roles_in_field_order_and_refuses_what_does_not_apply(cli
                 ("--context-fields", "site", "--item-fields", "app"): "are neither context nor item",
                 ("--item-fields", ",".join(FIELDS)): "at least one context field and one item field",
                 ("--context-fields", "site", "--batched", "gemm"): "--batched: not an option of request",
+                ("--context-fields", "site", "--parity-data", "d.csv"): "--parity-data: not an option of request",
+                ("--item-fields", "app", "--parity-format", "csv"): "--parity-format: not an option of request",
                 ("--context-fields", "site", "--cache-budget", "lots"): "cache budget 'lots'"}
     for args, message in refusals.items():
         code, _, err = cli("export", ckpt, *args, "-o", tmp_path / "other.onnx")

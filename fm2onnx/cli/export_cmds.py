@@ -83,8 +83,9 @@ def export(
     chosen_opset = {} if opset is None else {"opset": opset}  # each kind of graph has its own default
     if context_fields is not None or item_fields is not None:
         defaults = {"--form": (form, "cached"), "--input": (input, "ids"), "--layout": (layout, None),
-                    "--batched": (batched, None),
-                    "--serve-batch": (serve_batch, None), "--pair-major": (pair_major, False)}
+                    "--batched": (batched, None), "--serve-batch": (serve_batch, None),
+                    "--pair-major": (pair_major, False), "--parity-data": (parity_data, None),
+                    "--parity-format": (parity_format, None)}
         given = [option for option, (value, default) in defaults.items() if value != default]
         if given:
             raise Fm2OnnxError(f"{', '.join(given)}: not an option of request graphs (--context-fields, "
