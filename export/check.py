@@ -69,7 +69,8 @@ def check_graphs(checkpoint: str | Path, graphs: list[str | Path], *, rows: int 
         form = model.metadata_props.get("form", "?")
         dtype = model.metadata_props.get("table_dtype", "float32")
         raw_input = model.metadata_props.get("input") == "raw"
-        roles = FieldRoles.of_props(model.metadata_props, str(path)) if form == "request" else None
+        widths = {v.name: v.shape[1] for v in model.graph.inputs if v.shape is not None and len(v.shape) == 2}
+        roles = FieldRoles.of_props(model.metadata_props, str(path), widths) if form == "request" else None
         del model
         graph_want, graph_ids = want, ids
         if raw_input:  # original columns in, so the reference is torch on Python's preprocessing of them

@@ -109,13 +109,26 @@ class FieldRoles:
         return {ROLES_KEY: json.dumps(["context" if f in self.context else "item" for f in range(spec.num_fields)])}
 
     @classmethod
-    def of_props(cls, props: dict[str, str], source: str = "the model") -> "FieldRoles":
+    def of_props(cls, props: dict[str, str], source: str = "the model",
+                 widths: dict[str, object] | None = None) -> "FieldRoles":
+        """The roles a request graph's metadata records, one per field of ``field_names``; with the graph's
+        input ``widths`` (input name -> its second dimension), checked against them."""
         try:
             roles = json.loads(props[ROLES_KEY])
         except (KeyError, ValueError):
             raise Fm2OnnxError(f"{source}: no readable {ROLES_KEY} in its metadata: not a request graph") from None
-        return cls(tuple(f for f, r in enumerate(roles) if r == "context"),
-                   tuple(f for f, r in enumerate(roles) if r == "item"))
+        fields = len(json.loads(props.get("field_names", "[]")))
+        if not isinstance(roles, list) or len(roles) != fields or not set(roles) <= {"context", "item"}:
+            raise Fm2OnnxError(f"{source}: metadata {ROLES_KEY} must be \"context\" or \"item\" for each of its "
+                               f"{fields} field_names, got {props[ROLES_KEY][:80]}")
+        found = cls(tuple(f for f, r in enumerate(roles) if r == "context"),
+                    tuple(f for f, r in enumerate(roles) if r == "item"))
+        for name, count in ((CONTEXT_INPUT, len(found.context)), (CANDIDATES_INPUT, len(found.items))):
+            width = (widths or {}).get(name, count)
+            if width != count and isinstance(width, int):
+                raise Fm2OnnxError(f"{source}: metadata {ROLES_KEY} names {count} field(s) for {name}, which "
+                                   f"takes {width}")
+        return found
 
     def full_rows(self, context_ids: np.ndarray, candidate_ids: np.ndarray) -> np.ndarray:
         """The ``feature_ids`` rows a request stands for: [N, n_fields], the context repeated."""

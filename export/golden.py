@@ -115,6 +115,7 @@ class GoldenCheck:
 def open_model(path: str | Path) -> tuple[ort.InferenceSession, dict[str, str]]:
     """(session, metadata) of a model file; a missing or unreadable file is one line naming it (``session``)."""
     sess = session(path)
+    request_roles(sess, str(path))  # a request graph's roles must fit its inputs before any row is scored
     return sess, dict(sess.get_modelmeta().custom_metadata_map)
 
 

@@ -72,8 +72,9 @@ def request_outputs(sess: ort.InferenceSession, ids: np.ndarray, roles: FieldRol
     return {name: np.concatenate([run[i] for run in runs]) for i, name in enumerate(names)}
 
 
-def request_roles(sess: ort.InferenceSession) -> FieldRoles | None:
-    """The field roles of a request graph's session; None for any other graph."""
-    if CONTEXT_INPUT not in [i.name for i in sess.get_inputs()]:
+def request_roles(sess: ort.InferenceSession, source: str = "the model") -> FieldRoles | None:
+    """The field roles of a request graph's session, checked against its inputs; None for any other graph."""
+    widths = {i.name: i.shape[1] for i in sess.get_inputs() if len(i.shape) == 2}
+    if CONTEXT_INPUT not in widths:
         return None
-    return FieldRoles.of_props(sess.get_modelmeta().custom_metadata_map)
+    return FieldRoles.of_props(sess.get_modelmeta().custom_metadata_map, source, widths)

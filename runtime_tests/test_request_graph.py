@@ -165,6 +165,27 @@ def test_an_ffm_request_graph_refuses_compact_tables_and_caching_before_the_trac
         rewrite(uncached, [RequestGraphPass(roles, **pass_options)])
 
 
+@pytest.mark.parametrize("roles, words", [
+    (["context", "item"], 'metadata field_roles must be "context" or "item" for each of its 6 field_names'),
+    (["context", "item", "context", "context", "item", "item"],
+     "metadata field_roles names 3 field(s) for context_ids, which takes 4"),
+])
+def test_roles_that_do_not_fit_the_inputs_are_named_by_check_and_golden(cli, tmp_path, roles, words):
+    import onnx
+
+    ckpt = write_checkpoint(randomized_model("fmfm"), tmp_path / "ckpt.pt")
+    export_request(ckpt, tmp_path / "r.onnx", context=None, items=["city", "app"])
+    model = onnx.load(str(tmp_path / "r.onnx"))
+    next(p for p in model.metadata_props if p.key == "field_roles").value = json.dumps(roles)
+    onnx.save(model, str(tmp_path / "r.onnx"))
+    for args in (("check", ckpt, tmp_path / "r.onnx"), ("check", tmp_path / "r.onnx", "--golden", tmp_path / "g.npz",
+                                                        "--write")):
+        code, _, err = cli(*args)
+        assert code == 2 and err.startswith(f"fm2onnx: error: {tmp_path / 'r.onnx'}: {words}"), err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "g.npz").exists()
+
+
 def test_the_gate_keeps_a_wrong_request_graph_from_being_written(tmp_path, monkeypatch):
     import export.passes.request_graph as request_pass
     from export.request_graph import build_request_graph
