@@ -366,7 +366,7 @@ def ensure_recorded_for(golden: Path, meta: dict, feeds: dict[str, np.ndarray], 
         if recorded[name][0] != kind:
             raise Fm2OnnxError(f"{golden}: input {name!r} recorded as {recorded[name][0]}, but {model} takes "
                                f"{kind} {dims_text(shape)}")
-    ensure_feeds_fit(golden, feeds, expected)
+    ensure_feeds_fit(golden, feeds, expected, request=CONTEXT_INPUT in now)
     roles = meta.get("model", {}).get("field_roles")
     if roles is not None and roles != props.get("field_roles"):
         raise Fm2OnnxError(f"{golden}: recorded with field roles {roles}, {model} has {props.get('field_roles')}")
@@ -387,17 +387,19 @@ def expected_feeds(sess: ort.InferenceSession, signature: dict[str, list]) -> di
     return {INPUT_NAME: [signature[CONTEXT_INPUT][0], [None, len(roles.context) + len(roles.items)]]}
 
 
-def ensure_feeds_fit(golden: Path, feeds: dict[str, np.ndarray], expected: dict[str, list]) -> None:
-    """Each recorded feed has the type and shape its input takes: an entry re-saved as another dtype
-    would otherwise fail inside onnxruntime."""
+def ensure_feeds_fit(golden: Path, feeds: dict[str, np.ndarray], expected: dict[str, list], *,
+                     request: bool = False) -> None:
+    """Each recorded feed has the type and shape its input takes (a request graph: the full rows its
+    requests are cut from): an entry re-saved as another dtype would otherwise fail inside onnxruntime."""
     for name, (kind, shape) in expected.items():
         array, takes = feeds[name], numpy_type(kind)
+        what = "the request graph's full rows" if request else f"the model's input {name}"
         have = "str" if array.dtype.kind in "UO" else str(array.dtype)
         if have != takes:
-            raise Fm2OnnxError(f"{golden}: feed.{name} is {have}, the model's input {name} takes {takes}")
+            raise Fm2OnnxError(f"{golden}: feed.{name} is {have}, {what} take{'' if request else 's'} {takes}")
         if array.ndim != len(shape) or any(d is not None and d != h for d, h in zip(shape, array.shape)):
-            raise Fm2OnnxError(f"{golden}: feed.{name} is {dims_text([None, *array.shape[1:]])}, the model's "
-                               f"input {name} takes {dims_text(shape)}")
+            raise Fm2OnnxError(f"{golden}: feed.{name} is {dims_text([None, *array.shape[1:]])}, {what} "
+                               f"take{'' if request else 's'} {dims_text(shape)}")
 
 
 def numpy_type(ort_type: str) -> str:

@@ -330,5 +330,10 @@ def test_check_golden_and_package_take_request_graphs(cli, tmp_path):
     assert cli("export", ckpt, "--context-fields", "site", "-o", tmp_path / "other.onnx")[0] == 0
     code, _, err = cli("check", tmp_path / "other.onnx", "--golden", golden)
     assert code == 2 and "recorded with field roles" in err
+    small = write_checkpoint(randomized_model("fm", fields=["a", "b", "c"], vocab=[3, 4, 5]), tmp_path / "small.pt")
+    assert cli("export", small, "--context-fields", "a", "-o", tmp_path / "small.onnx")[0] == 0
+    code, _, err = cli("check", tmp_path / "small.onnx", "--golden", golden)
+    assert err == f"fm2onnx: error: {golden}: feed.feature_ids is [batch, 6], the request graph's full rows take " \
+                  "[batch, 3]\n"
     code, out, err = cli("package", model, "-o", tmp_path / "edge")
     assert code == 0 and (tmp_path / "edge" / "ckpt.request.ort").is_file(), err

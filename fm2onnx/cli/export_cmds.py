@@ -66,8 +66,10 @@ def export(
                                                "rows of this data file."),
     parity_format: Optional[str] = typer.Option(None, help="Format of --parity-data (default: the checkpoint's)."),
     layout: Optional[str] = typer.Option(None, help=LAYOUT_HELP + " Default: fields for FmFM (pairs with --pair-major)."),
-    cache_budget: Optional[str] = typer.Option(None, help=BUDGET_HELP + " Default: unlimited; request graphs: "
-                                               "the bytes of their embedding tables (docs/requests.md)."),
+    cache_budget: Optional[str] = typer.Option(None, help=BUDGET_HELP + " Default: unlimited. Request graphs: "
+                                               "bytes of the context's cached products, min caching none (they "
+                                               "are computed once per request); default the bytes of their "
+                                               "embedding tables (docs/requests.md)."),
     table_dtype: str = typer.Option("float32", help=DTYPE_HELP),
     batched: Optional[str] = typer.Option(None, help=BATCHED_HELP),
     serve_batch: Optional[int] = typer.Option(None, help=SERVE_BATCH_HELP),

@@ -13,7 +13,7 @@ from .app import app
 
 @app.command()
 def package(
-    models: List[Path] = typer.Argument(..., help="fm2onnx ONNX models (id or raw-input graphs); a model's "
+    models: List[Path] = typer.Argument(..., help="fm2onnx ONNX models (id, raw-input or request graphs); a model's "
                                         "<model>.onnx.data sidecar is read beside it."),
     output: Path = typer.Option(..., "-o", "--output", help="Directory for <name>.ort per model, "
                                 "required_operators.config and summary.json."),
