@@ -17,9 +17,8 @@ from .model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD
 from .parity import tolerance_of
 from .plan import parse_budget
 from .passes import rewrite
-from .passes.request_graph import RequestGraphPass
+from .passes.request_graph import RequestGraphPass, check_request_options
 from .pipeline import ExportResult, check_targets, trace
-from .request_graph_ffm import check_ffm_request_options
 from .request_parity import as_requests, request_logits
 from .staging import Stager, staged_directory
 from .to_onnx import DEFAULT_OPSET, check_opset
@@ -50,8 +49,7 @@ def export_request(checkpoint: str | Path, output: str | Path | None = None, *, 
 
     def roles_of(spec) -> FieldRoles:
         roles = FieldRoles.of_names(spec, context, items)
-        if spec.kind == "ffm":
-            check_ffm_request_options(table_dtype, cache_budget)
+        check_request_options(spec.kind, table_dtype, cache_budget)
         return roles
 
     uncached, (want, ids), roles = trace(checkpoint, opset, parity_rows, report, roles_of, arrange=as_requests)

@@ -16,19 +16,10 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from fm2onnx.errors import Fm2OnnxError
-
 from .contract import CANDIDATES_INPUT, CONTEXT_INPUT, FieldRoles, clamp_rows
 from .folds import FFMWeights
 from .graph_writer import INT64, GraphWriter
 from .request_graph import CANDIDATES
-
-
-def check_ffm_request_options(table_dtype: str, cache_budget) -> None:
-    """FFM's request graph reads its float32 tables as they are: no compact dtype, no cached products."""
-    if table_dtype != "float32" or cache_budget is not None:
-        raise Fm2OnnxError("an FFM request graph keeps float32 embedding tables and caches nothing; "
-                           "drop --table-dtype and --cache-budget")
 
 
 def build_ffm_request_graph(weights: FFMWeights, roles: FieldRoles, props: dict[str, str]) -> ir.Model:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from export.bench.request_forms import FLOOR, FULL, REQUEST
 from export.bench.run import transparent_huge_pages
 from export.contract import FieldRoles, describe, stamp
+from export.flops import count_flops
 from export.model_io import load_model
 from export.ort import session
 from export.parity import TOLERANCES, compare, parity_ids
@@ -51,10 +52,11 @@ def assert_requests_match(sess, roles, spec, state, sizes, tolerance, seed=0):
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_every_kind_scores_requests_of_every_size_as_full_rows(exported, case, tmp_path):
-    """The context's products cached per feature (the default on a small model) and computed per request."""
+    """The context's products cached per feature (the default on a small model) and computed per request;
+    FFM, FM and LR cache nothing."""
     ckpt_path = exported(case)[0]
     ckpt = load_checkpoint(ckpt_path)
-    for budget in [None] if case[0] == "ffm" else ["unlimited", "min"]:
+    for budget in [None] if case[0] in ("ffm", "fm", "lr") else ["unlimited", "min"]:
         path = tmp_path / f"request-{budget}.onnx"
         export_request(ckpt_path, path, context=["site", "hour", "city"], items=None, cache_budget=budget)
         props = load_model(path).metadata_props
@@ -64,9 +66,10 @@ def test_every_kind_scores_requests_of_every_size_as_full_rows(exported, case, t
         assert_requests_match(session(path), roles, ckpt.spec, ckpt.state_dict, CANDIDATES, TOLERANCES["float32"])
 
 
+@pytest.mark.parametrize("case", [("fmfm", (3, 5, 1, 4, 2, 5)), ("fm", None)], ids=case_id)
 @pytest.mark.parametrize("dtype", ["float16", "int8"])
-def test_compact_tables_score_requests_within_their_tolerance(exported, dtype, tmp_path):
-    ckpt_path = exported(("fmfm", (3, 5, 1, 4, 2, 5)))[0]
+def test_compact_tables_score_requests_within_their_tolerance(exported, dtype, case, tmp_path):
+    ckpt_path = exported(case)[0]
     ckpt = load_checkpoint(ckpt_path)
     export_request(ckpt_path, tmp_path / "r.onnx", context=None, items=["app", "city"], table_dtype=dtype)
     graph = load_model(tmp_path / "r.onnx")
@@ -92,7 +95,8 @@ def test_random_splits_dims_and_sizes_match_the_reference(data):
     uncached = export_uncached(model)
     stamp(uncached, describe(model.spec, form="uncached", checkpoint_sha256="0"))
     roles = FieldRoles.of_names(model.spec, [f for f, c in zip(fields, context) if c], None)
-    budget = None if kind == "ffm" else data.draw(st.sampled_from([None, "min", "unlimited", 300]), "budget")
+    caches = kind not in ("ffm", "fm", "lr")  # FFM reads its tables as they are, FM and LR sum rows
+    budget = data.draw(st.sampled_from([None, "min", "unlimited", 300]), "budget") if caches else None
     built, _ = rewrite(uncached, [RequestGraphPass(roles, cache_budget=budget)])
     sizes = data.draw(st.lists(st.integers(0, 40), min_size=1, max_size=3), "candidates")
     state = model.state_dict()
@@ -184,6 +188,21 @@ def test_roles_that_do_not_fit_the_inputs_are_named_by_check_and_golden(cli, tmp
         assert code == 2 and err.startswith(f"fm2onnx: error: {tmp_path / 'r.onnx'}: {words}"), err
         assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "g.npz").exists()
+
+
+@pytest.mark.parametrize("kind", ["fm", "lr"])
+def test_fm_and_lr_candidates_sum_their_rows_and_cost_less_than_a_full_row(cli, tmp_path, kind):
+    """Rendle's identity: a candidate sums its item fields' rows, with no pair, MatMul or context field."""
+    ckpt = write_checkpoint(randomized_model(kind), tmp_path / "ckpt.pt")
+    export_request(ckpt, tmp_path / "r.onnx", context=["site", "hour"], items=None)
+    model = load_model(tmp_path / "r.onnx")
+    assert not {n.op_type for n in model.graph} & {"MatMul", "Gemm"}
+    flops = count_flops(model)
+    full = count_flops(export_uncached(load_checkpoint(ckpt).model()), infer_shapes=False).total
+    assert flops.per_row < full, (flops.per_row, full)
+    code, _, err = cli("export", ckpt, "--context-fields", "site", "--cache-budget", "min", "-o", tmp_path / "b.onnx")
+    assert code == 2 and err.strip() == f"fm2onnx: error: an {kind.upper()} request graph sums each side's rows " \
+                                        "and caches nothing; drop --cache-budget"
 
 
 def test_the_gate_keeps_a_wrong_request_graph_from_being_written(tmp_path, monkeypatch):

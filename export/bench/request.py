@@ -29,6 +29,7 @@ from ..folds import FieldWeights
 from ..model_io import save_model
 from ..pipeline import export_checkpoint
 from ..request_export import export_request
+from ..request_graph_fm import SUM_KINDS
 from .request_floor import request_floor_graph
 from .request_forms import FormsJob, LocalForms, WorkerForms
 from .run import HUGE, HUGE_PAGES_ENV, require_huge_pages
@@ -118,8 +119,9 @@ def run_request_bench(name: str, checkpoint: Path, config: RequestBenchConfig, w
     export_checkpoint(checkpoint, full, force=True)
     result = RequestBenchResult(name, spec, config, {}, {}, [])
     graphs, floors = {}, {}
-    # the floor leaves out the item products, which FFM's and LR's request graphs do not have
-    weights = FieldWeights.of_model(load_checkpoint(checkpoint).model()) if FIELD_MATRIX_KIND[spec.kind] else None
+    # the floor leaves out the GEMM form's item products, which FFM's, FM's and LR's request graphs do not have
+    has_floor = FIELD_MATRIX_KIND[spec.kind] and spec.kind not in SUM_KINDS
+    weights = FieldWeights.of_model(load_checkpoint(checkpoint).model()) if has_floor else None
     for split in config.splits:
         result.items[split] = item_fields(spec, config.item_count, split)
         lines: list[str] = []
