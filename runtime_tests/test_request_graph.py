@@ -205,6 +205,16 @@ def test_fm_and_lr_candidates_sum_their_rows_and_cost_less_than_a_full_row(cli, 
                                         "and caches nothing; drop --cache-budget"
 
 
+def test_export_warns_when_a_candidate_costs_more_than_a_full_row(cli, tmp_path):
+    """FwFM's diagonal matrices run as dense blocks in the GEMM form: with one context field of six, a
+    candidate does more than a full row; FM's sums of rows never do."""
+    for kind, warned in (("fwfm", True), ("fm", False)):
+        ckpt = write_checkpoint(randomized_model(kind), tmp_path / f"{kind}.pt")
+        code, out, err = cli("export", ckpt, "--context-fields", "site")
+        assert code == 0, err
+        assert ("warning: a candidate costs more here than a full row" in out) == warned, out
+
+
 def test_the_gate_keeps_a_wrong_request_graph_from_being_written(tmp_path, monkeypatch):
     import export.passes.request_graph as request_pass
     from export.request_graph import build_request_graph
