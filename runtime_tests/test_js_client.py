@@ -26,6 +26,7 @@ import pytest
 
 from export import load_model, save_model
 from export.ort import session
+from export.package import package_models
 from export.parity import ATOL, parity_ids
 from export.parity import outputs_in_serving_batches as outputs
 from export.raw_input import RawContract
@@ -137,6 +138,8 @@ def fixtures(exported, raw_models, tmp_path_factory) -> tuple[Path, int]:
                           "model": "external.onnx", "external_data": "external.onnx.data"})
     ckpt, _, uncached, _ = exported(("fmfm", VARIABLE_DIMS))
     cases.append(request_case("fmfm-variable-request", ckpt, uncached, root))
+    package_models([root / "fmfm-variable-request.onnx"], root / "edge")  # the contract read from a .ort file
+    cases.append({**cases[-1], "name": "fmfm-variable-request-ort", "model": "edge/fmfm-variable-request.ort"})
     for fmt in ("criteo", "avazu"):
         models = raw_models(fmt)
         pre = models.preprocessor

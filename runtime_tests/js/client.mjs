@@ -11,6 +11,7 @@ export const RAW_INPUT_VERSION = '1';
 // protobuf: ModelProto field 14, repeated StringStringEntryProto {1: key, 2: value}.
 export function readMetadata(modelBytes) {
   const bytes = modelBytes instanceof Uint8Array ? modelBytes : new Uint8Array(modelBytes);
+  if (isOrtFormat(bytes)) return readOrtMetadata(bytes);
   const text = new TextDecoder();
   const props = {};
   for (const [field, body] of protobufFields(bytes, 0, bytes.length)) {
@@ -20,6 +21,36 @@ export function readMetadata(modelBytes) {
       entry[f] = text.decode(bytes.subarray(value.start, value.end));
     }
     props[entry[1]] = entry[2] ?? '';
+  }
+  return props;
+}
+
+// An ORT-format file (`fm2onnx package`) is a FlatBuffer with the identifier "ORTM" after the root offset.
+function isOrtFormat(bytes) {
+  return bytes.length >= 8 && new TextDecoder().decode(bytes.subarray(4, 8)) === 'ORTM';
+}
+
+// Its metadata_props, read along onnxruntime's ort.fbs: the root InferenceSession's model (field 1),
+// the Model's metadata_props (field 9), each a StringStringEntry { key, value }.
+function readOrtMetadata(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const u32 = (pos) => view.getUint32(pos, true);
+  const field = (table, index) => { // the position of a table's field, or 0 when absent
+    const vtable = table - view.getInt32(table, true);
+    const slot = 4 + 2 * index;
+    const offset = slot < view.getUint16(vtable, true) ? view.getUint16(vtable + slot, true) : 0;
+    return offset && table + offset;
+  };
+  const follow = (pos) => pos + u32(pos);
+  const string = (pos) => (pos ? new TextDecoder().decode(bytes.subarray(follow(pos) + 4, follow(pos) + 4 + u32(follow(pos)))) : '');
+  const model = field(follow(0), 1);
+  const props = {};
+  const entries = model && field(follow(model), 9);
+  if (!entries) return props;
+  const vector = follow(entries);
+  for (let j = 0; j < u32(vector); j += 1) {
+    const entry = follow(vector + 4 + 4 * j);
+    props[string(field(entry, 0))] = string(field(entry, 1));
   }
   return props;
 }
