@@ -393,13 +393,13 @@ def ensure_feeds_fit(golden: Path, feeds: dict[str, np.ndarray], expected: dict[
     requests are cut from): an entry re-saved as another dtype would otherwise fail inside onnxruntime."""
     for name, (kind, shape) in expected.items():
         array, takes = feeds[name], numpy_type(kind)
-        what = "the request graph's full rows" if request else f"the model's input {name}"
+        wants = "the request graph's full rows take" if request else f"the model's input {name} takes"
         have = "str" if array.dtype.kind in "UO" else str(array.dtype)
         if have != takes:
-            raise Fm2OnnxError(f"{golden}: feed.{name} is {have}, {what} take{'' if request else 's'} {takes}")
+            raise Fm2OnnxError(f"{golden}: feed.{name} is {have}, {wants} {takes}")
         if array.ndim != len(shape) or any(d is not None and d != h for d, h in zip(shape, array.shape)):
-            raise Fm2OnnxError(f"{golden}: feed.{name} is {dims_text([None, *array.shape[1:]])}, {what} "
-                               f"take{'' if request else 's'} {dims_text(shape)}")
+            raise Fm2OnnxError(f"{golden}: feed.{name} is {dims_text([None, *array.shape[1:]])}, {wants} "
+                               f"{dims_text(shape)}")
 
 
 def numpy_type(ort_type: str) -> str:
