@@ -31,7 +31,7 @@ def build_sum_request_graph(weights: FieldWeights, roles: FieldRoles, props: dic
     w, spec = GraphWriter(), weights.spec
     context = ir.val(CONTEXT_INPUT, dtype=INT64, shape=ir.Shape([1, len(roles.context)]))
     candidates = ir.val(CANDIDATES_INPUT, dtype=INT64, shape=ir.Shape([CANDIDATES, len(roles.items)]))
-    k = spec.dims[0] if spec.kind != "lr" else 0
+    k = spec.dims[0]  # 0 for LR
     per_request = summed_rows(w, weights, roles.context, context, table_dtype, "context")  # [1, K + 1]
     # the bias joins the context's Σ c, once per request
     bias = w.const(np.array([0.0] * k + [weights.bias], np.float32), "bias")

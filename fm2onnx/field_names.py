@@ -6,9 +6,11 @@ from __future__ import annotations
 from .errors import Fm2OnnxError
 
 
-def check_field_name(name) -> None:
-    """Refuse a name that is empty, holds a comma or a control character, or has surrounding spaces."""
+def check_field_name(name, where: str = "") -> None:
+    """Refuse a name that is empty, holds a comma or a control character, or has surrounding spaces;
+    ``where`` (the file, the entry) leads the message when given."""
     if not isinstance(name, str) or not name or name != name.strip() or "," in name or not name.isprintable():
-        raise Fm2OnnxError(f"field name {name!r}: a name must be non-empty text without commas, control characters "
-                           "or surrounding spaces (fields are listed comma-separated)")
+        raise Fm2OnnxError(f"{where + ': ' if where else ''}field name {name!r}: a name must be non-empty text "
+                           "without commas, control characters or surrounding spaces (fields are listed "
+                           "comma-separated)")
 

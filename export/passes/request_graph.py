@@ -41,6 +41,7 @@ class RequestGraphPass(ReplacingPass):
         props = dict(model.metadata_props)
         kind = props.get("model_kind")
         check_request_options(kind, self.table_dtype, self.cache_budget)
+        layout_note = ""
         if kind == "ffm":
             weights = read_ffm_weights(model)
             built = build_ffm_request_graph(weights, self.roles, props)
@@ -55,13 +56,13 @@ class RequestGraphPass(ReplacingPass):
             built = build_request_graph(weights, self.roles, props, self.table_dtype, layout)
             read = (f"read {weights.spec.num_fields} fields, {len(weights.matrices)} field matrices, "
                     f"{weights.spec.linear} linear term")
+            layout_note = f"; {layout.describe(weights.spec, self.table_dtype)}"
         names = weights.spec.field_names
         flops, full_row = count_flops(built), count_flops(model, infer_shapes=False).total
         lines = [f"{read} from the uncached graph",
                  f"context, once per request: {', '.join(names[f] for f in self.roles.context)}",
                  f"items, per candidate: {', '.join(names[f] for f in self.roles.items)}; "
-                 f"{self.table_dtype} tables" + (f"; {layout.describe(weights.spec, self.table_dtype)}"
-                                                  if kind not in SUM_KINDS + ("ffm",) else ""),
+                 f"{self.table_dtype} tables{layout_note}",
                  f"FLOPs: {flops.total - flops.per_row:,} per request + {flops.per_row:,} per candidate "
                  f"(a full row on the uncached graph: {full_row:,})"]
         if flops.per_row > full_row:

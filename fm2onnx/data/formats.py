@@ -177,10 +177,7 @@ def _generic(name: str, schema: str | os.PathLike | Mapping[str, Any] | None) ->
         raise Fm2OnnxError(f"{where}: schema lists no numeric or categorical columns")
     seen = set()
     for c in cols:
-        try:
-            check_field_name(c)  # each column is a field of the model trained on it
-        except Fm2OnnxError as exc:
-            raise Fm2OnnxError(f"{where}: {exc}") from None
+        check_field_name(c, str(where))  # each column is a field of the model trained on it
         if c in seen:
             raise Fm2OnnxError(f"{where}: column {c!r} listed twice in the schema")
         seen.add(c)

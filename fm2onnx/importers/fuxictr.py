@@ -145,10 +145,7 @@ def read_fields(data_dir: Path) -> tuple[list[Field], str]:
 
 def check_feature(path: Path, name: str, spec: dict) -> None:
     """Refuse what fm2onnx's categorical fields cannot express, naming the feature."""
-    try:
-        check_field_name(name)
-    except Fm2OnnxError as exc:
-        raise Fm2OnnxError(f"{path}: {exc}") from None
+    check_field_name(name, str(path))
     kind = spec.get("type")
     if kind == "numeric":
         raise Fm2OnnxError(f"{path}: feature {name!r} is numeric (FuxiCTR scales a learned vector by its "

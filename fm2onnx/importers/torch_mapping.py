@@ -132,10 +132,7 @@ def read_field(m: Mapping, i: int, f: dict, kind: str, n: int) -> dict:
     if unknown:
         raise m.fail(where, f"unknown key(s) {sorted(unknown)}; a field has {sorted(FIELD_KEYS)}")
     name = f.get("name")
-    try:
-        check_field_name(name)
-    except Fm2OnnxError as exc:
-        raise m.fail(where, str(exc)) from None
+    check_field_name(name, f"{m.path}: {where}")
     where = f"fields[{i}] ({name})"
     rows = f.get("vocab_size")
     if type(rows) is not int or rows < 1:
