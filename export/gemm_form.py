@@ -90,19 +90,20 @@ def width_groups(widths: list[int], count: int) -> list[list[int]]:
 
 
 def gemm_tables(weights: FieldWeights, groups: int = GROUPS, fields: list[int] | None = None, *,
-                linear: bool = True) -> GemmTables:
+                linear: bool = True, ones: bool = True) -> GemmTables:
     """X and W for ``fields`` (default: all) of the model: their pairs and (``linear``) their linear
-    terms, through a linear value in each row and a constant-1 column; without, rows are v alone."""
+    terms, through a linear value in each row and (``ones``) a constant-1 column; without ``linear``, rows
+    are v alone; without ``ones``, X ⊙ X·W leaves the linear values to whatever X·W is shifted by."""
     chosen = list(range(weights.spec.num_fields)) if fields is None else list(fields)
     lead = 1 if linear else 0
     widths = {f: lead + weights.spec.dims[f] for f in chosen}  # [lin | v]
     parts = [[chosen[i] for i in part] for part in width_groups([widths[f] for f in chosen], groups)]
     # X's constant 1: the spare last value of the narrowest field's rows (its group widened if it has none)
-    ones_field = parts[0][0] if linear else None
+    ones_field = parts[0][0] if linear and ones else None
     out, slots, start = [], {}, 0
     for i, members in enumerate(parts):
         width = max(widths[f] for f in members)
-        if i == 0 and linear and widths[ones_field] == width:  # no spare value for the constant 1
+        if i == 0 and ones_field is not None and widths[ones_field] == width:  # no spare value for the constant 1
             width += 1
         stacked = [field_rows(weights, f, width, f == ones_field, lead) for f in members]
         first_rows = np.cumsum([0] + [len(rows) for rows in stacked[:-1]]).tolist()
@@ -116,7 +117,7 @@ def gemm_tables(weights: FieldWeights, groups: int = GROUPS, fields: list[int] |
             matrix[slots[a] + lead:slots[a] + widths[a], slots[b] + lead:slots[b] + widths[b]] = \
                 weights.pair_matrix(a, b)
     ones_column = None
-    if linear:
+    if ones_field is not None:
         ones_column = slots[ones_field] + out[0].width - 1
         matrix[ones_column, [slots[f] for f in placed]] = 1.0
     return GemmTables(out, matrix.astype(np.float32), chosen, lead, ones_column)

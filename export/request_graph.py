@@ -19,6 +19,11 @@ context half is one Gather, one sum and one Split when cached; the candidates' h
 form's per-group products, each with its share of s added (fused into one Gemm by onnxruntime):
 concatenating the products to add s once copied more than it saved at 1,000 candidates.
 
+FwFM's and FvFM's field matrices are diagonal (r·I, diag(d)): coordinate k of v_a meets only
+coordinate k of v_b. Their candidates' rows go one coordinate at a time instead, [K, N, n_I] against
+one [n_I, n_I] matrix per coordinate (a batched MatMul): n_I² multiply-adds per coordinate where the
+GEMM form's dense K×K blocks would do (n_I·K)².
+
 Rows are stored in the table dtype and converted after the Gather (float16 Cast, int8 times the
 row's scale); the field matrices stay float32.
 """
@@ -36,6 +41,8 @@ from .gemm_form import GROUPS, GemmTables, gather_rows, gemm_tables, gemm_terms
 from .graph_writer import INT64, GraphWriter
 from .plan import parse_budget
 
+DIAGONAL_KINDS = ("fwfm", "fvfm")  # field matrices r·I and diag(d)
+
 CANDIDATES = "candidates"  # the dynamic row count of a request graph's candidates and outputs
 
 
@@ -47,6 +54,7 @@ class RequestLayout:
     items: GemmTables
     matrix: np.ndarray  # M = [W_CC | W_CI]: X_C's columns -> X_C's and X_I's, float64
     cached: bool
+    per_coordinate: bool = False  # the candidates' pairs one coordinate at a time (diagonal field matrices)
 
     @property
     def widths(self) -> tuple[int, int]:
@@ -57,10 +65,11 @@ class RequestLayout:
         return rows * (self.widths[0] + self.matrix.shape[1]) * BYTES_PER_VALUE[table_dtype]
 
     def describe(self, spec, table_dtype: str) -> str:
+        items = "; candidates' pairs per coordinate" if self.per_coordinate else ""
         if self.cached:
             return (f"context products cached per feature ({self.cached_bytes(spec, table_dtype):,} bytes), "
-                    "summed once per request")
-        return f"context products computed once per request (one [1, {self.widths[0]}] x M product)"
+                    f"summed once per request{items}")
+        return f"context products computed once per request (one [1, {self.widths[0]}] x M product){items}"
 
 
 def request_layout(weights: FieldWeights, roles: FieldRoles, cache_budget, table_dtype: str,
@@ -69,13 +78,17 @@ def request_layout(weights: FieldWeights, roles: FieldRoles, cache_budget, table
     bytes as the embedding tables the graph holds anyway."""
     context = gemm_tables(weights, fields=list(roles.context))
     # Eq. 12's lin(i) = <v_i, w_F(i)> joins s (w_b added once per request), so candidate rows are v alone
-    items = gemm_tables(weights, item_groups, fields=list(roles.items), linear=weights.spec.linear == "feature")
+    per_feature, per_coordinate = weights.spec.linear == "feature", weights.spec.kind in DIAGONAL_KINDS
+    if per_coordinate:  # one table of equal widths, no constant 1 to mix coordinates: s brings lin(i)'s 1
+        items = gemm_tables(weights, 1, fields=list(roles.items), linear=per_feature, ones=False)
+    else:
+        items = gemm_tables(weights, item_groups, fields=list(roles.items), linear=per_feature)
     matrix = np.concatenate([context.matrix, cross_matrix(weights, context, items)], axis=1).astype(np.float64)
-    layout = RequestLayout(context, items, matrix, cached=False)
+    layout = RequestLayout(context, items, matrix, cached=False, per_coordinate=per_coordinate)
     budget = parse_budget(cache_budget) if cache_budget is not None else sum(
         g.table.size for t in (context, items) for g in t.groups) * BYTES_PER_VALUE[table_dtype]
     if budget == "unlimited" or (budget != "min" and layout.cached_bytes(weights.spec, table_dtype) <= budget):
-        layout = RequestLayout(context, items, matrix, cached=True)
+        layout = RequestLayout(context, items, matrix, cached=True, per_coordinate=per_coordinate)
     return layout
 
 
@@ -86,7 +99,8 @@ def build_request_graph(weights: FieldWeights, roles: FieldRoles, props: dict[st
     w, spec = GraphWriter(), weights.spec
     layout = layout or request_layout(weights, roles, None, table_dtype)
     inputs, per_request, shifts = request_inputs_and_context(w, weights, roles, layout, table_dtype)
-    per_candidate = candidate_terms(w, weights, layout.items, inputs[1], shifts, table_dtype)
+    terms = coordinate_terms if layout.per_coordinate else candidate_terms
+    per_candidate = terms(w, weights, layout.items, inputs[1], shifts, table_dtype)
     logit = w.op("Sum", [per_candidate, per_request, w.const(np.array([weights.bias], np.float32), "bias")],
                  "logit_sum")
     props = props | {"form": "request", "layout": "request", "table_dtype": table_dtype,
@@ -159,6 +173,32 @@ def candidate_terms(w: GraphWriter, weights: FieldWeights, items: GemmTables, id
     return gemm_terms(w, items, xs, w, shifts=shifts)
 
 
+def coordinate_terms(w: GraphWriter, weights: FieldWeights, items: GemmTables, ids: ir.Value,
+                     shifts: list[ir.Value], table_dtype: str) -> ir.Value:
+    """Σ X ⊙ (X·W_II + s) per candidate, [N], one coordinate of the rows at a time: the rows [N, n, width]
+    turned to [width, N, n] meet one [n, n] matrix per coordinate, s turned to [width, 1, n]."""
+    (x,) = group_rows(w, items, ids, weights.spec, table_dtype, "item")
+    n, width = len(items.fields), items.groups[0].width
+    rows = w.op("Transpose", [w.op("Reshape", [x, w.ints(-1, n, width)], "item_rows")], "rows_by_coordinate",
+                perm=[2, 0, 1])
+    (s,) = shifts
+    s = w.op("Transpose", [w.op("Reshape", [s, w.ints(n, 1, width)], "s_rows")], "s_by_coordinate", perm=[2, 1, 0])
+    matrices = w.const(coordinate_matrices(items).astype(np.float32), "coordinate_matrices")
+    projected = w.op("Add", [w.op("MatMul", [rows, matrices], "projected"), s], "shifted")
+    return w.op("ReduceSum", [w.op("Mul", [rows, projected], "products"), w.ints(0, 2)], "pairs", keepdims=0)
+
+
+def coordinate_matrices(items: GemmTables) -> np.ndarray:
+    """W_II, one group of n fields' rows of ``width`` values, as one [n, n] matrix per coordinate,
+    [width, n, n]; only for a W whose (a, b) blocks are diagonal."""
+    n, width = len(items.fields), items.groups[0].width
+    blocks = items.matrix.reshape(n, width, n, width)
+    same_coordinate = np.eye(width, dtype=bool)[None, :, None, :]
+    if np.any(blocks[~np.broadcast_to(same_coordinate, blocks.shape)]):
+        raise ValueError("W_II mixes coordinates: its field matrices are not diagonal")
+    return np.einsum("akbk->kab", blocks)
+
+
 def group_rows(w: GraphWriter, tables: GemmTables, ids: ir.Value, spec, table_dtype: str,
                side: str) -> list[ir.Value]:
     """X, one [B, fields in group · width] value per group, from the field-local ids [B, n] of
@@ -204,7 +244,10 @@ def cross_matrix(weights: FieldWeights, context: GemmTables, items: GemmTables) 
     for a in context.fields:
         for b in items.fields:
             matrix[rows[a], columns[b]] = weights.pair_matrix(a, b)
-    if items.ones_column is None:  # the candidates' rows carry no linear values: w_b joins s_b
+    if items.ones_column is None:  # no constant 1 among the candidates' columns: s brings their linear terms
         for b in items.fields:
-            matrix[context.ones_column, columns[b]] = weights.linear[b]
+            if items.lead:  # their rows' own linear values, times s's 1
+                matrix[context.ones_column, columns[b].start - items.lead] = 1.0
+            else:  # w_b, so that <s_b, v_b> holds <w_b, v_b>
+                matrix[context.ones_column, columns[b]] = weights.linear[b]
     return matrix

@@ -66,7 +66,7 @@ def test_every_kind_scores_requests_of_every_size_as_full_rows(exported, case, t
         assert_requests_match(session(path), roles, ckpt.spec, ckpt.state_dict, CANDIDATES, TOLERANCES["float32"])
 
 
-@pytest.mark.parametrize("case", [("fmfm", (3, 5, 1, 4, 2, 5)), ("fm", None)], ids=case_id)
+@pytest.mark.parametrize("case", [("fmfm", (3, 5, 1, 4, 2, 5)), ("fvfm", None), ("fm", None)], ids=case_id)
 @pytest.mark.parametrize("dtype", ["float16", "int8"])
 def test_compact_tables_score_requests_within_their_tolerance(exported, dtype, case, tmp_path):
     ckpt_path = exported(case)[0]
@@ -89,9 +89,11 @@ def test_random_splits_dims_and_sizes_match_the_reference(data):
     n = data.draw(st.integers(2, 7), "fields")
     vocab = data.draw(st.lists(st.integers(1, 12), min_size=n, max_size=n), "vocab")
     dims = data.draw(st.lists(st.integers(1, 6), min_size=n, max_size=n), "dims") if kind == "fmfm" else None
+    linear = data.draw(st.sampled_from(["feature", "field_vector"]), "linear") if kind in ("fwfm", "fvfm", "fmfm") else None
     context = data.draw(st.lists(st.booleans(), min_size=n, max_size=n).filter(lambda c: 0 < sum(c) < n), "roles")
     fields = [f"f{i}" for i in range(n)]
-    model = randomized_model(kind, dims, seed=data.draw(st.integers(0, 99)), fields=fields, vocab=vocab, dim=3)
+    model = randomized_model(kind, dims, seed=data.draw(st.integers(0, 99)), fields=fields, vocab=vocab, dim=3,
+                             linear=linear)
     uncached = export_uncached(model)
     stamp(uncached, describe(model.spec, form="uncached", checkpoint_sha256="0"))
     roles = FieldRoles.of_names(model.spec, [f for f, c in zip(fields, context) if c], None)
@@ -205,14 +207,27 @@ def test_fm_and_lr_candidates_sum_their_rows_and_cost_less_than_a_full_row(cli, 
                                         "and caches nothing; drop --cache-budget"
 
 
-def test_export_warns_when_a_candidate_costs_more_than_a_full_row(cli, tmp_path):
-    """FwFM's diagonal matrices run as dense blocks in the GEMM form: with one context field of six, a
-    candidate does more than a full row; FM's sums of rows never do."""
-    for kind, warned in (("fwfm", True), ("fm", False)):
-        ckpt = write_checkpoint(randomized_model(kind), tmp_path / f"{kind}.pt")
-        code, out, err = cli("export", ckpt, "--context-fields", "site")
-        assert code == 0, err
-        assert ("warning: a candidate costs more here than a full row" in out) == warned, out
+@pytest.mark.parametrize("kind", ["fwfm", "fvfm"])
+@pytest.mark.parametrize("linear", ["feature", "field_vector"])
+def test_diagonal_field_matrices_pair_candidates_one_coordinate_at_a_time(kind, linear, tmp_path):
+    """One strictly upper-triangular [n_I, n_I] matrix per coordinate of the item rows, FwFM's the same for
+    every coordinate of v; a per-feature linear value is one more coordinate, with a zero matrix."""
+    model = randomized_model(kind, linear=linear)
+    ckpt = write_checkpoint(model, tmp_path / "ckpt.pt")
+    export_request(ckpt, tmp_path / "r.onnx", context=["site"], items=None)
+    graph = load_model(tmp_path / "r.onnx").graph
+    products = [node for node in graph if node.op_type == "MatMul" and node.inputs[1].name in graph.initializers]
+    matrices = [graph.initializers[node.inputs[1].name].const_value.numpy() for node in products]
+    lead = 1 if linear == "feature" else 0
+    assert [m.shape for m in matrices] == [(lead + 4, 5, 5)]
+    (per_coordinate,) = matrices
+    assert not per_coordinate[:lead].any() and np.all(np.tril(per_coordinate) == 0)
+    assert np.all(per_coordinate[lead:][:, *np.triu_indices(5, 1)] != 0)
+    if kind == "fwfm":
+        assert np.all(per_coordinate[lead:] == per_coordinate[lead])
+    roles = FieldRoles.of_props(load_model(tmp_path / "r.onnx").metadata_props)
+    assert_requests_match(session(tmp_path / "r.onnx"), roles, model.spec, model.state_dict(), (0, 1, 9, 70),
+                          TOLERANCES["float32"])
 
 
 def test_the_gate_keeps_a_wrong_request_graph_from_being_written(tmp_path, monkeypatch):

@@ -65,8 +65,4 @@ class RequestGraphPass(ReplacingPass):
                  f"{self.table_dtype} tables{layout_note}",
                  f"FLOPs: {flops.total - flops.per_row:,} per request + {flops.per_row:,} per candidate "
                  f"(a full row on the uncached graph: {full_row:,})"]
-        if flops.per_row > full_row:
-            lines.append(f"warning: a candidate costs more here than a full row ({flops.per_row:,} FLOPs against "
-                         f"{full_row:,}): with so few context fields, full rows on the default export are likely faster "
-                         "(docs/requests.md)")
         return built, "\n".join(lines)
