@@ -1,7 +1,8 @@
 """The cached graph of an uncached graph, in one of two layouts, each a pipeline of passes (export/passes):
 
-    fields  FmFM only: a cache plan (export/plan.py) laid out one table row per field, with compact
-            table dtypes (export/fields_layout.py). The default for FmFM.
+    fields  a cache plan (export/plan.py) laid out one table row per field, with compact table dtypes
+            (export/fields_layout.py). The default for the kinds with field matrices to fold (FwFM,
+            FvFM, FmFM; plan.FIELDS_KINDS).
     pairs   the rule-based rewrite: per-pair dot products in Table 4's shape, every kind; float32 tables.
 """
 
@@ -16,7 +17,7 @@ from fm2onnx.errors import Fm2OnnxError
 from .fields_layout import FieldsLayoutConfig
 from .parity import tolerance_of
 from .passes import RewriteReport, fields_pipeline, pairs_pipeline, rewrite
-from .plan import CachePlan, parse_budget
+from .plan import FIELDS_KINDS, CachePlan, parse_budget
 
 LAYOUTS = ("fields", "pairs")
 
@@ -40,20 +41,20 @@ class CachedFormOptions:
                    table_dtype=table_dtype, batched=batched, pair_major=pair_major)
 
     def for_kind(self, kind: str) -> "CachedFormOptions":
-        """Check the options against the model kind; the fields layout exists for FmFM only."""
+        """Check the options against the model kind; the other kinds take the pairs layout."""
         if self.layout not in LAYOUTS:
             raise Fm2OnnxError(f"unknown layout {self.layout!r}; expected one of {', '.join(LAYOUTS)}")
         parse_budget(self.cache_budget)
         if self.pair_major and self.layout != "pairs":
             raise Fm2OnnxError("--pair-major is an option of the pairs layout")
-        layout = self.layout if kind == "fmfm" else "pairs"
+        layout = self.layout if kind in FIELDS_KINDS else "pairs"
         batched = self.batched or ("gemm" if layout == "fields" else "cached")
         fields = replace(self.fields, table_dtype=self.table_dtype, batched=batched)  # checks dtype and form
         if layout == "pairs" and (self.table_dtype != "float32" or self.cache_budget != "unlimited"
                                   or batched != "cached"):
-            what = f"{kind} models" if kind != "fmfm" else "the pairs layout"
+            what = f"{kind} models" if kind not in FIELDS_KINDS else "the pairs layout"
             raise Fm2OnnxError(f"cache budgets, compact table dtypes and --batched gemm need the fields layout of an "
-                               f"FmFM model, not {what}")
+                               f"FwFM, FvFM or FmFM model, not {what}")
         return replace(self, layout=layout, fields=fields)
 
     @property

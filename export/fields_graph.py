@@ -1,4 +1,4 @@
-"""The cached FmFM graph in the fields layout (export/fields_layout.py).
+"""The cached graph of FwFM, FvFM and FmFM in the fields layout (export/fields_layout.py).
 
 What is fastest differs by batch size, so ``If`` nodes on the batch dim pick a subgraph:
 
@@ -32,7 +32,7 @@ from .fields_layout import FieldsLayout, FieldsLayoutConfig, run_tables
 from .folds import FieldWeights
 from .gemm_form import gemm_pairs
 from .graph_writer import FLOAT, INT64, GraphWriter
-from .plan import CachePlan
+from .plan import FIELDS_KINDS, CachePlan
 
 
 @dataclass
@@ -49,11 +49,11 @@ class Shared:
 
 def build_fields_graph(weights: FieldWeights, plan: CachePlan, config: FieldsLayoutConfig = FieldsLayoutConfig(),
                        props: dict[str, str] | None = None) -> ir.Model:
-    """The cached graph of an FmFM model's ``weights`` for a cache ``plan``: one request | batches
+    """The cached graph of a model's ``weights`` for a cache ``plan``: one request | batches
     (module docstring). ``props``: the uncached graph's metadata, which the cached graph keeps."""
     spec = weights.spec
-    if spec.kind != "fmfm":
-        raise Fm2OnnxError(f"the fields layout is for FmFM models, not {spec.kind}")
+    if spec.kind not in FIELDS_KINDS:
+        raise Fm2OnnxError(f"the fields layout is for {', '.join(FIELDS_KINDS)} models, not {spec.kind}")
     if tuple(plan.dims) != tuple(spec.dims) or tuple(plan.vocab_sizes) != tuple(spec.vocab_sizes):
         raise Fm2OnnxError("the cache plan was made for another model shape")
     layout = FieldsLayout(plan, config)

@@ -1,4 +1,4 @@
-"""Where the cached FmFM values sit in the *fields* layout: one table row per field, rows grouped in runs.
+"""Where the cached values sit in the *fields* layout: one table row per field, rows grouped in runs.
 
 For a cache plan (export/plan.py) with fields in serving order, a position p that caches all its
 partners has the table row
@@ -33,7 +33,7 @@ import numpy as np
 from fm2onnx.errors import Fm2OnnxError
 
 from .folds import FieldWeights, check_table_dtype, encode, project
-from .plan import CachePlan
+from .plan import FIELDS_KINDS, CachePlan
 
 BATCHED_FORMS = ("cached", "gemm")
 

@@ -1,4 +1,5 @@
-"""An uncached FmFM graph built for large batches: one GEMM over the whole embedding row.
+"""An uncached graph built for large batches: one GEMM over the whole embedding row (FmFM; FwFM and
+FvFM one coordinate at a time, export/coordinate_form.py).
 
     X = [lin_1 | v_1 | lin_2 | v_2 | ...]   (rows gathered per group of fields, concatenated)
     logit = bias + Σ X ⊙ (X·W)
@@ -25,6 +26,7 @@ import numpy as np
 import onnx_ir as ir
 
 from .contract import INPUT_NAME, clamp_rows
+from .coordinate_form import DIAGONAL_KINDS, coordinate_matrices, coordinate_terms
 from .folds import FieldWeights, encode
 from .graph_writer import FLOAT, INT64, GraphWriter
 
@@ -145,8 +147,26 @@ def gemm_pairs(w: GraphWriter, weights: FieldWeights, rows: ir.Value, row_bases:
     from its own graph's initializers, so a subgraph repacks them per call; kept in the main graph
     all the same, because as the branch's own initializers the 2-thread throughput at large batches
     became erratic (``fm2onnx bench``)."""
-    tables, store = gemm_tables(weights, groups), store or w
+    store = store or w
+    if weights.spec.kind in DIAGONAL_KINDS:
+        return coordinate_pairs(w, weights, rows, row_bases, store)
+    tables = gemm_tables(weights, groups)
     return gemm_terms(w, tables, gemm_rows(w, tables, rows, row_bases, store), store)
+
+
+def coordinate_pairs(w: GraphWriter, weights: FieldWeights, rows: ir.Value, row_bases: np.ndarray | None,
+                     store: GraphWriter) -> ir.Value:
+    """``gemm_pairs`` of diagonal field matrices, one coordinate at a time (export/coordinate_form.py):
+    rows [lin | v] in one table with no constant-1 column; the linear value's coordinate has a zero
+    matrix and is shifted by 1 instead."""
+    tables = gemm_tables(weights, 1, linear=True, ones=False)
+    (x,) = gemm_rows(w, tables, rows, row_bases, store)
+    n, width = len(tables.fields), tables.groups[0].width
+    shift = np.zeros((width, 1, n), np.float32)
+    shift[0] = 1.0
+    matrices = coordinate_matrices(tables.matrix, n, width).astype(np.float32)
+    return coordinate_terms(w, x, store.const(matrices, "coordinate_matrices"), store.const(shift, "linear_shift"),
+                            n, width)
 
 
 def gemm_rows(w: GraphWriter, tables: GemmTables, rows: ir.Value, row_bases: np.ndarray | None,

@@ -1,4 +1,5 @@
-"""Cache plans for FmFM: per field pair, cache v·M on the left field, on the right one, or compute it.
+"""Cache plans for FwFM, FvFM and FmFM: per field pair, cache v·M on the left field, on the right one,
+or compute it.
 
 A plan is a field order plus, per field, how many of the fields after it it caches vectors for. Every
 pair (a, b), a before b in the order, is served from field a: when b is among the first ``cached[a]``
@@ -123,12 +124,17 @@ class CachePlan:
                            "pairs": self.pair_counts})
 
 
+# laid out by field: a field matrix per pair to fold into cached vectors (Table 1's scalar, diagonal and
+# full); FM's identity is a sum of squares in the pairs layout, and FFM and LR have no field matrix
+FIELDS_KINDS = ("fwfm", "fvfm", "fmfm")
+
+
 # -- the planner -----------------------------------------------------------------------------------
 
 
 def check_plannable(spec: ModelSpec) -> None:
-    if spec.kind != "fmfm":
-        raise Fm2OnnxError(f"cache plans are for FmFM models, not {spec.kind}")
+    if spec.kind not in FIELDS_KINDS:
+        raise Fm2OnnxError(f"cache plans are for {', '.join(FIELDS_KINDS)} models, not {spec.kind}")
 
 
 def unlimited_plan(spec: ModelSpec) -> CachePlan:

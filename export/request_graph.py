@@ -19,10 +19,9 @@ context half is one Gather, one sum and one Split when cached; the candidates' h
 form's per-group products, each with its share of s added (fused into one Gemm by onnxruntime):
 concatenating the products to add s once copied more than it saved at 1,000 candidates.
 
-FwFM's and FvFM's field matrices are diagonal (r·I, diag(d)): coordinate k of v_a meets only
-coordinate k of v_b. Their candidates' rows go one coordinate at a time instead, [K, N, n_I] against
-one [n_I, n_I] matrix per coordinate (a batched MatMul): n_I² multiply-adds per coordinate where the
-GEMM form's dense K×K blocks would do (n_I·K)².
+FwFM's and FvFM's field matrices are diagonal: their candidates' pairs go one coordinate at a time
+(export/coordinate_form.py), from one table of the item fields' rows with no constant-1 column, so
+that s brings the 1 a per-feature linear value meets.
 
 Rows are stored in the table dtype and converted after the Gather (float16 Cast, int8 times the
 row's scale); the field matrices stay float32.
@@ -36,12 +35,11 @@ import numpy as np
 import onnx_ir as ir
 
 from .contract import CANDIDATES_INPUT, CONTEXT_INPUT, FieldRoles, clamp_rows
+from .coordinate_form import DIAGONAL_KINDS, coordinate_matrices, coordinate_terms
 from .folds import BYTES_PER_VALUE, FieldWeights
 from .gemm_form import GROUPS, GemmTables, gather_rows, gemm_tables, gemm_terms
 from .graph_writer import INT64, GraphWriter
 from .plan import parse_budget
-
-DIAGONAL_KINDS = ("fwfm", "fvfm")  # field matrices r·I and diag(d)
 
 CANDIDATES = "candidates"  # the dynamic row count of a request graph's candidates and outputs
 
@@ -99,7 +97,7 @@ def build_request_graph(weights: FieldWeights, roles: FieldRoles, props: dict[st
     w, spec = GraphWriter(), weights.spec
     layout = layout or request_layout(weights, roles, None, table_dtype)
     inputs, per_request, shifts = request_inputs_and_context(w, weights, roles, layout, table_dtype)
-    terms = coordinate_terms if layout.per_coordinate else candidate_terms
+    terms = request_coordinate_terms if layout.per_coordinate else candidate_terms
     per_candidate = terms(w, weights, layout.items, inputs[1], shifts, table_dtype)
     logit = w.op("Sum", [per_candidate, per_request, w.const(np.array([weights.bias], np.float32), "bias")],
                  "logit_sum")
@@ -173,30 +171,16 @@ def candidate_terms(w: GraphWriter, weights: FieldWeights, items: GemmTables, id
     return gemm_terms(w, items, xs, w, shifts=shifts)
 
 
-def coordinate_terms(w: GraphWriter, weights: FieldWeights, items: GemmTables, ids: ir.Value,
-                     shifts: list[ir.Value], table_dtype: str) -> ir.Value:
-    """Σ X ⊙ (X·W_II + s) per candidate, [N], one coordinate of the rows at a time: the rows [N, n, width]
-    turned to [width, N, n] meet one [n, n] matrix per coordinate, s turned to [width, 1, n]."""
+def request_coordinate_terms(w: GraphWriter, weights: FieldWeights, items: GemmTables, ids: ir.Value,
+                             shifts: list[ir.Value], table_dtype: str) -> ir.Value:
+    """Σ X_I ⊙ (X_I·W_II + s) per candidate, [N], one coordinate at a time (export/coordinate_form.py),
+    s [1, n·width] turned to [width, 1, n]."""
     (x,) = group_rows(w, items, ids, weights.spec, table_dtype, "item")
     n, width = len(items.fields), items.groups[0].width
-    rows = w.op("Transpose", [w.op("Reshape", [x, w.ints(-1, n, width)], "item_rows")], "rows_by_coordinate",
-                perm=[2, 0, 1])
     (s,) = shifts
     s = w.op("Transpose", [w.op("Reshape", [s, w.ints(n, 1, width)], "s_rows")], "s_by_coordinate", perm=[2, 1, 0])
-    matrices = w.const(coordinate_matrices(items).astype(np.float32), "coordinate_matrices")
-    projected = w.op("Add", [w.op("MatMul", [rows, matrices], "projected"), s], "shifted")
-    return w.op("ReduceSum", [w.op("Mul", [rows, projected], "products"), w.ints(0, 2)], "pairs", keepdims=0)
-
-
-def coordinate_matrices(items: GemmTables) -> np.ndarray:
-    """W_II, one group of n fields' rows of ``width`` values, as one [n, n] matrix per coordinate,
-    [width, n, n]; only for a W whose (a, b) blocks are diagonal."""
-    n, width = len(items.fields), items.groups[0].width
-    blocks = items.matrix.reshape(n, width, n, width)
-    same_coordinate = np.eye(width, dtype=bool)[None, :, None, :]
-    if np.any(blocks[~np.broadcast_to(same_coordinate, blocks.shape)]):
-        raise ValueError("W_II mixes coordinates: its field matrices are not diagonal")
-    return np.einsum("akbk->kab", blocks)
+    matrices = coordinate_matrices(items.matrix, n, width).astype(np.float32)
+    return coordinate_terms(w, x, w.const(matrices, "coordinate_matrices"), s, n, width)
 
 
 def group_rows(w: GraphWriter, tables: GemmTables, ids: ir.Value, spec, table_dtype: str,

@@ -17,7 +17,7 @@ from export.parity import compare, parity_ids, tolerance_of, torch_logits
 from export.ort import session
 from export.passes.read_weights import read_field_weights
 from export.to_onnx import export_uncached
-from export.plan import frontier, min_plan, plan_for_budget, unlimited_plan
+from export.plan import FIELDS_KINDS, frontier, min_plan, plan_for_budget, unlimited_plan
 from models import ModelSpec, build_model
 from models.paper_shapes import CRITEO_FEATURES_PER_FIELD, CRITEO_FIELD_NAMES, CRITEO_TABLE3_DIMS, vocab_sizes
 
@@ -37,7 +37,7 @@ def traced_weights(model) -> FieldWeights:
     """The weights as ``export`` reads them: out of the traced uncached graph."""
     graph = export_uncached(model)
     stamp(graph, describe(model.spec, form="uncached", checkpoint_sha256=""))
-    return read_field_weights(graph)
+    return read_field_weights(graph, kinds=FIELDS_KINDS)
 
 
 def reference(model, ids: np.ndarray) -> np.ndarray:
@@ -48,9 +48,14 @@ PADDINGS = {"no runs": FieldsLayoutConfig(max_table_zeros=0), "default": FieldsL
             "few runs": FieldsLayoutConfig(max_table_zeros=10, values_per_run=10_000)}
 
 
+# FwFM and FvFM: FmFM with diagonal field matrices, uniform dims; Eq. 2's linear term as well as Eq. 12's
+KINDS = {"fmfm": ("fmfm", VARIABLE_DIMS, None), "fwfm": ("fwfm", None, "feature"), "fvfm": ("fvfm", None, None)}
+
+
+@pytest.mark.parametrize("kind", KINDS.values(), ids=KINDS.keys())
 @pytest.mark.parametrize("config", PADDINGS.values(), ids=PADDINGS.keys())
-def test_every_frontier_plan_matches_the_reference(config):
-    model = randomized_model("fmfm", VARIABLE_DIMS, seed=11, vocab=[7, 30, 11, 2, 50, 9])
+def test_every_frontier_plan_matches_the_reference(config, kind):
+    model = randomized_model(kind[0], kind[1], seed=11, vocab=[7, 30, 11, 2, 50, 9], linear=kind[2])
     plans = frontier(model.spec)
     plans = plans[::max(1, len(plans) // 8)] + [plans[-1], min_plan(model.spec)]  # a spread of budgets
     assert len(plans) > 5 and {p.pair_counts["compute"] for p in plans} > {0}
@@ -63,12 +68,13 @@ def test_every_frontier_plan_matches_the_reference(config):
             assert parity.ok, f"{plan.describe()}, batch {batch}: {parity.describe()}"
 
 
+@pytest.mark.parametrize("kind", KINDS.values(), ids=KINDS.keys())
 @pytest.mark.parametrize("table_dtype", ["float32", "float16", "int8"])
 @pytest.mark.parametrize("batched", ["cached", "gemm"])
-def test_every_subgraph_and_table_dtype_matches_the_reference(table_dtype, batched):
+def test_every_subgraph_and_table_dtype_matches_the_reference(table_dtype, batched, kind):
     """One request, small batches, large batches (cached or on the GEMM form), out-of-range ids included,
     for the unlimited and the min plan, within each table dtype's documented tolerance."""
-    model = randomized_model("fmfm", VARIABLE_DIMS, seed=7, vocab=[7, 30, 11, 2, 50, 9])
+    model = randomized_model(kind[0], kind[1], seed=7, vocab=[7, 30, 11, 2, 50, 9], linear=kind[2])
     atol, rtol = tolerance_of(table_dtype)
     weights = traced_weights(model)
     for plan in (unlimited_plan(model.spec), min_plan(model.spec)):
@@ -93,6 +99,29 @@ def test_gemm_form_matches_the_reference(groups, monkeypatch):
         ids = parity_ids(model.spec, batch, seed=batch)
         parity = compare(reference(model, ids), ort_logits(graph, ids))
         assert parity.ok, f"{groups} groups, batch {batch}: {parity.describe()}"
+
+
+@pytest.mark.parametrize("kind", ["fwfm", "fvfm"])
+@pytest.mark.parametrize("linear", ["feature", "field_vector"])
+def test_diagonal_field_matrices_pair_one_coordinate_at_a_time(kind, linear):
+    """The GEMM form of FwFM and FvFM: one strictly upper-triangular [n, n] matrix per coordinate of the
+    rows [lin | v], the linear value's zero; on an empty batch, one row and many."""
+    model = randomized_model(kind, seed=5, vocab=[7, 30, 11, 2, 50, 9], linear=linear)
+    graph = gemm_form_graph(model)
+    products = [node for node in graph.graph if node.op_type == "MatMul"]
+    (matrices,) = [graph.graph.initializers[node.inputs[1].name].const_value.numpy() for node in products]
+    assert matrices.shape == (1 + 4, 6, 6) and not matrices[0].any() and not np.tril(matrices).any()
+    assert np.all(matrices[1:][:, *np.triu_indices(6, 1)] != 0)
+    for batch in (0, 1, 300):
+        ids = parity_ids(model.spec, batch, seed=batch)
+        parity = compare(reference(model, ids), ort_logits(graph, ids))
+        assert parity.ok, f"batch {batch}: {parity.describe()}"
+
+
+def gemm_form_graph(model):
+    from export.gemm_form import build_gemm_graph
+
+    return build_gemm_graph(traced_weights(model), {})
 
 
 @pytest.mark.slow  # traces a model per example

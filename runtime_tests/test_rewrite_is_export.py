@@ -85,8 +85,8 @@ def test_a_graph_the_fields_layout_cannot_read_says_which_node_and_why(exported)
     graph.graph.inputs.append(matrix)  # overridable at run time: no longer a constant to fold
     with pytest.raises(NotApplicable, match=rf"node '{matmul.name}' \(MatMul\): the field matrices are not a constant"):
         read_field_weights(graph)
-    with pytest.raises(NotApplicable, match="a fwfm model has no full field matrices"):
-        read_field_weights(load_model(exported(("fwfm", None))[2]))
+    with pytest.raises(NotApplicable, match="a fm model has no scalar, diagonal or full field matrices"):
+        read_field_weights(load_model(exported(("fm", None))[2]))
 
 
 @pytest.mark.slow  # exports a 39-field model

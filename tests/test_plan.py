@@ -106,5 +106,5 @@ def test_parse_budget():
 def test_plans_reject_impossible_counts_and_other_kinds():
     with pytest.raises(Fm2OnnxError, match="caches 3 partners"):
         CachePlan((0, 1, 2), (3, 0, 0), (2, 2, 2), (5, 5, 5))
-    with pytest.raises(Fm2OnnxError, match="for FmFM"):
+    with pytest.raises(Fm2OnnxError, match="for fwfm, fvfm, fmfm models, not fm"):
         unlimited_plan(ModelSpec.create("fm", list("ab"), [3, 3], dim=2))

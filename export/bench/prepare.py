@@ -11,6 +11,7 @@ from fm2onnx.checkpoint import load_checkpoint
 
 from ..cached_form import CachedFormOptions, batched_label, make_cached
 from ..contract import describe, stamp
+from ..plan import FIELDS_KINDS
 from ..flops import count_flops
 from ..model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD, save_model
 from ..parity import parity_ids, torch_logits
@@ -68,7 +69,7 @@ def prepare(checkpoint: Path, workdir: Path, name: str, variants: list[CachedVar
     """Export each form into ``workdir`` from one trace, each held to parity with torch on a few rows."""
     ckpt = load_checkpoint(checkpoint)
     spec = ckpt.spec
-    if spec.kind != "fmfm":
+    if spec.kind not in FIELDS_KINDS:
         variants = [v for v in variants if v.layout == "pairs"] or [CachedVariant(layout="pairs")]
     torch_model = ckpt.model()
     ids = parity_ids(spec, 64)
@@ -89,7 +90,7 @@ def prepare(checkpoint: Path, workdir: Path, name: str, variants: list[CachedVar
     del torch_model
     stamp(uncached, describe(spec, form="uncached", checkpoint_sha256=""))
     keep("uncached", uncached)
-    if spec.kind == "fmfm":
+    if spec.kind in FIELDS_KINDS:
         keep("uncached gemm", rewrite(uncached, [GemmFormPass()])[0])
     for i, variant in enumerate(variants):
         made = make_cached(uncached, variant.options())

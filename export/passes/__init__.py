@@ -2,8 +2,8 @@
 
     pairs layout   fold rules (rules/) -> cleanup -> shape inference -> merge lookups -> cleanup
                    -> shape inference -> metadata form=cached        (every kind; in place on a copy)
-    fields layout  read the weights back out of the graph -> cache plan -> fields graph   (FmFM)
-    GEMM form      read the weights -> one MatMul per width group                          (FmFM)
+    fields layout  read the weights back out of the graph -> cache plan -> fields graph   (FwFM, FvFM, FmFM)
+    GEMM form      read the weights -> one MatMul per width group (per coordinate: FwFM, FvFM)
 
 ``rewrite`` runs a pipeline and reports each pass and the graph before and after; the input model
 is never changed. A pass that cannot apply raises ``NotApplicable`` naming the node and condition.

@@ -1,4 +1,4 @@
-"""The fields layout as a pass: uncached FmFM graph -> cached graph, one table row per field.
+"""The fields layout as a pass: uncached FwFM, FvFM or FmFM graph -> cached graph, one table row per field.
 
 Reads the model's weights back out of the uncached graph (read_weights.py), picks the cache plan
 for the budget and table dtype (export/plan.py) and writes the graph export/fields_graph.py

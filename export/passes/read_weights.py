@@ -28,6 +28,7 @@ import onnx_ir as ir
 
 from ..contract import INPUT_NAME, spec_of
 from ..folds import FieldWeights
+from ..plan import FIELDS_KINDS
 from .graph_match import as_ints, constant, producer_of
 from .manager import not_applicable as fail
 
@@ -42,12 +43,14 @@ class Lookup:
 READABLE_KINDS = ("lr", "fm", "fwfm", "fvfm", "fmfm")
 
 
-def read_field_weights(model: ir.Model, *, kinds: tuple[str, ...] = ("fmfm",),
+def read_field_weights(model: ir.Model, *, kinds: tuple[str, ...] = FIELDS_KINDS,
                        purpose: str = "to lay out by field") -> FieldWeights:
-    """The weights of an uncached graph of one of ``kinds`` (the fields layout and GEMM form: FmFM)."""
+    """The weights of an uncached graph of one of ``kinds`` (default: those the fields layout and the
+    GEMM form take)."""
     spec = spec_of(model)
     if spec.kind not in kinds:
-        what = "full field matrices" if kinds == ("fmfm",) else "one embedding per feature and field matrices"
+        what = ("scalar, diagonal or full field matrices" if kinds == FIELDS_KINDS
+                else "one embedding per feature and field matrices")
         raise fail(None, f"a {spec.kind} model has no {what} {purpose}")
     lookups = find_lookups(model.graph)
     if spec.kind == "lr":

@@ -15,8 +15,9 @@ from .app import app
 DEFAULT_THRESHOLD = 1_500_000_000  # export.model_io.DEFAULT_EXTERNAL_DATA_THRESHOLD, kept import-free
 PAIR_MAJOR_HELP = ("Cached form: one Gather per dim group from a pair-major table instead of one per field "
                    "(about 3x faster at batch 1, 10-20% slower at large batches).")
-LAYOUT_HELP = ("Cached FmFM graph: fields (one table row per field, fast at every batch size; cache plans, "
-               "compact tables) | pairs (the per-pair rule rewrite, Table 4's shape; every kind uses it).")
+LAYOUT_HELP = ("Cached FwFM, FvFM or FmFM graph: fields (one table row per field, fast at every batch size; "
+               "cache plans, compact tables) | pairs (the per-pair rule rewrite, Table 4's shape; the other "
+               "kinds use it).")
 BUDGET_HELP = ("Bytes of cached vectors (e.g. 100MB), min (every pair cached on the side needing fewer floats) "
                "or unlimited (every pair on its smaller-dim side: fewest FLOPs). Per pair the plan caches left, "
                "right or computes v·M when serving; see `fm2onnx plan`.")
@@ -65,7 +66,7 @@ def export(
     parity_data: Optional[Path] = typer.Option(None, help="--input raw: also check parity on the first 10,000 "
                                                "rows of this data file."),
     parity_format: Optional[str] = typer.Option(None, help="Format of --parity-data (default: the checkpoint's)."),
-    layout: Optional[str] = typer.Option(None, help=LAYOUT_HELP + " Default: fields for FmFM (pairs with --pair-major)."),
+    layout: Optional[str] = typer.Option(None, help=LAYOUT_HELP + " Default: fields (pairs with --pair-major)."),
     cache_budget: Optional[str] = typer.Option(None, help=BUDGET_HELP + " Default: unlimited. Request graphs: "
                                                "bytes of the context's cached products, min caching none (they "
                                                "are computed once per request); default the bytes of their "
@@ -110,7 +111,7 @@ def rewrite(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Default: <model>.cached.onnx beside it."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     external_data_threshold: int = typer.Option(DEFAULT_THRESHOLD, help="Sidecar past this many tensor bytes."),
-    layout: Optional[str] = typer.Option(None, help=LAYOUT_HELP + " Default: fields for FmFM (pairs with --pair-major)."),
+    layout: Optional[str] = typer.Option(None, help=LAYOUT_HELP + " Default: fields (pairs with --pair-major)."),
     cache_budget: str = typer.Option("unlimited", help=BUDGET_HELP),
     table_dtype: str = typer.Option("float32", help=DTYPE_HELP),
     batched: Optional[str] = typer.Option(None, help=BATCHED_HELP),
