@@ -73,6 +73,19 @@ def test_bench_bad_input_is_one_line(cli, tmp_path, tiny_ckpt):
     assert code == 2 and "not empty" in err and (tmp_path / "work" / "mine.txt").read_text() == "keep"
     code, _, err = cli("bench", tiny_ckpt, "--batched", "sparse")
     assert code == 2 and "unknown --batched" in err
+    code, _, err = cli("bench", tiny_ckpt, "--layouts", "fields,rows")
+    assert code == 2 and err.strip() == "fm2onnx: error: unknown --layouts 'rows'; expected one of fields, pairs"
+
+
+def test_bench_times_an_fwfm_in_both_layouts(cli, tmp_path):
+    """FwFM takes the fields layout by default (batches on its per-coordinate GEMM form); --layouts pairs
+    adds the rule rewrite beside it."""
+    ckpt = write_checkpoint(randomized_model("fwfm", seed=5), tmp_path / "fwfm.pt")
+    code, out, err = cli("bench", ckpt, "--batches", "1,4", "--threads", "1", "--seconds", "0.01", "--min-runs", "3",
+                         "--no-torch", "--json", "--layouts", "fields,pairs")
+    assert code == 0, err
+    forms = {m["form"] for m in json.loads(out)["measurements"]}
+    assert {"uncached gemm", "cached", "cached pairs", "cached + gemm batches"} <= forms, forms
 
 
 def test_plan_prints_the_frontier_and_the_named_plans(cli, tiny_ckpt, tmp_path):

@@ -49,7 +49,7 @@ def bench_models(checkpoints: list[Path], shape: Optional[str], dims: str, workd
 
 
 # Each mode's own options: given to the other mode they are an error, not ignored
-ROW_ONLY = ("batches", "table_dtypes", "cache_budgets", "batched", "min_runs")
+ROW_ONLY = ("batches", "table_dtypes", "cache_budgets", "batched", "layouts", "min_runs")
 REQUEST_ONLY = ("candidates", "item_split")
 
 
@@ -89,6 +89,8 @@ def bench(
     cache_budgets: str = typer.Option("unlimited", help="Cached variants by cache budget, e.g. unlimited,min."),
     batched: str = typer.Option("cached,gemm", help="Cached variants by what batches of 2 or more run on: cached "
                                 "(the tables alone) | gemm (export's default, --batched), e.g. cached,gemm."),
+    layouts: str = typer.Option("fields", help="Cached variants by layout: fields (export's default for FwFM, "
+                                "FvFM, FmFM) | pairs (the rule rewrite, float32, unlimited), e.g. fields,pairs."),
     seconds: float = typer.Option(1.0, help="Timing per form, thread count and batch size, after warm-up."),
     min_runs: int = typer.Option(400, help="Runs at least this many times at small batches (1/20 at large ones)."),
     rounds: int = typer.Option(1, help="Measure every form this many times, interleaved, and report medians over "
@@ -125,7 +127,8 @@ def bench(
         raise Fm2OnnxError(f"unknown --ids {ids!r}; expected one of {', '.join(DISTRIBUTIONS)}")
     config = BenchConfig(tuple(sorted(set(csv_ints(batches, "--batches")))), csv_ints(threads, "--threads"), ids,
                          seconds, min_runs, torch=not no_torch, rounds=rounds, huge_pages=huge_pages)
-    variants = cached_variants(csv_words(cache_budgets), csv_words(table_dtypes), csv_words(batched))
+    variants = cached_variants(csv_words(cache_budgets), csv_words(table_dtypes), csv_words(batched),
+                               csv_words(layouts))
     log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     with contextlib.ExitStack() as stack:
         root = bench_workdir(workdir, stack)
@@ -169,9 +172,11 @@ def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, requ
         typer.echo(line)
 
 
-def cached_variants(budgets: list[str], dtypes: list[str], batched: list[str]) -> list:
-    """The default cached export first, then every budget x table dtype x batched form asked for, once each."""
+def cached_variants(budgets: list[str], dtypes: list[str], batched: list[str], layouts: list[str]) -> list:
+    """The default cached export first, then every budget x table dtype x batched form asked for, once each,
+    and the pairs layout if asked for."""
     from export.bench.prepare import CachedVariant
+    from export.cached_form import LAYOUTS
     from export.fields_layout import BATCHED_FORMS
     from export.folds import check_table_dtype
     from export.plan import parse_budget
@@ -181,7 +186,10 @@ def cached_variants(budgets: list[str], dtypes: list[str], batched: list[str]) -
     for form in batched:
         if form not in BATCHED_FORMS:
             raise Fm2OnnxError(f"unknown --batched {form!r}; expected one of {', '.join(BATCHED_FORMS)}")
-    variants = [CachedVariant()]
+    for layout in layouts:
+        if layout not in LAYOUTS:
+            raise Fm2OnnxError(f"unknown --layouts {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    variants = [CachedVariant()] + ([CachedVariant(layout="pairs")] if "pairs" in layouts else [])
     for budget in budgets:
         parse_budget(budget)
         for dtype in dtypes:
