@@ -73,6 +73,13 @@ def test_bench_bad_input_is_one_line(cli, tmp_path, tiny_ckpt):
     assert code == 2 and "not empty" in err and (tmp_path / "work" / "mine.txt").read_text() == "keep"
     code, _, err = cli("bench", tiny_ckpt, "--batched", "sparse")
     assert code == 2 and "unknown --batched" in err
+    code, _, err = cli("bench", "--shape", "criteo", "--kind", "fwfm")
+    assert code == 2 and err.strip() == ("fm2onnx: error: --dims table3 are per-field dims, which only FmFM takes; "
+                                         "use a K such as 16 for fwfm")
+    code, _, err = cli("bench", tiny_ckpt, "--kind", "fwfm")
+    assert code == 2 and "--kind is the kind of a --shape model" in err
+    code, _, err = cli("bench", "--shape", "avazu", "--dims", "4", "--kind", "fmm")
+    assert code == 2 and "unknown --kind 'fmm'" in err
     code, _, err = cli("bench", tiny_ckpt, "--layouts", "fields,rows")
     assert code == 2 and err.strip() == "fm2onnx: error: unknown --layouts 'rows'; expected one of fields, pairs"
 
@@ -253,3 +260,12 @@ def test_a_plot_on_a_full_disk_is_named_and_leaves_nothing(cli, tiny_ckpt, tmp_p
 def test_plan_says_which_model_it_needs(cli, args, message):
     code, _, err = cli("plan", *args)
     assert code == 2 and err.strip() == f"fm2onnx: error: {message}"
+
+
+def test_a_shape_takes_any_kind_at_a_uniform_k():
+    from export.bench.shapes import shape_label, shape_spec
+
+    spec = shape_spec("criteo", "10", "fvfm")
+    assert (spec.kind, set(spec.dims), spec.num_fields) == ("fvfm", {10}, 39)
+    assert shape_label("criteo", "10", "fvfm") == "criteo fvfm K = 10" and shape_label("criteo", "table3") == \
+        "criteo Table 3 dims"

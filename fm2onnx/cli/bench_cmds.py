@@ -31,9 +31,12 @@ def csv_words(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def bench_models(checkpoints: list[Path], shape: Optional[str], dims: str, workdir: Path) -> list[tuple[str, Path]]:
+def bench_models(checkpoints: list[Path], shape: Optional[str], dims: str, workdir: Path,
+                 kind: str = "fmfm") -> list[tuple[str, Path]]:
     from export.bench.shapes import make_checkpoint, shape_label, shape_spec
 
+    if kind != "fmfm" and not shape:
+        raise Fm2OnnxError("--kind is the kind of a --shape model; a checkpoint has its own")
     models = []
     for path in checkpoints:
         if not path.is_file():
@@ -41,8 +44,9 @@ def bench_models(checkpoints: list[Path], shape: Optional[str], dims: str, workd
         models.append((path.stem, path))
     if shape:
         for d in csv_words(dims):
-            spec = shape_spec(shape, d)  # checks before any work
-            models.append((shape_label(shape, d), make_checkpoint(spec, workdir / f"{shape}-{d}.pt")))
+            spec = shape_spec(shape, d, kind)  # checks before any work
+            stem = f"{shape}-{d}" if kind == "fmfm" else f"{shape}-{kind}-{d}"
+            models.append((shape_label(shape, d, kind), make_checkpoint(spec, workdir / f"{stem}.pt")))
     if not models:
         raise Fm2OnnxError("nothing to bench: give checkpoints or --shape criteo|avazu")
     return models
@@ -82,6 +86,7 @@ def bench(
                                         "criteo (39 fields, Table 3's feature counts) | avazu (23 fields)."),
     dims: str = typer.Option("table3", help="With --shape: table3 (Criteo's per-field dims) or a uniform K; "
                              "comma-separated for several models, e.g. table3,16."),
+    kind: str = typer.Option("fmfm", help="With --shape: the model kind, e.g. fwfm (a uniform K in --dims)."),
     batches: str = typer.Option("1,16,64,256,1024", help="Batch sizes (latency p50/p99 at 1, rows/s at all)."),
     threads: str = typer.Option("1,2", help="onnxruntime intra-op (and torch) thread counts."),
     ids: str = typer.Option("zipf", help="Request ids: zipf (heavy-tailed like CTR traffic) | uniform (worst case)."),
@@ -119,7 +124,7 @@ def bench(
     check_plot_file(plot, force=force, inputs=checkpoints or [])
     check_output_folder(workdir, "--workdir", force=force)
     if request is not None:
-        return request_bench(list(checkpoints or []), shape, dims, request,
+        return request_bench(list(checkpoints or []), shape, dims, kind, request,
                              csv_ints(candidates, "--candidates"), csv_words(item_split),
                              csv_ints(threads, "--threads"), ids, rounds, seconds, not no_torch, huge_pages, plot,
                              as_json, workdir)
@@ -132,14 +137,14 @@ def bench(
     log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     with contextlib.ExitStack() as stack:
         root = bench_workdir(workdir, stack)
-        models = bench_models(list(checkpoints or []), shape, dims, root)
+        models = bench_models(list(checkpoints or []), shape, dims, root, kind)
         result = run_bench(models, variants, config, root, echo=log)
     if plot is not None:
         draw(result, plot)
     print_bench(result, targets(result), plot, as_json)
 
 
-def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, request: str, candidates, splits,
+def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, kind: str, request: str, candidates, splits,
                   threads, ids: str, rounds: int, seconds: float, torch: bool, huge_pages: bool,
                   plot: Optional[Path], as_json: bool, workdir: Optional[Path]) -> None:
     """``bench --request C:I``: export/bench/request.py on one model."""
@@ -155,7 +160,7 @@ def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, requ
     log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     with contextlib.ExitStack() as stack:
         root = bench_workdir(workdir, stack)
-        models = bench_models(checkpoints, shape, dims, root)
+        models = bench_models(checkpoints, shape, dims, root, kind)
         if len(models) != 1:
             raise Fm2OnnxError("--request benches one model: give one checkpoint or one --shape with one --dims")
         result = run_request_bench(*models[0], config, root, log)
