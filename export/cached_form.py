@@ -15,9 +15,10 @@ import onnx_ir as ir
 from fm2onnx.errors import Fm2OnnxError
 
 from .fields_layout import FieldsLayoutConfig
+from .folds import BYTES_PER_VALUE
 from .parity import tolerance_of
 from .passes import RewriteReport, fields_pipeline, pairs_pipeline, rewrite
-from .plan import FIELDS_KINDS, CachePlan, parse_budget
+from .plan import FIELDS_KINDS, CachePlan, check_budget, parse_budget
 
 LAYOUTS = ("fields", "pairs")
 
@@ -56,6 +57,13 @@ class CachedFormOptions:
             raise Fm2OnnxError(f"cache budgets, compact table dtypes and --batched gemm need the fields layout of an "
                                f"FwFM, FvFM or FmFM model, not {what}")
         return replace(self, layout=layout, fields=fields)
+
+    def for_spec(self, spec) -> "CachedFormOptions":
+        """``for_kind``, and the cache budget checked against the model's size before any work."""
+        options = self.for_kind(spec.kind)
+        if options.layout == "fields":
+            check_budget(spec, options.cache_budget, BYTES_PER_VALUE[options.table_dtype])
+        return options
 
     @property
     def tolerance(self) -> tuple[float, float]:

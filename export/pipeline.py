@@ -88,7 +88,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, 
         echo(line)
 
     uncached, stager_inputs, options = trace(checkpoint, opset, parity_rows, report,
-                                             lambda spec: options.for_kind(spec.kind))
+                                             options.for_spec)
     with staged_directory(final_dir) as scratch:
         stage = Stager(scratch, *stager_inputs, external_data_threshold, report)
         if "uncached" in targets or serve_batch:

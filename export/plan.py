@@ -127,6 +127,10 @@ class CachePlan:
 # laid out by field: a field matrix per pair to fold into cached vectors (Table 1's scalar, diagonal and
 # full); FM's identity is a sum of squares in the pairs layout, and FFM and LR have no field matrix
 FIELDS_KINDS = ("fwfm", "fvfm", "fmfm")
+# the kinds whose plans may compute pairs to save bytes: v_a·M_ab with FmFM's full matrices; a diagonal
+# matrix cached costs as little as computed, and the fields graph's products (as the plan counts them)
+# are dense, so FwFM and FvFM cache every pair
+COMPUTING_KINDS = ("fmfm",)
 
 
 # -- the planner -----------------------------------------------------------------------------------
@@ -237,6 +241,7 @@ def plan_for_budget(spec: ModelSpec, budget: str | int, bytes_per_value: int = 4
     unlimited = unlimited_plan(spec)
     if floats >= unlimited.cached_floats:
         return unlimited
+    check_budget(spec, budget, bytes_per_value)
     name = f"budget {int(budget_bytes):,} bytes"
     best = None
     for curve in curves(spec):
@@ -244,6 +249,18 @@ def plan_for_budget(spec: ModelSpec, budget: str | int, bytes_per_value: int = 4
         if best is None or (plan.flops_per_row, plan.cached_floats) < (best.flops_per_row, best.cached_floats):
             best = plan
     return best
+
+
+def check_budget(spec: ModelSpec, budget: str | int, bytes_per_value: int = 4) -> None:
+    """A kind that computes no pair (``COMPUTING_KINDS``) takes no budget below caching every pair."""
+    budget_bytes = parse_budget(budget)
+    if spec.kind in COMPUTING_KINDS or budget_bytes in ("unlimited", "min"):
+        return
+    everything = unlimited_plan(spec).cached_floats * bytes_per_value
+    if budget_bytes < everything:
+        raise Fm2OnnxError(f"cache budget {int(budget_bytes):,} bytes: caching every pair takes {everything:,}, "
+                           f"and a {spec.kind} graph computes no pair; for a smaller file use --table-dtype "
+                           "float16|int8, or the GEMM form (--serve-batch N)")
 
 
 def parse_budget(budget: str | int) -> int | str:
@@ -269,7 +286,11 @@ def parse_budget(budget: str | int) -> int | str:
 
 
 def frontier(spec: ModelSpec) -> list[CachePlan]:
-    """The plans no other plan beats in both FLOPs per row and cached floats, by floats ascending."""
+    """The plans no other plan beats in both FLOPs per row and cached floats, by floats ascending (for a
+    kind that computes no pair, those that cache every pair)."""
+    if spec.kind not in COMPUTING_KINDS:
+        cached = sorted([min_plan(spec), unlimited_plan(spec)], key=lambda p: (p.cached_floats, p.flops_per_row))
+        return cached[:1] if cached[0].flops_per_row <= cached[1].flops_per_row else cached
     all_curves = curves(spec)
     floats = np.concatenate([c.floats for c in all_curves])
     flops = np.concatenate([c.flops for c in all_curves])

@@ -374,3 +374,17 @@ def test_a_missing_or_truncated_sidecar_is_one_line_naming_it(cli, tmp_path):
                                         "truncated: 100 bytes, but tensor ") and len(err.splitlines()) == 1
     with pytest.raises(Fm2OnnxError, match="is truncated: 100 bytes"):
         session(moved)
+
+
+def test_an_fwfm_budget_that_would_compute_pairs_is_refused_before_the_trace(cli, tmp_path, monkeypatch):
+    import export.pipeline as pipeline
+
+    def no_trace(*args, **kwargs):
+        raise AssertionError("traced before the budget was checked")
+
+    ckpt = write_checkpoint(randomized_model("fwfm"), tmp_path / "ckpt.pt")
+    monkeypatch.setattr(pipeline, "export_uncached", no_trace)
+    code, _, err = cli("export", ckpt, "--cache-budget", "10", "-o", tmp_path / "m.onnx")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "cache budget 10 bytes: caching every pair takes" in err and "a fwfm graph computes no pair" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]

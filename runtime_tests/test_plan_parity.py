@@ -58,7 +58,9 @@ def test_every_frontier_plan_matches_the_reference(config, kind):
     model = randomized_model(kind[0], kind[1], seed=11, vocab=[7, 30, 11, 2, 50, 9], linear=kind[2])
     plans = frontier(model.spec)
     plans = plans[::max(1, len(plans) // 8)] + [plans[-1], min_plan(model.spec)]  # a spread of budgets
-    assert len(plans) > 5 and {p.pair_counts["compute"] for p in plans} > {0}
+    computed = {p.pair_counts["compute"] for p in plans}
+    # FmFM trades bytes for computed pairs; FwFM's and FvFM's plans cache every pair
+    assert len(plans) > 5 and computed > {0} if kind[0] == "fmfm" else computed == {0}
     weights = traced_weights(model)
     for plan in plans:
         graph = build_fields_graph(weights, plan, config)

@@ -108,3 +108,19 @@ def test_plans_reject_impossible_counts_and_other_kinds():
         CachePlan((0, 1, 2), (3, 0, 0), (2, 2, 2), (5, 5, 5))
     with pytest.raises(Fm2OnnxError, match="for fwfm, fvfm, fmfm models, not fm"):
         unlimited_plan(ModelSpec.create("fm", list("ab"), [3, 3], dim=2))
+
+
+def test_fwfm_and_fvfm_plans_cache_every_pair():
+    """A diagonal field matrix cached costs as little as computed: no plan of FwFM or FvFM computes a pair,
+    and a budget that would make one is refused, naming the bytes caching every pair takes."""
+    from export.plan import frontier, plan_for_budget
+
+    for kind in ("fwfm", "fvfm"):
+        spec = ModelSpec.create(kind, list("abcd"), [30, 5, 200, 7], dim=3)
+        plans = frontier(spec)
+        assert plans and all(p.pair_counts["compute"] == 0 for p in plans)
+        everything = unlimited_plan(spec).cached_floats * 4
+        assert plan_for_budget(spec, everything) == unlimited_plan(spec)
+        with pytest.raises(Fm2OnnxError, match=rf"cache budget 10 bytes: caching every pair takes {everything:,}, "
+                                               rf"and a {kind} graph computes no pair"):
+            plan_for_budget(spec, 10)

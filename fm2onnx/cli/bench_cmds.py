@@ -229,7 +229,7 @@ def print_bench(result, found, plot: Optional[Path], as_json: bool) -> None:
 
 @app.command()
 def plan(
-    checkpoint: Optional[Path] = typer.Argument(None, help="An FmFM checkpoint (only its shape matters)."),
+    checkpoint: Optional[Path] = typer.Argument(None, help="An FwFM, FvFM or FmFM checkpoint (only its shape matters)."),
     shape: Optional[str] = typer.Option(None, help="Instead of a checkpoint: criteo | avazu."),
     dims: str = typer.Option("table3", help="With --shape: table3 or a uniform K."),
     cache_budget: Optional[str] = typer.Option(None, help="Also show the plan export picks for this budget."),
