@@ -26,10 +26,11 @@ def coordinate_matrices(matrix: np.ndarray, n: int, width: int) -> np.ndarray:
     return np.einsum("akbk->kab", blocks)
 
 
-def coordinate_terms(w: GraphWriter, x: ir.Value, matrices: ir.Value, shift: ir.Value, n: int,
+def coordinate_terms(w: GraphWriter, store: GraphWriter, x: ir.Value, matrix: np.ndarray, shift: ir.Value, n: int,
                      width: int) -> ir.Value:
-    """Σ X ⊙ (X·W + shift) per row, [B]: X [B, n·width], ``matrices`` [width, n, n], ``shift``
-    [width, 1, n] (or anything that broadcasts to [width, B, n])."""
+    """Σ X ⊙ (X·W + shift) per row, [B]: X [B, n·width], W = ``matrix`` (its per-coordinate matrices go to
+    ``store``), ``shift`` [width, 1, n] (or anything that broadcasts to [width, B, n])."""
+    matrices = store.const(coordinate_matrices(matrix, n, width).astype(np.float32), "coordinate_matrices")
     rows = w.op("Transpose", [w.op("Reshape", [x, w.ints(-1, n, width)], "field_rows")], "rows_by_coordinate",
                 perm=[2, 0, 1])
     projected = w.op("Add", [w.op("MatMul", [rows, matrices], "projected"), shift], "shifted")

@@ -33,7 +33,7 @@ import numpy as np
 from fm2onnx.errors import Fm2OnnxError
 
 from .folds import FieldWeights, check_table_dtype, encode, project
-from .plan import FIELDS_KINDS, CachePlan
+from .plan import CachePlan
 
 BATCHED_FORMS = ("cached", "gemm")
 

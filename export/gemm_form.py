@@ -26,7 +26,7 @@ import numpy as np
 import onnx_ir as ir
 
 from .contract import INPUT_NAME, clamp_rows
-from .coordinate_form import DIAGONAL_KINDS, coordinate_matrices, coordinate_terms
+from .coordinate_form import DIAGONAL_KINDS, coordinate_terms
 from .folds import FieldWeights, encode
 from .graph_writer import FLOAT, INT64, GraphWriter
 
@@ -164,9 +164,7 @@ def coordinate_pairs(w: GraphWriter, weights: FieldWeights, rows: ir.Value, row_
     n, width = len(tables.fields), tables.groups[0].width
     shift = np.zeros((width, 1, n), np.float32)
     shift[0] = 1.0
-    matrices = coordinate_matrices(tables.matrix, n, width).astype(np.float32)
-    return coordinate_terms(w, x, store.const(matrices, "coordinate_matrices"), store.const(shift, "linear_shift"),
-                            n, width)
+    return coordinate_terms(w, store, x, tables.matrix, store.const(shift, "linear_shift"), n, width)
 
 
 def gemm_rows(w: GraphWriter, tables: GemmTables, rows: ir.Value, row_bases: np.ndarray | None,

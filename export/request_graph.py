@@ -35,7 +35,7 @@ import numpy as np
 import onnx_ir as ir
 
 from .contract import CANDIDATES_INPUT, CONTEXT_INPUT, FieldRoles, clamp_rows
-from .coordinate_form import DIAGONAL_KINDS, coordinate_matrices, coordinate_terms
+from .coordinate_form import DIAGONAL_KINDS, coordinate_terms
 from .folds import BYTES_PER_VALUE, FieldWeights
 from .gemm_form import GROUPS, GemmTables, gather_rows, gemm_tables, gemm_terms
 from .graph_writer import INT64, GraphWriter
@@ -179,8 +179,7 @@ def request_coordinate_terms(w: GraphWriter, weights: FieldWeights, items: GemmT
     n, width = len(items.fields), items.groups[0].width
     (s,) = shifts
     s = w.op("Transpose", [w.op("Reshape", [s, w.ints(n, 1, width)], "s_rows")], "s_by_coordinate", perm=[2, 1, 0])
-    matrices = coordinate_matrices(items.matrix, n, width).astype(np.float32)
-    return coordinate_terms(w, x, w.const(matrices, "coordinate_matrices"), s, n, width)
+    return coordinate_terms(w, w, x, items.matrix, s, n, width)
 
 
 def group_rows(w: GraphWriter, tables: GemmTables, ids: ir.Value, spec, table_dtype: str,

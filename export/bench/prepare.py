@@ -11,11 +11,11 @@ from fm2onnx.checkpoint import load_checkpoint
 
 from ..cached_form import CachedFormOptions, batched_label, make_cached
 from ..contract import describe, stamp
-from ..plan import FIELDS_KINDS
 from ..flops import count_flops
 from ..model_io import DEFAULT_EXTERNAL_DATA_THRESHOLD, save_model
 from ..parity import parity_ids, torch_logits
 from ..passes import GemmFormPass, rewrite
+from ..plan import FIELDS_KINDS
 from ..staging import Stager
 from ..to_onnx import export_uncached
 from .floor import FLOOR_SHAPES, floor_graph
