@@ -339,6 +339,15 @@ def test_bench_refuses_the_other_modes_options(cli, tmp_path):
     assert code == 2 and "--item-split: only with --request C:I" in err and "Traceback" not in err
 
 
+def test_request_bench_options_are_refused_before_a_shape_is_written(cli, tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    code, _, err = cli("bench", "--shape", "criteo", "--dims", "table3", "--request", "26:13", "--candidates", "0,10",
+                       "--workdir", workdir)
+    assert code == 2 and "--candidates must be >= 1" in err and "Traceback" not in err
+    assert not any(workdir.iterdir())  # the shape's checkpoint was not made
+
+
 def test_request_cost_is_the_line_through_the_p50s():
     from export.bench.request import RequestTiming
     from export.bench.request_report import RequestCost

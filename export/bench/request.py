@@ -57,6 +57,10 @@ class RequestBenchConfig:
         if self.context_count < 1 or self.item_count < 1 or self.context_count + self.item_count != spec.num_fields:
             raise Fm2OnnxError(f"--request {self.context_count}:{self.item_count}: the context and item field "
                                f"counts must be >= 1 and add up to the model's {spec.num_fields} fields")
+        self.check_options()
+
+    def check_options(self) -> None:
+        """What can be refused before a model is made or loaded."""
         unknown = [s for s in self.splits if s not in SPLITS]
         if unknown or not self.splits:
             raise Fm2OnnxError(f"unknown --item-split {','.join(unknown)!r}; expected {' and/or '.join(SPLITS)}")

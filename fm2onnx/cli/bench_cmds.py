@@ -157,6 +157,7 @@ def request_bench(checkpoints: list[Path], shape: Optional[str], dims: str, kind
     context_count, item_count = csv_ints(",".join(counts), "--request")
     config = RequestBenchConfig(context_count, item_count, tuple(sorted(set(candidates))), tuple(splits),
                                 tuple(threads), seconds, rounds, torch, ids, huge_pages)
+    config.check_options()  # before a built-in shape's checkpoint is written to --workdir
     log = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     with contextlib.ExitStack() as stack:
         root = bench_workdir(workdir, stack)
