@@ -31,6 +31,10 @@ from .folds import FieldWeights, encode
 from .graph_writer import FLOAT, INT64, GraphWriter
 
 GROUPS = 5  # on Table 3's fields: 8% padding values, and most Gathers large enough for two threads
+# A product range's row-wise passes (its prefix Concat, its Mul and its ReduceSum, each with a cost per
+# row whatever its width) take about as long as this many multiply-adds per row in a MatMul; measured with
+# bench/product_ranges.py, on AVX2 and AVX-512 cores alike in proportion to their MatMul speed
+RANGE_COST = 2_500
 
 
 @dataclass
@@ -51,6 +55,25 @@ class GemmTables:
 
     def group_ends(self) -> list[int]:
         return np.cumsum([len(g.fields) * g.width for g in self.groups]).tolist()
+
+    def product_ranges(self) -> list[tuple[int, int]]:
+        """X·W's columns as (start, end) ranges, each one MatMul of X's columns up to its end. Its first
+        groups share one range (their prefix is the range's own columns, so it needs no second Concat)
+        and each later group has its own: as many first groups as give the fewest multiply-adds per row
+        plus RANGE_COST per range. W is zero below its diagonal blocks, so a range of few, narrow columns
+        spends less on the zeros its MatMul multiplies than its own passes would cost."""
+        return min(self.range_options(), key=self.ranges_cost)
+
+    def range_options(self) -> list[list[tuple[int, int]]]:
+        """The cuts ``product_ranges`` chooses among: option k merges the first k + 1 groups."""
+        ends = self.group_ends()
+        cuts = [[ends[k]] + ends[k + 1:] for k in range(len(ends))]
+        return [list(zip([0] + ranges[:-1], ranges)) for ranges in cuts]
+
+    def ranges_cost(self, ranges: list[tuple[int, int]]) -> int:
+        """Multiply-adds per row of ``ranges``' MatMuls (none for a block of zeros), plus RANGE_COST each."""
+        return sum(end * (end - start) * bool(self.matrix[:end, start:end].any()) + RANGE_COST
+                   for start, end in ranges)
 
     def vector_columns(self, dims) -> dict[int, slice]:
         """Field -> the columns of X that hold its embedding v (after its linear slot)."""
@@ -208,21 +231,23 @@ def gather_rows(w: GraphWriter, store: GraphWriter, table: np.ndarray, index: ir
 
 def gemm_terms(w: GraphWriter, tables: GemmTables, xs: list[ir.Value], store: GraphWriter,
                shifts: list[ir.Value] | None = None) -> ir.Value:
-    """Σ X ⊙ (X·W + shift), [B]. ``shifts``, per group [1, its width]: a row added to every X·W (a
-    request's context products, export/request_graph.py), whose values meet X's own."""
-    # W is zero below its diagonal blocks, so group h's columns of X·W need only X's columns up to h's end
+    """Σ X ⊙ (X·W + shift), [B], one term per product range (``GemmTables.product_ranges``). ``shifts``,
+    per range [1, its width]: a row added to every X·W (a request's context products,
+    export/request_graph.py), whose values meet X's own."""
+    # W is zero below its diagonal blocks, so a range's columns of X·W need only X's columns up to its end
     terms, ends = [], tables.group_ends()
-    for h, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
-        block = tables.matrix[:end, start:end]
+    for h, (start, end) in enumerate(tables.product_ranges()):
+        block, groups = tables.matrix[:end, start:end], ends.index(end) + 1
+        prefix = w.op("Concat", xs[:groups], "prefix", axis=1) if groups > 1 else xs[0]
+        own = prefix if start == 0 else xs[groups - 1]  # a range after the first is one group
         if shifts is not None and not block.any():  # e.g. a lone first field: it pairs only with the shift
             projected = shifts[h]
         else:
-            prefix = w.op("Concat", xs[:h + 1], "prefix", axis=1) if h else xs[0]
             projected = w.op("MatMul", [prefix, store.const(np.ascontiguousarray(block), f"block_matrix_{h}")],
                              "projected")
             if shifts is not None:
                 projected = w.op("Add", [projected, shifts[h]], "shifted")
-        terms.append(w.op("ReduceSum", [w.op("Mul", [xs[h], projected], "products"), w.ints(1)], "terms", keepdims=0))
+        terms.append(w.op("ReduceSum", [w.op("Mul", [own, projected], "products"), w.ints(1)], "terms", keepdims=0))
     return w.op("Sum", terms, "pairs") if len(terms) > 1 else terms[0]
 
 

@@ -16,8 +16,8 @@ pairs and one short dot product with s, and never touches a context field's tabl
 
 Graph size is latency at this scale (every node costs about half a microsecond per run), so the
 context half is one Gather, one sum and one Split when cached; the candidates' half keeps the GEMM
-form's per-group products, each with its share of s added (fused into one Gemm by onnxruntime):
-concatenating the products to add s once copied more than it saved at 1,000 candidates.
+form's products, one per product range, each with its share of s added (fused into one Gemm by
+onnxruntime): concatenating the products to add s once copied more than it saved at 1,000 candidates.
 
 FwFM's and FvFM's field matrices are diagonal: their candidates' pairs go one coordinate at a time
 (export/coordinate_form.py), from one table of the item fields' rows with no constant-1 column, so
@@ -159,14 +159,14 @@ def computed_context(w: GraphWriter, weights: FieldWeights, layout: RequestLayou
 
 
 def product_widths(layout: RequestLayout) -> list[int]:
-    """How X_C·M splits: the context's own columns, then each candidate group's share of s."""
-    return [layout.widths[0]] + np.diff([0] + layout.items.group_ends()).tolist()
+    """How X_C·M splits: the context's own columns, then each candidate product range's share of s."""
+    return [layout.widths[0]] + [end - start for start, end in layout.items.product_ranges()]
 
 
 def candidate_terms(w: GraphWriter, weights: FieldWeights, items: GemmTables, ids: ir.Value,
                     shifts: list[ir.Value], table_dtype: str) -> ir.Value:
     """Σ X_I ⊙ (X_I·W_II + s) per candidate, [N]: the GEMM form's block-triangular MatMuls, each
-    group's share of s added to its product (onnxruntime fuses the two into one Gemm)."""
+    product range's share of s added to its product (onnxruntime fuses the two into one Gemm)."""
     xs = group_rows(w, items, ids, weights.spec, table_dtype, "item")
     return gemm_terms(w, items, xs, w, shifts=shifts)
 

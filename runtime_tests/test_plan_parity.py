@@ -88,11 +88,14 @@ def test_every_subgraph_and_table_dtype_matches_the_reference(table_dtype, batch
             assert parity.ok, f"{plan.describe()}, batch {batch}: {parity.describe()}"
 
 
+@pytest.mark.parametrize("range_cost", [0, 2_500], ids=["a range per group", "ranges merged"])
 @pytest.mark.parametrize("groups", [1, 3, 100])
-def test_gemm_form_matches_the_reference(groups, monkeypatch):
-    """The GEMM form, its fields in width groups (one, some, one group per field)."""
+def test_gemm_form_matches_the_reference(groups, range_cost, monkeypatch):
+    """The GEMM form, its fields in width groups (one, some, one group per field), each group its own
+    product range or the first ones merged."""
     import export.gemm_form as gemm_form
 
+    monkeypatch.setattr(gemm_form, "RANGE_COST", range_cost)
     pairs = gemm_form.gemm_pairs
     monkeypatch.setattr(gemm_form, "gemm_pairs", lambda *a, **k: pairs(*a, **k, groups=groups))
     model = randomized_model("fmfm", VARIABLE_DIMS, seed=3, vocab=[7, 30, 11, 2, 50, 9])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -99,20 +100,28 @@ def test_random_splits_dims_and_sizes_match_the_reference(data):
     roles = FieldRoles.of_names(model.spec, [f for f, c in zip(fields, context) if c], None)
     caches = kind not in ("ffm", "fm", "lr")  # FFM reads its tables as they are, FM and LR sum rows
     budget = data.draw(st.sampled_from([None, "min", "unlimited", 300]), "budget") if caches else None
-    built, _ = rewrite(uncached, [RequestGraphPass(roles, cache_budget=budget)])
+    range_cost = data.draw(st.sampled_from([0, 2_500]), "product range cost")  # 0: one range per width group
+    with mock.patch("export.gemm_form.RANGE_COST", range_cost):
+        built, _ = rewrite(uncached, [RequestGraphPass(roles, cache_budget=budget)])
     sizes = data.draw(st.lists(st.integers(0, 40), min_size=1, max_size=3), "candidates")
     state = model.state_dict()
     assert_requests_match(session(built_bytes(built)), roles, model.spec, state, sizes, TOLERANCES["float32"])
 
 
-def test_no_product_multiplies_by_a_block_of_zeros():
-    """A lone first item field pairs with no item field before it: its share of s is all it meets."""
+@pytest.mark.parametrize("range_cost", [0, 2_500], ids=["a range per group", "ranges merged"])
+def test_no_product_multiplies_by_a_block_of_zeros(range_cost, monkeypatch):
+    """A lone first item field pairs with no item field before it: its share of s is all it meets, when it
+    is a product range of its own, and its columns join the next groups' product when merged."""
+    import export.gemm_form as gemm_form
     from export.folds import FieldWeights
     from export.request_graph import request_layout
 
+    monkeypatch.setattr(gemm_form, "RANGE_COST", range_cost)
     model = randomized_model("fmfm", VARIABLE_DIMS)  # Eq. 12's linear term: item rows are v alone
     roles = FieldRoles.of_names(model.spec, ["site", "hour"], None)
-    assert len(request_layout(FieldWeights.of_model(model), roles, None, "float32").items.groups[0].fields) == 1
+    items = request_layout(FieldWeights.of_model(model), roles, None, "float32").items
+    assert len(items.groups[0].fields) == 1
+    assert len(items.product_ranges()) == (len(items.groups) if range_cost == 0 else 1)
     uncached = export_uncached(model)
     stamp(uncached, describe(model.spec, form="uncached", checkpoint_sha256="0"))
     built, _ = rewrite(uncached, [RequestGraphPass(roles)])

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from export.field_order import PairLayout, canonical_order
 from export.folds import FieldWeights
-from export.gemm_form import gemm_tables, width_groups
+from export.gemm_form import RANGE_COST, GemmGroup, GemmTables, gemm_tables, width_groups
 from export.serving import serving_module
 from models import ModelSpec
 from .test_models import configurations, model_and_reference
@@ -73,3 +73,26 @@ def test_width_groups_pad_least_then_even_out(widths, count):
     best = min(score([(b - a) * ordered[b - 1] for a, b in zip((0,) + cuts, cuts + (len(widths),))])
                for cuts in itertools.combinations(range(1, len(widths)), len(groups) - 1))
     assert score([len(g) * max(widths[f] for f in g) for g in groups]) == best
+
+
+def block_triangular_tables(widths: list[int]) -> GemmTables:
+    """Tables of one field per group of these widths, W all ones on and above its diagonal blocks."""
+    groups = [GemmGroup([f], w, np.zeros((1, w), np.float32), [0]) for f, w in enumerate(widths)]
+    field = np.repeat(np.arange(len(widths)), widths)
+    return GemmTables(groups, (field[:, None] <= field[None, :]).astype(np.float32), list(range(len(widths))))
+
+
+def test_product_ranges_merge_the_narrow_first_groups_while_that_costs_less():
+    """Hand-computed: a range (start, end) costs end·(end - start) multiply-adds per row and RANGE_COST."""
+    assert RANGE_COST == 2_500
+    # the item side of Criteo's Table 3 dims, 13 largest fields: groups 2, 18, 33, 39 and 56 columns wide;
+    # one range per group: 13,989 + 5 x 2,500 = 26,489; the first four merged: 92·92 + 148·56 + 2 x 2,500 = 21,752
+    narrow = block_triangular_tables([2, 18, 33, 39, 56])
+    assert narrow.ranges_cost([(0, 2), (2, 20), (20, 53), (53, 92), (92, 148)]) == 26_489
+    assert narrow.product_ranges() == [(0, 92), (92, 148)] and narrow.ranges_cost([(0, 92), (92, 148)]) == 21_752
+    # wide groups: merging the first two (100·100 = 10,000) costs more than the range it saves (50·50 + 100·50)
+    assert block_triangular_tables([50, 50, 200]).product_ranges() == [(0, 50), (50, 100), (100, 300)]
+    # a range whose block is all zeros multiplies nothing: only its own passes count
+    zero_first = block_triangular_tables([3, 4])
+    zero_first.matrix[:, :3] = 0
+    assert zero_first.ranges_cost([(0, 3), (3, 7)]) == 7 * 4 + 2 * RANGE_COST
