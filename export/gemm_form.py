@@ -235,10 +235,11 @@ def gemm_terms(w: GraphWriter, tables: GemmTables, xs: list[ir.Value], store: Gr
     per range [1, its width]: a row added to every X·W (a request's context products,
     export/request_graph.py), whose values meet X's own."""
     # W is zero below its diagonal blocks, so a range's columns of X·W need only X's columns up to its end
-    terms, ends = [], tables.group_ends()
+    terms, ends, prefix, joined = [], tables.group_ends(), xs[0], 1
     for h, (start, end) in enumerate(tables.product_ranges()):
         block, groups = tables.matrix[:end, start:end], ends.index(end) + 1
-        prefix = w.op("Concat", xs[:groups], "prefix", axis=1) if groups > 1 else xs[0]
+        if groups > joined:  # the last prefix and the groups after it: a Concat copies a row per input
+            prefix, joined = w.op("Concat", [prefix, *xs[joined:groups]], "prefix", axis=1), groups
         own = prefix if start == 0 else xs[groups - 1]  # a range after the first is one group
         if shifts is not None and not block.any():  # e.g. a lone first field: it pairs only with the shift
             projected = shifts[h]
