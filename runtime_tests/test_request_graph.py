@@ -373,6 +373,10 @@ def test_request_cost_is_the_line_through_the_p50s():
     relative = (skewed.fixed_us + skewed.per_candidate_us * ns - p50) / p50
     assert abs(np.sum(relative / p50)) < 1e-9 and abs(np.sum(relative * ns / p50)) < 1e-9
     assert RequestCost.fit([timing(100, 340)]) is None
+    # two points whose line starts below 0 µs: through the origin, b = Σ (N / p50) / Σ (N / p50)²
+    through_zero = RequestCost.fit([timing(100, 97), timing(1000, 977)])
+    ratios = np.array([100 / 97, 1000 / 977])
+    assert through_zero.fixed_us == 0 and through_zero.per_candidate_us == pytest.approx(ratios.sum() / (ratios ** 2).sum())
 
 
 @pytest.mark.slow  # three exports, a golden file and the ORT converter

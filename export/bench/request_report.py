@@ -84,12 +84,15 @@ class RequestCost:
     @classmethod
     def fit(cls, timings: list[RequestTiming]) -> RequestCost | None:
         """Least squares over the measured N, each point weighted by 1/p50 so that the small requests'
-        few microseconds count as much as the large ones' milliseconds; None below two distinct N."""
+        few microseconds count as much as the large ones' milliseconds; None below two distinct N. A
+        request cannot cost less than nothing: a line that would start below 0 µs goes through 0."""
         ns = np.array([t.candidates for t in timings], np.float64)
         p50 = np.array([t.p50_us for t in timings], np.float64)
         if len(set(ns.tolist())) < 2:
             return None
         per_candidate, fixed = np.polyfit(ns, p50, 1, w=1 / p50)
+        if fixed < 0:  # the minimum of Σ ((b·N - p50) / p50)²
+            per_candidate, fixed = np.sum(ns / p50) / np.sum((ns / p50) ** 2), 0.0
         return cls(float(fixed), float(per_candidate))
 
     def describe(self) -> str:
