@@ -32,8 +32,8 @@ from .graph_writer import FLOAT, INT64, GraphWriter
 
 GROUPS = 5  # on Table 3's fields: 8% padding values, and most Gathers large enough for two threads
 # A product range's row-wise passes (its prefix Concat, its Mul and its ReduceSum, each with a cost per
-# row whatever its width) take about as long as this many multiply-adds per row in a MatMul; measured with
-# bench/product_ranges.py, on AVX2 and AVX-512 cores alike in proportion to their MatMul speed
+# row whatever its width) take about as long as this many multiply-adds per row in its MatMul
+# (bench/product_ranges.py times every option against the pick; docs/requests.md#speed)
 RANGE_COST = 2_500
 
 
