@@ -139,6 +139,11 @@ def start() -> World:
     if not launched():
         return World()
     if not dist.is_initialized():
+        # torch._dynamo (imported by the first optimizer) keeps references to a process group that exists
+        # when it is imported, so leaving the group would not end it: its threads would then outlive the
+        # interpreter and abort the worker at exit. Imported first, it never sees the group.
+        import torch._dynamo  # noqa: F401
+
         dist.init_process_group("gloo", timeout=COLLECTIVE_TIMEOUT)
     env = os.environ
     return World(dist.get_rank(), dist.get_world_size(), int(env.get("LOCAL_RANK", 0)),

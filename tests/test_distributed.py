@@ -93,6 +93,36 @@ def test_sparse_and_dense_gradient_all_reduce_equal_the_whole_batch_gradient(tmp
                                            msg=f"{method}: {name}")
 
 
+def leave_after_an_optimizer(rank, port, out_dir):
+    """A launched worker's life in brief: join, make an optimizer (which imports torch._dynamo), leave."""
+    from fm2onnx import distributed
+
+    first_import = "torch._dynamo" not in sys.modules  # else this process could not show the fault
+    os.environ.update({"TORCHELASTIC_RUN_ID": "test", "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                       "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    world = distributed.start()
+    torch.optim.Adam(build_model(SPEC, seed=0).parameters())
+    with distributed.session(world):
+        world.barrier()
+    threads = sorted(Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in os.listdir("/proc/self/task"))
+    (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps({"first_import": first_import, "threads": threads}))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process's threads from /proc")
+def test_leaving_the_group_ends_its_threads(tmp_path):
+    """Threads of a process group that outlive the interpreter abort the worker at exit, now and then."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(leave_after_an_optimizer, args=(port, str(tmp_path)), nprocs=2)
+    for rank in range(2):
+        seen = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert seen["first_import"], "torch._dynamo was imported before the group: the test shows nothing"
+        assert not [t for t in seen["threads"] if "gloo" in t], seen["threads"]
+
+
 class Rows:
     """A dataset in memory: 400 rows of SPEC's fields, the first 300 for training, the rest for validation."""
 
