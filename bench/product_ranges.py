@@ -23,13 +23,13 @@ import argparse
 import contextlib
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from export.bench.child import measure  # noqa: E402
 from export.bench.request import item_fields  # noqa: E402
 from export.bench.request_forms import request_pool  # noqa: E402
 from export.bench.shapes import make_checkpoint, shape_spec  # noqa: E402
@@ -41,6 +41,7 @@ from export.ort import session  # noqa: E402
 from export.request_graph import build_request_graph, request_layout  # noqa: E402
 from export.traffic import request_ids  # noqa: E402
 from fm2onnx.checkpoint import load_checkpoint  # noqa: E402
+from fm2onnx.errors import Fm2OnnxError  # noqa: E402
 
 POOL = 8  # distinct inputs per row count, cycled through
 
@@ -95,12 +96,7 @@ def time_options(files: list[tuple[str, Path]], inputs: dict[int, list[dict]], r
     for round_ in range(rounds):
         for rows, batch in inputs.items():
             for label, sess in sessions.items():
-                times, spent, i = [], 0.0, 0
-                while spent < seconds or len(times) < 5:
-                    start = time.perf_counter()
-                    sess.run(None, batch[i % len(batch)])
-                    times.append(time.perf_counter() - start)
-                    spent, i = spent + times[-1], i + 1
+                times = measure(lambda feed: sess.run(None, feed), batch, seconds, 5, warmup=0)
                 medians.setdefault((label, rows), []).append(float(np.median(times)) * 1e6)
         print(f"  round {round_ + 1}/{rounds} done", file=sys.stderr)
     return {key: float(np.median(values)) for key, values in medians.items()}
@@ -126,7 +122,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seconds", type=float, default=0.2)
     args = parser.parse_args()
-    rows = [int(n) for n in args.rows.split(",")]
+    try:
+        rows = [int(n) for n in args.rows.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --rows {args.rows!r}: expected row counts such as 100,1000") from None
+    try:
+        run(args, rows)
+    except Fm2OnnxError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def run(args: argparse.Namespace, rows: list[int]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = args.checkpoint or make_checkpoint(shape_spec(args.shape, args.dims), Path(scratch) / "shape.pt")
         ckpt = load_checkpoint(checkpoint)
